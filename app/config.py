@@ -1,0 +1,302 @@
+"""The configuration file: vaults, accounts, targets, follow-ups, presets.
+
+Validated with pydantic; every error names the file, the key and the fix, on one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from app.errors import ConfigError
+
+SECRET_REF = re.compile(r"^(vault:[A-Za-z0-9-]+/[A-Za-z0-9-]+|keyring:[^/\s]+/\S+|env:[A-Za-z_][A-Za-z0-9_]*|file:\S+|prompt)$")
+DURATION = re.compile(r"^(\d+)([smhd])$")
+ADO_PUBLIC_CLIENT = "872cd9fa-d31f-45e0-9eab-6e460a02d1f1"  # Visual Studio: may sign in to Azure DevOps
+
+
+def parse_duration(text: str) -> timedelta:
+    """'0', '90s', '30m', '24h', '7d' -> timedelta."""
+    if text in ("0", ""):
+        return timedelta(0)
+    m = DURATION.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a duration; write e.g. '0', '30m', '24h' or '7d'")
+    n, unit = int(m.group(1)), m.group(2)
+    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: n})
+
+
+def _check_ref(value: str) -> str:
+    if not SECRET_REF.match(value):
+        raise ValueError(
+            f"{value!r} is not a secret reference; use vault:VAULT/SECRET, keyring:SERVICE/USER, "
+            "env:VAR, file:PATH or prompt"
+        )
+    return value
+
+
+SecretRef = Annotated[str, Field(description="vault:NAME/SECRET | keyring:SERVICE/USER | env:VAR | file:PATH | prompt")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Settings(_Model):
+    journal_dir: Path | None = None  # default: the user state dir (platformdirs)
+    ca_bundle: Path | None = None  # extra CA certificates to trust (the sandbox's own CA)
+    clipboard_clear_seconds: int = Field(30, ge=0, le=3600)
+    sandbox: bool = False  # set by `keyturn sandbox up`; the wizard says so
+
+
+class Vault(_Model):
+    kind: Literal["azure-keyvault"] = "azure-keyvault"
+    url: str | None = None  # default https://NAME.vault.azure.net (override for the sandbox)
+    auth: Literal["default", "cli", "client-secret"] = "default"
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretRef | None = None
+    authority: str | None = None  # default https://login.microsoftonline.com
+
+    _ref = field_validator("client_secret")(lambda cls, v: v if v is None else _check_ref(v))
+
+    @model_validator(mode="after")
+    def _client_secret_needs_ids(self) -> Vault:
+        if self.auth == "client-secret" and not (self.tenant_id and self.client_id and self.client_secret):
+            raise ValueError("auth = 'client-secret' needs tenant_id, client_id and client_secret")
+        return self
+
+
+class Account(_Model):
+    platform: Literal["azure-devops", "buildkite", "jenkins"]
+    organization: str
+    sign_in: Literal["device-code", "azure-cli", "password"] = "device-code"
+    tenant_id: str = "organizations"
+    client_id: str = ADO_PUBLIC_CLIENT
+    email: SecretRef | None = None
+    password: SecretRef | None = None
+    authority: str | None = None  # default https://login.microsoftonline.com
+    base_url: str | None = None  # default https://dev.azure.com
+    vssps_url: str | None = None  # default https://vssps.dev.azure.com
+
+    _refs = field_validator("email", "password")(lambda cls, v: v if v is None else _check_ref(v))
+
+    @model_validator(mode="after")
+    def _password_flow_needs_secrets(self) -> Account:
+        if self.sign_in == "password" and not (self.email and self.password):
+            raise ValueError("sign_in = 'password' needs email and password secret references")
+        return self
+
+
+class FluxSopsSecret(_Model):
+    kind: Literal["flux-sops-secret"]
+    name: str | None = None
+    repo: Path
+    files: list[str] = Field(min_length=1)
+    key: str
+    field: Literal["data", "stringData"] = "data"
+    push: bool = False
+    remote: str = "origin"
+
+
+class KeyVaultSecretVersion(_Model):
+    kind: Literal["keyvault-secret-version"]
+    name: str | None = None
+    vault: str
+    secret: str = Field(pattern=r"^[0-9A-Za-z-]{1,127}$")
+    content_type: str | None = None
+
+
+class AwsSsmParameter(_Model):
+    kind: Literal["aws-ssm-parameter"]
+    name: str | None = None
+    parameter: str
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+
+
+class ConductorOneConnector(_Model):
+    kind: Literal["conductorone-connector"]
+    name: str | None = None
+    tenant: str
+    app_id: str
+    connector_id: str
+    client_id: str
+    client_secret: SecretRef
+    base_url: str | None = None
+    self_hosted: bool = False
+
+
+class KeyringStore(_Model):
+    kind: Literal["keyring"]
+    name: str | None = None
+    service: str
+    username: str
+
+
+class Manual(_Model):
+    kind: Literal["manual"]
+    name: str | None = None
+    text: str
+
+
+FollowUp = Annotated[
+    FluxSopsSecret | KeyVaultSecretVersion | AwsSsmParameter | ConductorOneConnector | KeyringStore | Manual,
+    Field(discriminator="kind"),
+]
+STORE_KINDS = frozenset({"keyvault-secret-version", "aws-ssm-parameter", "keyring"})
+
+
+class Target(_Model):
+    account: str
+    token_name: str = Field(min_length=1, max_length=100)
+    description: str | None = None
+    scopes: list[str] | None = None
+    preset: str | None = None
+    validity_days: int = Field(90, ge=1, le=365)
+    all_orgs: bool = False
+    revoke_after: str = "0"
+    runbook: str | None = None  # Markdown, or a path to a Markdown file
+    follow_ups: list[FollowUp] = Field(default_factory=list)
+
+    @field_validator("revoke_after")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @model_validator(mode="after")
+    def _scopes_or_preset(self) -> Target:
+        if self.scopes is None and self.preset is None:
+            raise ValueError("give scopes = [...] or preset = 'NAME'")
+        if self.scopes is not None and self.preset is not None:
+            raise ValueError("give scopes or preset, not both")
+        return self
+
+    @property
+    def revoke_delay(self) -> timedelta:
+        return parse_duration(self.revoke_after)
+
+
+class Preset(_Model):
+    label: str | None = None
+    scopes: list[str] = Field(min_length=1)
+
+
+class Config(_Model):
+    settings: Settings = Settings()
+    keymap: dict[str, str] = Field(default_factory=dict)
+    vaults: dict[str, Vault] = Field(default_factory=dict)
+    accounts: dict[str, Account] = Field(default_factory=dict)
+    targets: dict[str, Target] = Field(default_factory=dict)
+    presets: dict[str, Preset] = Field(default_factory=dict)
+    path: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        for name, target in self.targets.items():
+            if target.account not in self.accounts:
+                raise _RefError(f"targets.{name}.account", f"no account {target.account!r}; define [accounts.{target.account}] or fix the name")
+            for i, step in enumerate(target.follow_ups):
+                if isinstance(step, KeyVaultSecretVersion) and step.vault not in self.vaults:
+                    raise _RefError(f"targets.{name}.follow_ups.{i}.vault", f"no vault {step.vault!r}; define [vaults.{step.vault}]")
+        for where, ref in self._secret_refs():
+            if ref.startswith("vault:") and ref[6:].split("/")[0] not in self.vaults:
+                raise _RefError(where, f"secret reference {ref!r} names no configured vault; define [vaults.{ref[6:].split('/')[0]}]")
+        return self
+
+    def _secret_refs(self) -> list[tuple[str, str]]:
+        refs = []
+        for name, acc in self.accounts.items():
+            for key in ("email", "password"):
+                if (v := getattr(acc, key)) is not None:
+                    refs.append((f"accounts.{name}.{key}", v))
+        for name, vault in self.vaults.items():
+            if vault.client_secret:
+                refs.append((f"vaults.{name}.client_secret", vault.client_secret))
+        return refs
+
+    def resolve_path(self, p: Path | str) -> Path:
+        """Relative paths in the file are relative to the file's folder."""
+        path = Path(p).expanduser()
+        if not path.is_absolute() and self.path is not None:
+            path = self.path.parent / path
+        return path
+
+
+class _RefError(ValueError):
+    def __init__(self, key: str, msg: str) -> None:
+        self.key = key
+        super().__init__(msg)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    # drop pydantic's union-member tags ("flux-sops-secret") and function names from the key path
+    parts: list[str] = []
+    for i, p in enumerate(loc):
+        after_index = i > 0 and isinstance(loc[i - 1], int)
+        if isinstance(p, str) and ((after_index and p in _KIND_TAGS) or p.startswith("function-")):
+            continue
+        parts.append(str(p))
+    return ".".join(parts) or "(top level)"
+
+
+_KIND_TAGS = {"flux-sops-secret", "keyvault-secret-version", "aws-ssm-parameter", "conductorone-connector", "keyring", "manual"}
+
+
+def _friendly(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key; remove it or check its spelling"
+    if kind == "missing":
+        return "missing; add it"
+    if kind == "union_tag_invalid":
+        return f"unknown follow-up kind; use one of {', '.join(sorted(_KIND_TAGS))}"
+    if kind == "union_tag_not_found":
+        return "follow-up without kind; add kind = '...'"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file, or raise ConfigError with a one-line message."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file", hint="create it (see examples/keyturn.toml) or pass --config") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
+    where = str(path) if path else "<config>"
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        ctx_err = err.get("ctx", {}).get("error")
+        if isinstance(ctx_err, _RefError):
+            raise ConfigError(f"{where}: {ctx_err.key}: {ctx_err}") from None
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{where}: {_loc(err['loc'])}: {_friendly(err)}{more}") from None
+    return config.model_copy(update={"path": path.resolve() if path else None})
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("KEYTURN_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_config_path
+
+    return user_config_path("keyturn") / "keyturn.toml"
