@@ -52,6 +52,7 @@ class Settings(_Model):
     journal_dir: Path | None = None  # default: the user state dir (platformdirs)
     ca_bundle: Path | None = None  # extra CA certificates to trust (the sandbox's own CA)
     clipboard_clear_seconds: int = Field(30, ge=0, le=3600)
+    warn_days: int = Field(14, ge=0, le=365)  # `status` flags tokens expiring within this many days
     sandbox: bool = False  # set by `keyturn sandbox up`; the wizard says so
 
 

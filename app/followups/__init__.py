@@ -1,0 +1,86 @@
+"""Follow-up steps: typed, journaled, idempotent (each reads state before it writes).
+
+Store steps (Key Vault, keyring, SSM) run before the value is revealed and can give the value
+back after a crash; the others propagate it to its consumers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from app.errors import NotBuiltError
+
+if TYPE_CHECKING:
+    from app.config import Config, FollowUp, Target
+    from app.secret import SecretValue
+    from providers.base import Interaction, TokenInfo
+
+
+@dataclass
+class StepContext:
+    config: Config
+    rotation_id: str
+    target_name: str
+    target: Target
+    token: TokenInfo  # the new token
+    value: SecretValue | None
+    interaction: Interaction
+    options: dict[str, Any] = field(default_factory=dict)  # e.g. skip_manual
+
+
+@dataclass(frozen=True)
+class StepResult:
+    summary: str  # one line for the checklist and the summary: what changed where
+    detail: dict[str, Any] = field(default_factory=dict)  # journaled: ids only, never a value
+
+
+class FollowUpStep(Protocol):
+    id: str  # stable within the target: "<index>-<kind>"
+    kind: str
+    title: str
+    is_store: bool  # persists the value (runs before the reveal)
+    needs_value: bool
+    manual: bool
+
+    def describe(self) -> str:
+        """The dry-run plan line."""
+
+    def find_done(self, ctx: StepContext) -> StepResult | None:
+        """If this step already happened for ctx.token (a crash after the effect), say so."""
+
+    def run(self, ctx: StepContext) -> StepResult:
+        """Do it. Raises FollowUpError / SecretSourceError with a one-line message."""
+
+    def recover_value(self, ctx: StepContext, fingerprint: str) -> SecretValue | None:
+        """Store steps: read the value back (resume after a crash); others return None."""
+
+    def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
+        """Store steps: clear the 'pending' mark once the token is proven to work."""
+
+
+def build_steps(config: Config, target: Target) -> list[FollowUpStep]:
+    """The target's follow-ups as step objects; refuses kinds this version cannot run yet."""
+    from app.followups.keyring_store import KeyringStep
+    from app.followups.keyvault_version import KeyVaultVersionStep
+    from app.followups.manual import ManualStep
+
+    built: dict[str, Any] = {
+        "keyvault-secret-version": KeyVaultVersionStep,
+        "keyring": KeyringStep,
+        "manual": ManualStep,
+    }
+    steps: list[FollowUpStep] = []
+    for i, spec in enumerate(target.follow_ups):
+        cls = built.get(spec.kind)
+        if cls is None:
+            raise NotBuiltError(
+                f"follow-up {i + 1} ({spec.kind}{': ' + spec.name if spec.name else ''}) cannot run in this version of keyturn",
+                hint="nothing was minted; replace it with a `manual` step for now",
+            )
+        steps.append(cls(f"{i + 1}-{spec.kind}", spec))
+    return steps
+
+
+def step_title(spec: FollowUp) -> str:
+    return spec.name or spec.kind

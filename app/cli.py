@@ -1,0 +1,273 @@
+"""The command line. Headless paths (status, rotate --no-input, resume, sandbox) never import Textual."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from app.errors import KeyturnError
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"keyturn: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """User errors become one line and a non-zero exit; never a traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KeyturnError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; `keyturn resume` continues an unfinished rotation", 130)
+        except Exception as exc:
+            if os.environ.get("KEYTURN_DEBUG"):
+                raise
+            _fail(f"unexpected {exc.__class__.__name__}; rerun with KEYTURN_DEBUG=1 for details", 3)
+
+    return wrapper
+
+
+def _load(ctx: click.Context) -> Any:
+    from app.config import default_config_path, load_config
+
+    path = ctx.obj.get("config_path") or default_config_path()
+    return load_config(Path(path))
+
+
+def _stderr(kind: str, text: str) -> None:
+    prefix = {"warning": "warning: ", "step": "  done: ", "progress": "  ... "}.get(kind, "")
+    click.echo(f"{prefix}{text}", err=True)
+
+
+def _interaction() -> Any:
+    from providers.base import DeviceCodePrompt, Interaction
+
+    def device_code(p: DeviceCodePrompt) -> None:
+        click.echo(f"sign in: open {p.verification_uri} and enter the code {p.user_code}", err=True)
+
+    return Interaction(on_device_code=device_code, on_warning=lambda t: _stderr("warning", t), on_progress=lambda t: _stderr("progress", t))
+
+
+def _engine(config: Any, *, no_input: bool) -> Any:
+    from app.engine import Engine
+
+    prompt = None if no_input else (lambda what: click.prompt(f"{what}", hide_input=True, err=True))
+    return Engine(config, interaction=_interaction(), prompt=prompt, on_event=_stderr)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="The configuration file (else $KEYTURN_CONFIG, else the user config dir).")
+@click.version_option(package_name="keyturn")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """keyturn: rotate CI/CD credentials and walk through every follow-up step."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+    if ctx.invoked_subcommand is None:
+        _guard(_wizard)(ctx)
+
+
+def _wizard(ctx: click.Context) -> None:
+    config = _load(ctx)
+    from app.tui import run_wizard
+
+    run_wizard(config)
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None, help="Keep the sandbox's files here (default: a temporary folder).")
+@_guard
+def demo(directory: Path | None) -> None:
+    """The wizard on the built-in sandbox: nothing to configure, nothing real touched."""
+    import tempfile
+
+    from app.sandbox import Sandbox
+
+    with tempfile.TemporaryDirectory(prefix="keyturn-demo-") as tmp:
+        with Sandbox(directory or Path(tmp)) as sb:
+            from app.config import load_config
+            from app.tui import run_wizard
+
+            run_wizard(load_config(sb.config_path), sandbox=sb)
+
+
+@cli.group()
+def sandbox() -> None:
+    """The sandbox: every remote party emulated on 127.0.0.1."""
+
+
+@sandbox.command("up")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), required=True, help="Where to write keyturn.toml, the CA and the journal.")
+@_guard
+def sandbox_up(directory: Path) -> None:
+    """Start the sandbox services, write DIR/keyturn.toml, and run until stopped (Ctrl-C)."""
+    from app.sandbox import Sandbox, serve
+
+    def ready(sb: Sandbox) -> None:
+        for name, url in sb.urls.items():
+            click.echo(f"  {name:<22} {url}", err=True)
+        click.echo(f"sandbox ready: keyturn --config {sb.config_path} status", err=True)
+
+    serve(directory, ready=ready)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@click.pass_context
+@_guard
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Expiry radar over every target. Exit 0 when all are fine, 1 when any is expiring or expired."""
+    config = _load(ctx)
+    engine = _engine(config, no_input=True)
+    try:
+        rows = engine.status()
+    finally:
+        engine.close()
+    bad = [r for r in rows if r.state in ("expiring", "expired", "missing")]
+    if as_json:
+        click.echo(json.dumps({"targets": [r.to_json() for r in rows], "attention": len(bad)}, indent=2))
+    else:
+        for r in rows:
+            days = "-" if r.days_left is None else f"{r.days_left}d"
+            exp = r.expires_at.strftime("%Y-%m-%d") if r.expires_at else "-"
+            extra = f"  unfinished: {', '.join(x[:8] for x in r.unfinished)}" if r.unfinished else ""
+            extra += f"  revoke due: {', '.join(x[:8] for x in r.retire_due)}" if r.retire_due else ""
+            extra += f"  ({r.error})" if r.error else ""
+            click.echo(f"{r.target:<24} {r.platform:<13} {r.state:<9} {days:>5}  {exp}{extra}")
+    sys.exit(1 if bad else 0)
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--no-input", is_flag=True, help="Never prompt; fail where input would be needed.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+@click.option("--reveal", is_flag=True, help="Print the new value on stdout (and nothing else there).")
+@click.option("--skip-manual", is_flag=True, help="Pass manual steps unticked (they are listed as still to do).")
+@click.option("--revoke-now", is_flag=True, help="Revoke the old token now even if the target defers it.")
+@click.pass_context
+@_guard
+def rotate(ctx: click.Context, target: str, no_input: bool, dry_run: bool, as_json: bool, reveal: bool, skip_manual: bool, revoke_now: bool) -> None:
+    """Rotate TARGET's token: mint, store, verify, propagate, retire the old one."""
+    config = _load(ctx)
+    if not no_input and not dry_run and sys.stdin.isatty() and not as_json and not reveal:
+        from app.tui import run_wizard
+
+        run_wizard(config, start_target=target)
+        return
+    engine = _engine(config, no_input=no_input)
+    try:
+        plan = engine.plan(target)
+        manual = [s for s in plan.steps if s.manual]
+        if manual and not skip_manual and not dry_run:
+            raise KeyturnError(
+                f"target {target} has manual step {manual[0].title!r}, which only a person can tick",
+                hint="rotate it in the wizard, or pass --skip-manual and do the step yourself",
+            )
+        if dry_run:
+            _emit_plan(plan, as_json)
+            return
+        rotation = engine.begin(plan)
+        rotation.options["skip_manual"] = skip_manual
+        _stderr("progress", f"rotation {rotation.id} of {target}")
+        outcome = rotation.run_to_end(revoke_now=revoke_now)
+        _report(rotation, outcome, as_json=as_json, reveal=reveal)
+    finally:
+        engine.close()
+
+
+def _emit_plan(plan: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"target": plan.target_name, "dry_run": True, "plan": plan.lines(), "warnings": plan.warnings}, indent=2))
+        return
+    click.echo(f"Plan for {plan.target_name} (dry run, nothing changed):")
+    for line in plan.lines():
+        click.echo(f"  {line}")
+    for w in plan.warnings:
+        click.echo(f"  warning: {w}")
+
+
+def _report(rotation: Any, outcome: str, *, as_json: bool, reveal: bool) -> None:
+    token = rotation.new_token
+    result = {
+        "rotation_id": rotation.id,
+        "target": rotation.record.target,
+        "state": rotation.state,
+        "token": {"id": token.id, "name": token.name, "expires_at": token.expires_at.isoformat() if token.expires_at else None, "fingerprint": rotation.record.new_token.get("fingerprint")} if token else None,
+        "stored_in": rotation.stored_in(),
+        "steps": {k: v.get("summary") for k, v in rotation.record.steps_done.items()},
+        "retire": outcome,
+        "notes": rotation.notes,
+    }
+    out_json = json.dumps(result, indent=2)
+    if reveal:
+        if rotation.value is None:
+            raise KeyturnError("--reveal: the new value is not in this process (resumed rotation)", hint="read it from the store")
+        click.echo(rotation.value.reveal())
+        if as_json:
+            click.echo(out_json, err=True)
+        return
+    if as_json:
+        click.echo(out_json)
+    else:
+        click.echo(f"rotation {rotation.id}: {rotation.state}; {outcome}")
+        for s in result["stored_in"]:
+            click.echo(f"  stored in {s}")
+
+
+@cli.command()
+@click.argument("rotation_id", required=False)
+@click.option("--no-input", is_flag=True, help="Never prompt.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+@click.option("--skip-manual", is_flag=True, help="Pass manual steps unticked.")
+@click.option("--revoke-now", is_flag=True, help="Revoke a deferred old token now.")
+@click.pass_context
+@_guard
+def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json: bool, skip_manual: bool, revoke_now: bool) -> None:
+    """Continue unfinished rotations from their last durable state (all of them, or ROTATION_ID)."""
+    config = _load(ctx)
+    engine = _engine(config, no_input=no_input)
+    try:
+        ids = [rotation_id] if rotation_id else [r.rotation_id for r in engine.journal.unfinished()]
+        if not ids:
+            if as_json:
+                click.echo(json.dumps({"resumed": []}))
+            else:
+                click.echo("no unfinished rotation", err=True)
+            return
+        results = []
+        for rid in ids:
+            rotation = engine.open(rid)
+            if rotation.record.finished:
+                raise KeyturnError(f"rotation {rotation.id} is already {rotation.state}")
+            _stderr("progress", f"resuming {rotation.id} of {rotation.record.target} from state {rotation.state}")
+            rotation.options["skip_manual"] = skip_manual
+            outcome = rotation.run_to_end(revoke_now=revoke_now)
+            results.append({"rotation_id": rotation.id, "target": rotation.record.target, "state": rotation.state, "retire": outcome})
+        if as_json:
+            click.echo(json.dumps({"resumed": results}, indent=2))
+        else:
+            for r in results:
+                click.echo(f"rotation {r['rotation_id']}: {r['state']}; {r['retire']}")
+    finally:
+        engine.close()
+
+
+def main() -> None:
+    cli(prog_name="keyturn")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,576 @@
+"""The rotation protocol.
+
+    planned -> minted -> stored -> verified -> propagated -> old_retired -> done
+                  \\-> aborted (compensation: the orphan is revoked)
+
+Every transition is journaled before the next side effect, and every step reads state first,
+so running it twice does no harm (AWS Secrets Manager's create/set/test/finish discipline).
+The engine never branches on a platform's name; providers and follow-ups are looked up.
+No Textual here: the CLI's headless paths and the wizard both drive this module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from app.config import Config, Target
+from app.errors import AmbiguousResultError, ConfigError, FollowUpError, KeyturnError
+from app.followups import FollowUpStep, StepContext, build_steps
+from app.journal import STATES, RotationJournal, RotationRecord, utcnow
+from app.secret import SecretValue
+from app.secret_sources import PromptFn, SecretResolver
+from providers.base import Interaction, MintedToken, MintRequest, Provider, TokenInfo
+
+
+def journal_dir(config: Config) -> Path:
+    if config.settings.journal_dir is not None:
+        return config.resolve_path(config.settings.journal_dir)
+    from platformdirs import user_state_path
+
+    return user_state_path("keyturn") / "journal"
+
+
+def display_name(token_name: str, rotation_id: str, when: datetime) -> str:
+    """The new token's name: the target's token name, the date and the rotation, so reconciling can find it."""
+    return f"{token_name}-{when:%Y%m%d}-{rotation_id[:8]}"
+
+
+def is_target_token(token_name: str, name: str) -> bool:
+    """A token this target owns: named exactly like the target's token, or minted by keyturn for it."""
+    return name == token_name or re.fullmatch(re.escape(token_name) + r"-\d{8}-[0-9a-f]{8}", name) is not None
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def _token_dict(info: TokenInfo, fingerprint: str | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": info.id, "name": info.name, "expires_at": _iso(info.expires_at), "scopes": list(info.scopes)}
+    if fingerprint:
+        d["fingerprint"] = fingerprint
+    return d
+
+
+def _token_info(d: dict[str, Any]) -> TokenInfo:
+    exp = datetime.fromisoformat(d["expires_at"]) if d.get("expires_at") else None
+    return TokenInfo(id=d["id"], name=d["name"], expires_at=exp, scopes=tuple(d.get("scopes", ())))
+
+
+@dataclass(frozen=True)
+class MintOptions:
+    """What the engineer may change in the wizard before minting (defaults come from the target)."""
+
+    scopes: tuple[str, ...] | None = None
+    token_name: str | None = None
+    expires_at: datetime | None = None
+    all_orgs: bool | None = None
+
+
+@dataclass
+class RotationPlan:
+    target_name: str
+    account_name: str
+    platform: str
+    organization: str
+    token_name: str
+    display_name: str
+    scopes: tuple[str, ...]
+    scope_labels: tuple[str, ...]
+    expires_at: datetime
+    all_orgs: bool
+    old_tokens: list[TokenInfo]
+    steps: list[FollowUpStep]
+    revoke_after: timedelta
+    rotation_id: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The plan, step by step: the dry run prints exactly this and the review screen shows it."""
+        scope_text = ", ".join(f"{label} ({sid})" for label, sid in zip(self.scope_labels, self.scopes, strict=True))
+        org = "all accessible organizations" if self.all_orgs else f"organization {self.organization}"
+        out = [
+            f"1. mint {self.platform} token {self.display_name!r} for {org}, expires {self.expires_at:%Y-%m-%d}, scopes: {scope_text}",
+        ]
+        n = 2
+        for s in self.steps:
+            if s.is_store:
+                out.append(f"{n}. store: {s.describe()}")
+                n += 1
+        out.append(f"{n}. verify: use the new token once in a call its scopes allow")
+        n += 1
+        for s in self.steps:
+            if not s.is_store:
+                out.append(f"{n}. {'follow-up' if not s.manual else 'check'}: {s.describe()}")
+                n += 1
+        if self.old_tokens:
+            olds = ", ".join(f"{t.name!r} ({t.id}, expires {t.expires_at:%Y-%m-%d})" if t.expires_at else f"{t.name!r} ({t.id})" for t in self.old_tokens)
+            when = "after the new token is verified and propagated" if not self.revoke_after else f"{self.revoke_after} after propagation (deferred)"
+            out.append(f"{n}. retire: revoke {olds} {when}")
+        else:
+            out.append(f"{n}. retire: no earlier token of this target found; nothing to revoke")
+        return out
+
+    def to_journal(self) -> dict[str, Any]:
+        return {
+            "account": self.account_name,
+            "platform": self.platform,
+            "display_name": self.display_name,
+            "token_name": self.token_name,
+            "scopes": list(self.scopes),
+            "expires_at": _iso(self.expires_at),
+            "all_orgs": self.all_orgs,
+            "old_tokens": [_token_dict(t) for t in self.old_tokens],
+            "steps": [{"id": s.id, "kind": s.kind, "title": s.title} for s in self.steps],
+            "revoke_after_s": int(self.revoke_after.total_seconds()),
+            "lines": self.lines(),
+        }
+
+
+@dataclass
+class TargetStatus:
+    target: str
+    platform: str
+    token_name: str
+    token_id: str | None
+    expires_at: datetime | None
+    days_left: int | None
+    state: str  # ok | expiring | expired | missing | unknown
+    last_rotation: str | None
+    unfinished: list[str]
+    retire_due: list[str]
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "platform": self.platform,
+            "token_name": self.token_name,
+            "token_id": self.token_id,
+            "expires_at": _iso(self.expires_at),
+            "days_left": self.days_left,
+            "state": self.state,
+            "last_rotation": self.last_rotation,
+            "unfinished_rotations": self.unfinished,
+            "revoke_due": self.retire_due,
+            "error": self.error,
+        }
+
+
+EventFn = Callable[[str, str], None]
+
+
+class Engine:
+    """Owns every transition. The CLI and the wizard call it; they never write the journal."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        interaction: Interaction | None = None,
+        prompt: PromptFn | None = None,
+        journal: RotationJournal | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        on_event: EventFn | None = None,
+    ) -> None:
+        self.config = config
+        self.interaction = interaction or Interaction()
+        self.resolver = SecretResolver(config, prompt=prompt)
+        self.journal = journal or RotationJournal(journal_dir(config))
+        self.clock = clock
+        self.on_event = on_event
+        self._providers: dict[str, Provider] = {}
+
+    # -- lookups -------------------------------------------------------------------------------
+    def target(self, name: str) -> Target:
+        if name not in self.config.targets:
+            known = ", ".join(self.config.targets) or "none"
+            raise ConfigError(f"no target {name!r} in {self.config.path}", hint=f"known targets: {known}")
+        return self.config.targets[name]
+
+    def provider(self, account_name: str) -> Provider:
+        if account_name not in self._providers:
+            from providers.registry import make_provider
+
+            ca = self.config.resolve_path(self.config.settings.ca_bundle) if self.config.settings.ca_bundle else None
+            self._providers[account_name] = make_provider(
+                account_name,
+                self.config.accounts[account_name],
+                ca_bundle=ca,
+                resolve_secret=self.resolver,
+                interaction=self.interaction,
+            )
+        return self._providers[account_name]
+
+    def emit(self, kind: str, text: str) -> None:
+        if self.on_event:
+            self.on_event(kind, text)
+
+    def close(self) -> None:
+        for p in self._providers.values():
+            p.close()
+        self._providers.clear()
+
+    # -- planning --------------------------------------------------------------------------------
+    def plan(self, target_name: str, options: MintOptions | None = None, *, sign_in: bool = True) -> RotationPlan:
+        """Everything that will happen, checked before anything changes (refuses steps not built yet)."""
+        from providers.registry import resolve_scopes, scope_label
+
+        options = options or MintOptions()
+        target = self.target(target_name)
+        account = self.config.accounts[target.account]
+        steps = build_steps(self.config, target)
+        scopes = options.scopes or resolve_scopes(self.config, target_name, target)
+        token_name = options.token_name or target.token_name
+        now = self.clock()
+        expires_at = options.expires_at or (now + timedelta(days=target.validity_days))
+        if expires_at <= now:
+            raise KeyturnError(f"the expiry {expires_at:%Y-%m-%d} is in the past", hint="choose a future date")
+        old: list[TokenInfo] = []
+        if sign_in:
+            provider = self.provider(target.account)
+            self.emit("progress", f"signing in to {account.platform} as {target.account}")
+            provider.sign_in()
+            self.emit("progress", "listing the account's tokens")
+            old = [t for t in provider.list_tokens() if t.active and is_target_token(target.token_name, t.name)]
+            old.sort(key=lambda t: t.expires_at or datetime.max.replace(tzinfo=now.tzinfo))
+        rotation_id = self.journal.new_rotation_id()
+        plan = RotationPlan(
+            target_name=target_name,
+            account_name=target.account,
+            platform=account.platform,
+            organization=account.organization,
+            token_name=token_name,
+            display_name=display_name(token_name, rotation_id, now),
+            scopes=scopes,
+            scope_labels=tuple(scope_label(account.platform, s) for s in scopes),
+            expires_at=expires_at,
+            all_orgs=target.all_orgs if options.all_orgs is None else options.all_orgs,
+            old_tokens=old,
+            steps=steps,
+            revoke_after=target.revoke_delay,
+            rotation_id=rotation_id,
+        )
+        if plan.all_orgs:
+            plan.warnings.append("all-organizations (global) PATs stop working on 2026-12-01; prefer one organization")
+        if not any(s.is_store for s in steps):
+            plan.warnings.append("no store follow-up: the new value lives only in this process until you store it")
+        return plan
+
+    def begin(self, plan: RotationPlan) -> Rotation:
+        self.journal.append(plan.rotation_id, "planned", target=plan.target_name, plan=plan.to_journal())
+        return Rotation(self, self.journal.load(plan.rotation_id), steps=plan.steps)
+
+    def open(self, rotation_id: str) -> Rotation:
+        record = self.journal.load(rotation_id)
+        target = self.target(record.target)
+        return Rotation(self, record, steps=build_steps(self.config, target))
+
+    # -- the expiry radar ---------------------------------------------------------------------------
+    def status(self) -> list[TargetStatus]:
+        now = self.clock()
+        listed: dict[str, list[TokenInfo] | KeyturnError] = {}
+        records = list(self.journal.all())
+        out = []
+        for name, target in self.config.targets.items():
+            platform = self.config.accounts[target.account].platform
+            if target.account not in listed:
+                try:
+                    provider = self.provider(target.account)
+                    provider.sign_in()
+                    listed[target.account] = provider.list_tokens()
+                except KeyturnError as exc:
+                    listed[target.account] = exc
+            tokens = listed[target.account]
+            mine = [r for r in records if r.target == name]
+            done = [r for r in mine if r.state == "done"]
+            unfinished = [r.rotation_id for r in mine if not r.finished]
+            due = [
+                r.rotation_id
+                for r in mine
+                if r.state == "propagated" and r.retire_at and datetime.fromisoformat(r.retire_at) <= now
+            ]
+            last = done[-1].updated_at if done else None
+            if isinstance(tokens, KeyturnError):
+                out.append(TargetStatus(name, platform, target.token_name, None, None, None, "unknown", last, unfinished, due, str(tokens)))
+                continue
+            current = [t for t in tokens if t.active and is_target_token(target.token_name, t.name)]
+            if not current:
+                out.append(TargetStatus(name, platform, target.token_name, None, None, None, "missing", last, unfinished, due))
+                continue
+            never = datetime.max.replace(tzinfo=now.tzinfo)
+            best = max(current, key=lambda t: t.expires_at or never)
+            days = None if best.expires_at is None else (best.expires_at - now).days
+            state = "ok"
+            if best.expires_at is not None and best.expires_at <= now:
+                state = "expired"
+            elif days is not None and days < self.config.settings.warn_days:
+                state = "expiring"
+            out.append(TargetStatus(name, platform, target.token_name, best.id, best.expires_at, days, state, last, unfinished, due))
+        return out
+
+
+class Rotation:
+    """One rotation, driven step by step (wizard) or to the end (headless). State lives in the journal."""
+
+    def __init__(self, engine: Engine, record: RotationRecord, *, steps: list[FollowUpStep]) -> None:
+        self.engine = engine
+        self.record = record
+        self.steps = steps
+        self.value: SecretValue | None = None
+        self.options: dict[str, Any] = {"ticked": {}}
+        self.notes: list[str] = []
+
+    # -- helpers ---------------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.record.rotation_id
+
+    @property
+    def state(self) -> str:
+        return self.record.state
+
+    @property
+    def target(self) -> Target:
+        return self.engine.target(self.record.target)
+
+    @property
+    def provider(self) -> Provider:
+        return self.engine.provider(self.record.plan["account"])
+
+    @property
+    def new_token(self) -> TokenInfo | None:
+        return _token_info(self.record.new_token) if self.record.new_token else None
+
+    def _write(self, event: str, **fields: Any) -> None:
+        self.engine.journal.append(self.id, event, **fields)
+        self.record = self.engine.journal.load(self.id)
+
+    def _at_least(self, state: str) -> bool:
+        return self.record.state in STATES and STATES.index(self.record.state) >= STATES.index(state)
+
+    def _ctx(self) -> StepContext:
+        token = self.new_token
+        assert token is not None
+        opts = dict(self.options, fingerprint=self.record.new_token["fingerprint"] if self.record.new_token else None)
+        return StepContext(self.engine.config, self.id, self.record.target, self.target, token, self.value, self.engine.interaction, opts)
+
+    def step_state(self, step: FollowUpStep) -> str:
+        return "done" if step.id in self.record.steps_done else "pending"
+
+    def stored_in(self) -> list[str]:
+        return [self.record.steps_done[s.id].get("summary", s.title) for s in self.steps if s.is_store and s.id in self.record.steps_done]
+
+    # -- the protocol ------------------------------------------------------------------------------
+    def _mint_request(self) -> MintRequest:
+        p = self.record.plan
+        return MintRequest(
+            display_name=p["display_name"],
+            scopes=tuple(p["scopes"]),
+            expires_at=datetime.fromisoformat(p["expires_at"]) if p.get("expires_at") else None,
+            all_orgs=bool(p.get("all_orgs")),
+        )
+
+    def _reconcile(self) -> int:
+        """Revoke any live token carrying this rotation's name that the journal does not know (value lost)."""
+        name = self.record.plan["display_name"]
+        self.engine.emit("progress", f"reconciling: looking for tokens named {name!r}")
+        orphans = [t for t in self.provider.list_tokens() if t.active and t.name == name]
+        for t in orphans:
+            self.provider.revoke(t.id)
+            self._write("revoked", token_id=t.id, role="orphan", reason="created by an interrupted attempt; its value was never seen")
+            self.engine.emit("warning", f"revoked orphan token {t.id} left by an interrupted attempt")
+        return len(orphans)
+
+    def mint(self) -> TokenInfo:
+        if self.record.state == "aborted":
+            raise KeyturnError(f"rotation {self.id} was aborted; start a new one")
+        if self._at_least("minted") and self.new_token:
+            return self.new_token
+        self.provider.sign_in()
+        attempts = [e for e in self.record.events if e["event"] == "mint_attempt"]
+        last_reset = max((i for i, e in enumerate(self.record.events) if e["event"] in ("planned", "compensated")), default=0)
+        if any(self.record.events.index(e) > last_reset for e in attempts):
+            self._reconcile()  # an earlier attempt may have created a token we never saw
+        tries = 0
+        while True:
+            tries += 1
+            attempt = len([e for e in self.record.events if e["event"] == "mint_attempt"]) + 1
+            self._write("mint_attempt", attempt=attempt)
+            self.engine.emit("progress", f"minting {self.record.plan['display_name']!r}")
+            try:
+                minted = self.provider.mint(self._mint_request())
+                break
+            except AmbiguousResultError as exc:
+                self._write("error", message=str(exc))
+                self.engine.emit("warning", f"{exc}; reconciling before any retry")
+                self._reconcile()
+                if tries >= 2:
+                    raise KeyturnError(f"minting failed twice with an unknown outcome: {exc}", hint="run `keyturn resume` later") from None
+        self.value = minted.value
+        self.notes.extend(minted.notes)
+        self._write("minted", token=_token_dict(minted.info, minted.value.fingerprint), notes=list(minted.notes))
+        for n in minted.notes:
+            self.engine.emit("warning", n)
+        return minted.info
+
+    def _ensure_value(self) -> bool:
+        """Have the new value in memory, reading it back from a store if needed. False when it is lost."""
+        if self.value is not None:
+            return True
+        fp = self.record.new_token["fingerprint"] if self.record.new_token else None
+        if fp:
+            ctx = self._ctx()
+            for s in self.steps:
+                if s.is_store:
+                    v = s.recover_value(ctx, fp)
+                    if v is not None:
+                        self.value = v
+                        self.engine.emit("progress", f"read the new value back from {s.title}")
+                        return True
+        return False
+
+    def _compensate(self) -> None:
+        """The new value is lost before it reached every place that needs it: revoke that token and mint again."""
+        token = self.new_token
+        assert token is not None
+        self.engine.emit("warning", f"the value of new token {token.id} was lost before it was stored; revoking it and minting again")
+        self.provider.revoke(token.id)
+        self._write("revoked", token_id=token.id, role="lost", reason="value lost before it was stored")
+        self._write("compensated", token_id=token.id)
+
+    def _needs_value(self) -> bool:
+        if self.state in ("minted", "stored"):
+            return True
+        if self.state == "verified":
+            return any(s.needs_value and s.id not in self.record.steps_done for s in self.steps if not s.is_store)
+        return False
+
+    def _run_step(self, step: FollowUpStep) -> None:
+        if step.id in self.record.steps_done:
+            return
+        ctx = self._ctx()
+        result = step.find_done(ctx)
+        if result is None:
+            if step.needs_value and self.value is None:
+                raise KeyturnError(f"{step.title}: the new value is not available", hint="run `keyturn resume`")
+            self.engine.emit("progress", f"{step.title}: running")
+            result = step.run(ctx)
+        else:
+            self.engine.emit("progress", f"{step.title}: already done earlier")
+        self._write("step_done", step=step.id, token_id=ctx.token.id, detail={**result.detail, "summary": result.summary})
+        self.engine.emit("step", f"{step.title}: {result.summary}")
+
+    def store(self) -> list[str]:
+        if self._at_least("stored"):
+            return self.stored_in()
+        for s in self.steps:
+            if s.is_store:
+                self._run_step(s)
+        self._write("stored")
+        return self.stored_in()
+
+    def verify(self) -> str:
+        if self._at_least("verified"):
+            return str(self.record.events[[e["event"] for e in self.record.events].index("verified")].get("detail", ""))
+        token = self.new_token
+        assert token is not None and self.value is not None
+        self.engine.emit("progress", "verifying the new token")
+        detail = self.provider.verify(MintedToken(token, self.value))
+        ctx = self._ctx()
+        for s in self.steps:
+            if s.is_store and s.id in self.record.steps_done:
+                s.on_verified(ctx, self.record.steps_done[s.id])
+        self._write("verified", detail=detail)
+        self.engine.emit("step", f"verified: {detail}")
+        return detail
+
+    def run_step(self, step_id: str) -> None:
+        """Run (or retry) one propagation step; the wizard's checklist calls this."""
+        step = next(s for s in self.steps if s.id == step_id)
+        self._run_step(step)
+
+    def tick(self, step_id: str, ticked: bool = True) -> None:
+        self.options["ticked"][step_id] = ticked
+
+    def propagate(self) -> None:
+        if self._at_least("propagated"):
+            return
+        for s in self.steps:
+            if not s.is_store:
+                self._run_step(s)
+        self._write("propagated")
+
+    def schedule_or_retire(self, *, now: bool = False) -> str:
+        """Revoke the old tokens now, or schedule it (`revoke_after`). Returns what happened."""
+        if self._at_least("old_retired"):
+            return "old tokens already retired"
+        delay = timedelta(seconds=self.record.plan.get("revoke_after_s", 0))
+        if not now and delay:
+            if self.record.retire_at is None:
+                at = self.engine.clock() + delay
+                self._write("retire_scheduled", at=at.isoformat())
+            assert self.record.retire_at is not None
+            due = datetime.fromisoformat(self.record.retire_at)
+            if self.engine.clock() < due:
+                msg = f"revoking the old token is scheduled for {due:%Y-%m-%d %H:%M} UTC; `keyturn resume {self.id[:8]}` does it then"
+                self.engine.emit("step", msg)
+                return msg
+        return self.retire()
+
+    def retire(self) -> str:
+        olds = [_token_info(t) for t in self.record.plan.get("old_tokens", [])]
+        new = self.new_token
+        for t in olds:
+            if new and t.id == new.id:
+                continue
+            if t.id not in self.record.revoked:
+                self.engine.emit("progress", f"revoking old token {t.name!r} ({t.id})")
+                self.provider.revoke(t.id)
+                self._write("revoked", token_id=t.id, role="old")
+            after = self.provider.get_token(t.id)
+            if after is not None and after.active:
+                raise KeyturnError(f"old token {t.id} is still active after revocation", hint="check it in the portal, then `keyturn resume`")
+        self._write("old_retired", count=len(olds))
+        msg = f"revoked {len(olds)} old token(s)" if olds else "no old token to revoke"
+        self.engine.emit("step", msg)
+        return msg
+
+    def finish(self) -> None:
+        if self.state != "done":
+            self._write("done")
+
+    def abort(self, reason: str) -> None:
+        """Give up: revoke the new token if one was minted (it is an orphan otherwise)."""
+        token = self.new_token
+        if token and token.id not in self.record.revoked:
+            self.provider.revoke(token.id)
+            self._write("revoked", token_id=token.id, role="aborted")
+        self._write("aborted", reason=reason)
+
+    def run_to_end(self, *, revoke_now: bool = False) -> str:
+        """Headless: from whatever state the journal says, to `done` (or a scheduled retirement)."""
+        for _ in range(6):  # bounded: each compensation costs a mint
+            if self.state == "planned":
+                self.mint()
+            if self._needs_value() and not self._ensure_value():
+                self._compensate()
+                continue
+            break
+        else:
+            raise KeyturnError("the new value was lost repeatedly; giving up", hint="check the store follow-ups")
+        try:
+            self.store()
+            self.verify()
+            self.propagate()
+        except (FollowUpError, KeyturnError) as exc:
+            self._write("error", message=str(exc))
+            raise
+        outcome = self.schedule_or_retire(now=revoke_now)
+        if self.state == "old_retired":
+            self.finish()
+        return outcome

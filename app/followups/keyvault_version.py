@@ -1,0 +1,76 @@
+"""``keyvault-secret-version``: a new version of a Key Vault secret, tagged with the rotation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.config import KeyVaultSecretVersion
+from app.followups import StepContext, StepResult
+from app.secret import SecretValue, fingerprint
+
+TAG_ROTATION = "keyturn-rotation-id"
+TAG_TOKEN = "keyturn-token-id"
+TAG_STATE = "keyturn-state"
+
+
+class KeyVaultVersionStep:
+    kind = "keyvault-secret-version"
+    is_store = True
+    needs_value = True
+    manual = False
+
+    def __init__(self, step_id: str, spec: KeyVaultSecretVersion) -> None:
+        self.id = step_id
+        self.spec = spec
+        self.title = spec.name or f"Key Vault {spec.vault} / {spec.secret}"
+
+    def describe(self) -> str:
+        return f"add a version of secret {self.spec.secret} in Key Vault {self.spec.vault} (tags: rotation id, token id; exp = token expiry)"
+
+    def _client(self, ctx: StepContext) -> Any:
+        from app.keyvault import vault_client
+
+        return vault_client(ctx.config, self.spec.vault)
+
+    def _ours(self, ctx: StepContext) -> Any | None:
+        for props in self._client(ctx).versions(self.spec.secret):
+            tags = props.tags or {}
+            if tags.get(TAG_ROTATION) == ctx.rotation_id and tags.get(TAG_TOKEN) == ctx.token.id:
+                return props
+        return None
+
+    def _result(self, props: Any) -> StepResult:
+        return StepResult(
+            f"Key Vault {self.spec.vault}: secret {self.spec.secret} version {props.version}",
+            {"vault": self.spec.vault, "secret": self.spec.secret, "version": props.version},
+        )
+
+    def find_done(self, ctx: StepContext) -> StepResult | None:
+        props = self._ours(ctx)
+        return self._result(props) if props else None
+
+    def run(self, ctx: StepContext) -> StepResult:
+        assert ctx.value is not None
+        tags = {TAG_ROTATION: ctx.rotation_id, TAG_TOKEN: ctx.token.id, TAG_STATE: "pending"}
+        kwargs: dict[str, Any] = {"tags": tags}
+        if ctx.token.expires_at:
+            kwargs["expires_on"] = ctx.token.expires_at
+        if self.spec.content_type:
+            kwargs["content_type"] = self.spec.content_type
+        secret = self._client(ctx).set(self.spec.secret, ctx.value.reveal(), **kwargs)
+        return self._result(secret.properties)
+
+    def recover_value(self, ctx: StepContext, fp: str) -> SecretValue | None:
+        props = self._ours(ctx)
+        if props is None:
+            return None
+        bundle = self._client(ctx).get(self.spec.secret, props.version)
+        if bundle.value and fingerprint(bundle.value) == fp:
+            return SecretValue(bundle.value)
+        return None
+
+    def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
+        props = self._ours(ctx)
+        if props is None or (props.tags or {}).get(TAG_STATE) == "active":
+            return
+        self._client(ctx).update(self.spec.secret, props.version, tags={**(props.tags or {}), TAG_STATE: "active"})

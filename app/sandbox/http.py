@@ -1,0 +1,343 @@
+"""A small base for the emulators: a threaded HTTPS server per service, routes, JSON helpers.
+
+Each service is a :class:`Service` (a route table and handlers); :class:`TLSServer` serves one
+service on 127.0.0.1 with an OS-assigned port from a daemon thread. The TLS handshake runs in the
+connection's own thread, so a slow client cannot stall the others.
+
+Logging goes to the ``keyturn.sandbox`` logger: method, path, the *names* of the query
+parameters (values only for a short allow-list of harmless ones) and the status. Never headers,
+never bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import ssl
+import struct
+import threading
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.client import HTTPMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from app.sandbox.state import SandboxState
+
+log = logging.getLogger("keyturn.sandbox")
+
+# query parameters whose values may appear in the log (nothing secret can be in them)
+_LOGGABLE_QUERY = frozenset(
+    {
+        "api-version",
+        "displayfilteroption",
+        "sortbyoption",
+        "issortascending",
+        "$top",
+        "maxresults",
+        "authorizationid",
+    }
+)
+
+
+class BadRequestBody(ValueError):
+    """The body is not the JSON it should be."""
+
+
+@dataclass
+class Request:
+    """One HTTP request as the handlers see it."""
+
+    method: str
+    target: str  # the raw request target (path + query), for building links; never logged as-is
+    path: str  # percent-decoded path, no query
+    query: dict[str, list[str]]
+    headers: HTTPMessage
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)  # route parameters
+
+    def arg(self, name: str, *, ignore_case: bool = True) -> str | None:
+        """First value of query parameter ``name`` (case-insensitive names by default, like ASP.NET)."""
+        if name in self.query:
+            return self.query[name][0]
+        if ignore_case:
+            lowered = name.lower()
+            for key, values in self.query.items():
+                if key.lower() == lowered:
+                    return values[0]
+        return None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def json(self) -> Any:
+        if not self.body:
+            raise BadRequestBody("the request has no body")
+        try:
+            return json.loads(self.body.decode("utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadRequestBody(f"the body is not valid JSON: {exc}") from None
+
+    def bearer(self) -> str | None:
+        auth = self.header("Authorization") or ""
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+
+
+@dataclass
+class Response:
+    """What a handler returns. ``drop`` closes the connection with a reset and sends nothing."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
+    drop: bool = False
+
+
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    hdrs = {"Content-Type": "application/json; charset=utf-8"}
+    hdrs.update(headers or {})
+    return Response(status, body, hdrs)
+
+
+def html_response(status: int, text: str, headers: dict[str, str] | None = None, reason: str | None = None) -> Response:
+    hdrs = {"Content-Type": "text/html; charset=utf-8"}
+    hdrs.update(headers or {})
+    return Response(status, text.encode("utf-8"), hdrs, reason=reason)
+
+
+def text_response(status: int, text: str, headers: dict[str, str] | None = None) -> Response:
+    hdrs = {"Content-Type": "text/plain; charset=utf-8"}
+    hdrs.update(headers or {})
+    return Response(status, text.encode("utf-8"), hdrs)
+
+
+def drop_connection() -> Response:
+    return Response(0, drop=True)
+
+
+Handler = Callable[[Request], Response]
+
+
+@dataclass
+class Route:
+    method: str
+    template: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+def compile_template(template: str, *, ignore_case: bool = False) -> re.Pattern[str]:
+    """'/secrets/{name}/{version?}' -> a regex; ``{x}`` matches one non-empty segment, ``{x?}`` may be empty."""
+    out = "^"
+    for part in re.split(r"(\{[A-Za-z_][A-Za-z0-9_]*\??\})", template):
+        if part.startswith("{") and part.endswith("}"):
+            name = part[1:-1]
+            if name.endswith("?"):
+                out += f"(?P<{name[:-1]}>[^/]*)"
+            else:
+                out += f"(?P<{name}>[^/]+)"
+        else:
+            out += re.escape(part)
+    return re.compile(out + "$", re.IGNORECASE if ignore_case else 0)
+
+
+class Service:
+    """A route table with request counting, safe logging and loud internal errors."""
+
+    name = "service"
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        self.routes: list[Route] = []
+        self.base_url = ""  # set by the server once the port is known
+
+    def route(self, method: str, template: str, handler: Handler, *, ignore_case: bool = False) -> None:
+        self.routes.append(Route(method, template, compile_template(template, ignore_case=ignore_case), handler))
+
+    def not_found(self, req: Request) -> Response:
+        return json_response(404, {"error": "not_found", "message": f"no route for {req.method} {req.path}"})
+
+    def method_not_allowed(self, req: Request, allowed: Iterable[str]) -> Response:
+        resp = json_response(405, {"error": "method_not_allowed", "message": f"{req.method} is not allowed here"})
+        resp.headers["Allow"] = ", ".join(sorted(set(allowed)))
+        return resp
+
+    def internal_error(self, req: Request) -> Response:
+        return json_response(500, {"error": "sandbox_internal_error", "message": "the sandbox emulator failed"})
+
+    def handle(self, req: Request) -> Response:
+        template = "<unmatched>"
+        matched: Route | None = None
+        allowed: list[str] = []
+        for route in self.routes:
+            m = route.pattern.match(req.path)
+            if not m:
+                continue
+            if route.method != req.method:
+                allowed.append(route.method)
+                continue
+            matched = route
+            req.params = {k: unquote(v) for k, v in m.groupdict().items()}
+            template = route.template
+            break
+        self.state.requests.add(self.name, req.method, template)
+        try:
+            if matched is not None:
+                resp = matched.handler(req)
+            elif allowed:
+                resp = self.method_not_allowed(req, allowed)
+            else:
+                resp = self.not_found(req)
+        except Exception as exc:
+            self.state.record_internal_error(f"{self.name} {req.method} {template}: {exc!r}")
+            log.error("%s %s %s: emulator error\n%s", self.name, req.method, template, traceback.format_exc())
+            resp = self.internal_error(req)
+        status = "dropped" if resp.drop else str(resp.status)
+        log.info("%s %s %s -> %s", self.name, req.method, safe_target(req), status)
+        return resp
+
+
+def safe_target(req: Request) -> str:
+    """The path plus query parameter names; values only for harmless parameters."""
+    if not req.query:
+        return req.path
+    parts = []
+    for key, values in req.query.items():
+        for value in values:
+            parts.append(f"{key}={value}" if key.lower() in _LOGGABLE_QUERY else f"{key}=***")
+    return req.path + "?" + "&".join(parts)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "keyturn-sandbox/1"
+    sys_version = ""
+    timeout = 60  # idle keep-alive connections end after a minute
+    server: TLSServer
+
+    def _dispatch(self) -> None:
+        try:
+            body = self._read_body()
+        except ValueError:
+            self.send_error(400, "Bad request body")
+            return
+        split = urlsplit(self.path)
+        req = Request(
+            method=self.command,
+            target=self.path,
+            path=unquote(split.path),
+            query=parse_qs(split.query, keep_blank_values=True),
+            headers=self.headers,
+            body=body,
+        )
+        resp = self.server.service.handle(req)
+        if resp.drop:
+            self.close_connection = True
+            try:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            return
+        self.send_response(resp.status, resp.reason)
+        for key, value in resp.headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(resp.body)))
+        self.end_headers()
+        if self.command != "HEAD" and resp.body:
+            self.wfile.write(resp.body)
+
+    def _read_body(self) -> bytes:
+        if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length < 0 or length > 10 * 1024 * 1024:
+            raise ValueError("bad Content-Length")
+        return self.rfile.read(length) if length else b""
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # Service.handle logs, without headers or secrets
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # never write to stderr (it would draw over the terminal UI)
+
+
+class TLSServer(ThreadingHTTPServer):
+    """One service over HTTPS on 127.0.0.1, port chosen by the OS, served from a daemon thread."""
+
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = False
+
+    def __init__(self, service: Service, context: ssl.SSLContext) -> None:
+        self.service = service
+        self.context = context
+        self._connections: set[socket.socket] = set()
+        self._conn_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        super().__init__(("127.0.0.1", 0), _RequestHandler)
+        self.port: int = self.server_address[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+        service.base_url = self.url
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(10)
+        try:
+            conn = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        with self._conn_lock:
+            self._connections.add(conn)
+        try:
+            self.RequestHandlerClass(conn, client_address, self)
+        except (ssl.SSLError, OSError):
+            pass
+        finally:
+            with self._conn_lock:
+                self._connections.discard(conn)
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("%s: connection error", self.service.name, exc_info=True)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{self.service.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join(timeout=2)
+            self._thread = None
+        with self._conn_lock:
+            conns = list(self._connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.server_close()

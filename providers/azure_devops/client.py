@@ -1,0 +1,531 @@
+"""The Azure DevOps PAT Lifecycle API (api-version 7.1-preview.1) and the new PAT's verification call.
+
+Wire contract: ``app/sandbox/contracts/azure-devops/tokens-7.2/tokens.json`` (List is under
+``x-ms-paths``). Awkward parts handled here: errors inside HTTP 200 (``patTokenError``), a sign-in
+page (HTML, or HTTP 203) instead of JSON when the Entra token is refused, continuation paging, and
+the maximum-lifespan policy that silently clamps ``validTo``.
+
+httpx is imported on first use; only ids, names, paths and statuses are logged, never a header,
+a body or a token value.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError
+from app.net import check_url, http_client
+from app.secret import SecretValue
+from providers.azure_devops.scopes import FULL_ACCESS, scope_string
+from providers.base import MintedToken, MintRequest, TokenInfo
+
+if TYPE_CHECKING:
+    import httpx
+
+log = logging.getLogger("keyturn.providers.azure_devops")
+
+API_VERSION = "7.1-preview.1"
+POOLS_API_VERSION = "7.1"
+DEFAULT_VSSPS_URL = "https://vssps.dev.azure.com"
+DEFAULT_BASE_URL = "https://dev.azure.com"
+
+MAX_ATTEMPTS = 3  # idempotent calls only; creation is never retried
+RETRY_AFTER_CAP = 30.0  # seconds: a longer Retry-After is cut to this
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+MAX_PAGES = 1000
+CLAMP_TOLERANCE = timedelta(minutes=1)
+POOL_SCOPES = frozenset({"vso.agentpools", "vso.agentpools_manage", FULL_ACCESS})
+NOT_FOUND_ERRORS = frozenset({"tokenNotFound", "authorizationNotFound", "hostAuthorizationNotFound", "invalidAuthorizationId"})
+MESSAGE_LIMIT = 300
+
+_GLOBAL_PAT = (
+    "all-organizations PATs are blocked by policy (and stop working on 2026-12-01 anyway): "
+    "create it for this organization only (all_orgs = false)"
+)
+_BAD_IDENTITY = (
+    "Azure DevOps creates PATs only for a user signed in with an Entra user token of the bot "
+    "(service principals and managed identities cannot create PATs)"
+)
+_BAD_ENTRA_TOKEN = (
+    "Azure DevOps refused the Entra token: it must be the bot's user token for Azure DevOps "
+    "(resource 499b84ac-1321-427f-aa17-267ca6975798)"
+)
+_BAD_CLIENT = (
+    "Azure DevOps refused the sign-in's client application: use a client id allowed to manage PATs "
+    "(the default Visual Studio client 872cd9fa-d31f-45e0-9eab-6e460a02d1f1)"
+)
+_UNKNOWN_TOKEN = "Azure DevOps does not know that token (authorizationId)"
+
+# patTokenError (SessionTokenError in the swagger) -> what it means for the engineer.
+PAT_TOKEN_ERRORS: dict[str, str] = {
+    "displayNameRequired": "a display name is required",
+    "invalidDisplayName": "the display name is not accepted (too long or invalid characters)",
+    "invalidValidTo": "the expiry date is not accepted (it must be in the future)",
+    "invalidScope": "one or more scopes are unknown or not allowed; check the scope ids",
+    "userIdRequired": _BAD_IDENTITY,
+    "invalidUserId": _BAD_IDENTITY,
+    "invalidUserType": _BAD_IDENTITY,
+    "accessDenied": "access denied: the bot may not manage PATs in this organization (check its access level)",
+    "failedToIssueAccessToken": "Azure DevOps failed to issue the token; try again later",
+    "invalidClient": _BAD_CLIENT,
+    "invalidClientType": _BAD_CLIENT,
+    "invalidClientId": _BAD_CLIENT,
+    "invalidTargetAccounts": "the target organization is not accepted: is the bot a member of it?",
+    "hostAuthorizationNotFound": _UNKNOWN_TOKEN,
+    "authorizationNotFound": _UNKNOWN_TOKEN,
+    "tokenNotFound": _UNKNOWN_TOKEN,
+    "invalidAuthorizationId": "the authorizationId is not a valid token id",
+    "invalidToken": "the token is not valid",
+    "failedToUpdateAccessToken": "Azure DevOps failed to update the token; try again later",
+    "sourceNotSupported": "the request's source is not allowed (an IP or conditional access policy)",
+    "invalidSourceIP": "the request's source IP is not allowed by the organization's policy",
+    "invalidSource": "the request's source is not allowed (an IP or conditional access policy)",
+    "duplicateHash": "Azure DevOps generated a duplicate token; try again",
+    "sshPolicyDisabled": "SSH authentication is disabled by policy",
+    "failedToReadTenantPolicy": "Azure DevOps could not read the tenant's PAT policies; try again later",
+    "failedToReadOrgPolicy": "Azure DevOps could not read the organization's PAT policies; try again later",
+    "globalPatPolicyViolation": _GLOBAL_PAT,
+    "globalPATCreationBlocked": _GLOBAL_PAT,
+    "fullScopePatPolicyViolation": (
+        "full-access PATs are blocked by the organization's policy: pick custom scopes instead of Full access"
+    ),
+    "patLifespanPolicyViolation": (
+        "the expiry is beyond the organization's maximum PAT lifespan: choose a shorter validity"
+    ),
+    "invalidTokenType": _BAD_ENTRA_TOKEN,
+    "invalidAudience": _BAD_ENTRA_TOKEN,
+    "invalidSubject": _BAD_ENTRA_TOKEN,
+    "deploymentHostNotSupported": "this Azure DevOps deployment does not offer the PAT Lifecycle API",
+    "disablePatCreationPolicyViolation": (
+        "PAT creation is disabled by the organization's policy: ask an administrator to allow the bot to create PATs"
+    ),
+    "expiredPatCannotBeExtended": "an expired PAT cannot be extended: create a new one",
+}
+
+
+def one_line(text: object, *, redact: tuple[str, ...] = (), limit: int = MESSAGE_LIMIT) -> str:
+    """Server-provided text made safe for a one-line message: no newlines, no known secret, bounded."""
+    out = " ".join(str(text).split())
+    for secret in redact:
+        if secret:
+            out = out.replace(secret, "<redacted>")
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def parse_time(value: object) -> datetime | None:
+    """ISO 8601 from Azure DevOps (7-digit fractions, 'Z') -> aware UTC; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def format_time(dt: datetime) -> str:
+    """Aware (or naive = UTC) datetime -> '2026-03-01T12:00:00.000Z', as the API's examples write it."""
+    dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def _human_time(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def token_info(pat: dict[str, Any], *, revoked: bool = False, now: datetime | None = None) -> TokenInfo:
+    """A PatToken object -> TokenInfo (never the value)."""
+    now = now or datetime.now(UTC)
+    expires_at = parse_time(pat.get("validTo"))
+    if revoked:
+        status = "revoked"
+    elif expires_at is not None and expires_at <= now:
+        status = "expired"
+    else:
+        status = "active"
+    targets = pat.get("targetAccounts")
+    if targets is None:
+        target_text = "all"
+    else:
+        n = len(targets) if isinstance(targets, list) else 0
+        target_text = "1 org" if n == 1 else f"{n} orgs"
+    extra = {"targetAccounts": target_text, "status": status}
+    if valid_from := parse_time(pat.get("validFrom")):
+        extra["validFrom"] = valid_from.isoformat()
+    return TokenInfo(
+        id=str(pat.get("authorizationId") or ""),
+        name=str(pat.get("displayName") or ""),
+        expires_at=expires_at,
+        scopes=tuple(str(pat.get("scope") or "").split()),
+        active=status == "active",
+        extra=extra,
+    )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+
+
+def _is_html(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").lower().startswith("text/html")
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _server_message(response: httpx.Response, redact: tuple[str, ...] = ()) -> str | None:
+    """The ``message`` of an Azure DevOps JSON error body, one line; None when there is none."""
+    body = _json_object(response)
+    if body is not None and isinstance(body.get("message"), str) and body["message"].strip():
+        return one_line(body["message"], redact=redact)
+    return None
+
+
+def _transport_problem(exc: Exception) -> str:
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "could not connect"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return "the connection was reset"
+    return "the connection failed"
+
+
+class PatClient:
+    """PAT Lifecycle calls for one organization, authenticated by ``bearer()`` (the bot's Entra user token).
+
+    ``transport`` (an ``httpx.BaseTransport``) replaces the network in tests; ``sleep`` the retry waits.
+    """
+
+    def __init__(
+        self,
+        account_name: str,
+        organization: str,
+        *,
+        bearer: Callable[[], str],
+        vssps_url: str | None = None,
+        base_url: str | None = None,
+        ca_bundle: Path | None = None,
+        transport: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.account_name = account_name
+        self.organization = organization
+        self._org_path = "/" + quote(organization, safe="")
+        self._vssps = check_url(vssps_url or DEFAULT_VSSPS_URL, f"accounts.{account_name}.vssps_url")
+        self._base = check_url(base_url or DEFAULT_BASE_URL, f"accounts.{account_name}.base_url")
+        self._bearer = bearer
+        self._ca_bundle = ca_bundle
+        self._transport = transport
+        self._sleep = sleep
+        self._http: Any = None
+
+    @property
+    def _pats_url(self) -> str:
+        return f"{self._vssps}{self._org_path}/_apis/tokens/pats"
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            self._http = self._new_client()
+        return self._http  # type: ignore[no-any-return]
+
+    def _new_client(self) -> httpx.Client:
+        extra = {"transport": self._transport} if self._transport is not None else {}
+        return http_client(self._ca_bundle, **extra)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    # -- the PAT Lifecycle API -------------------------------------------------------------------
+
+    def iter_pats(self, display_filter: str = "all") -> Iterator[dict[str, Any]]:
+        """Every PatToken the list API returns for ``displayFilterOption``, following continuationToken."""
+        params: dict[str, str] = {"displayFilterOption": display_filter, "api-version": API_VERSION}
+        what = f"could not list the PATs of {self.organization}"
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            body = self._pat_call("GET", params, what=what)
+            for pat in body.get("patTokens") or []:
+                if isinstance(pat, dict):
+                    yield pat
+            cont = body.get("continuationToken")
+            if not cont:
+                return
+            if cont in seen:
+                raise ProviderError(f"{what}: Azure DevOps repeated a continuation token; the listing would not end")
+            seen.add(cont)
+            params = {**params, "continuationToken": str(cont)}
+        raise ProviderError(f"{what}: more than {MAX_PAGES} pages")
+
+    def list_tokens(self) -> list[TokenInfo]:
+        """All tokens, active and inactive. The API has no status field, so revoked = listed under
+        ``all`` but neither under ``active`` nor expired."""
+        now = datetime.now(UTC)
+        active_ids = {str(p.get("authorizationId")) for p in self.iter_pats("active")}
+        out = []
+        for pat in self.iter_pats("all"):
+            info = token_info(pat, now=now)
+            if info.active and info.id not in active_ids:
+                info = token_info(pat, revoked=True, now=now)
+            out.append(info)
+        return out
+
+    def get_token(self, token_id: str) -> TokenInfo | None:
+        """One token; None when Azure DevOps does not know it. Revocation is not visible here (no status field)."""
+        what = f"could not read PAT {token_id} of {self.organization}"
+        body = self._pat_call(
+            "GET", {"authorizationId": token_id, "api-version": API_VERSION}, what=what, none_if_missing=True
+        )
+        if not body or not isinstance(body.get("patToken"), dict):
+            return None
+        return token_info(body["patToken"])
+
+    def create(self, request: MintRequest) -> MintedToken:
+        """POST a new PAT. Never retried: an unknown outcome raises AmbiguousResultError."""
+        what = f"could not create PAT {request.display_name!r} in {self.organization}"
+        if request.expires_at is None:
+            raise ProviderError(f"{what}: Azure DevOps PATs always expire; give an expiry date")
+        if not request.scopes:
+            raise ProviderError(f"{what}: no scopes given")
+        body = {
+            "displayName": request.display_name,
+            "scope": scope_string(request.scopes),
+            "validTo": format_time(request.expires_at),
+            "allOrgs": bool(request.all_orgs),
+        }
+        result = self._pat_call("POST", {"api-version": API_VERSION}, what=what, json_body=body, idempotent=False)
+        pat = result.get("patToken")
+        if not isinstance(pat, dict) or not pat.get("authorizationId"):
+            raise AmbiguousResultError(f"{what}: Azure DevOps answered without the new token's id")
+        value = pat.get("token")
+        info = token_info(pat)
+        if not isinstance(value, str) or not value:
+            raise AmbiguousResultError(
+                f"{what}: Azure DevOps created token {info.id} but sent no value",
+                hint="revoke it; keyturn cannot use a token it never saw",
+            )
+        notes: list[str] = []
+        requested = request.expires_at if request.expires_at.tzinfo else request.expires_at.replace(tzinfo=UTC)
+        if info.expires_at is not None and info.expires_at < requested - CLAMP_TOLERANCE:
+            notes.append(
+                f"the organization's maximum PAT lifespan clamped the expiry to {_human_time(info.expires_at)} "
+                f"(asked for {_human_time(requested)})"
+            )
+        log.info("created PAT %s (%s) in %s", info.id, info.name, self.organization)
+        return MintedToken(info=info, value=SecretValue(value), notes=tuple(notes))
+
+    def revoke(self, token_id: str) -> None:
+        """DELETE a PAT; an unknown or already revoked token is not an error."""
+        what = f"could not revoke PAT {token_id} in {self.organization}"
+        self._pat_call(
+            "DELETE", {"authorizationId": token_id, "api-version": API_VERSION}, what=what, none_if_missing=True
+        )
+        log.info("revoked PAT %s in %s", token_id, self.organization)
+
+    def _pat_call(
+        self,
+        method: str,
+        params: dict[str, str],
+        *,
+        what: str,
+        json_body: dict[str, Any] | None = None,
+        idempotent: bool = True,
+        none_if_missing: bool = False,
+    ) -> dict[str, Any]:
+        """One PAT API call -> its JSON object ({} for an empty body or a missing token with none_if_missing)."""
+        response = self._send(
+            self._client(),
+            method,
+            self._pats_url,
+            params=params,
+            json_body=json_body,
+            authorization=lambda: f"Bearer {self._bearer()}",
+            idempotent=idempotent,
+            what=what,
+        )
+        status = response.status_code
+        if status in (203,) or _is_html(response) or 300 <= status < 400:
+            raise AuthExpiredError(
+                f"the Entra sign-in of {self.account_name} expired or was refused "
+                f"(Azure DevOps answered {method} {response.url.path} with a sign-in page); sign in again"
+            )
+        if status == 404 and none_if_missing:
+            return {}
+        if status in (401, 403):
+            msg = _server_message(response)
+            if msg is None and status == 401:
+                raise AuthExpiredError(
+                    f"the Entra sign-in of {self.account_name} expired or was refused (HTTP 401); sign in again"
+                )
+            raise ProviderError(f"{what}: HTTP {status}: {msg or 'access denied'}")
+        if status >= 400:
+            body = _json_object(response)
+            if body and body.get("patTokenError") not in (None, "none"):
+                raise ProviderError(self._pat_error_text(what, str(body["patTokenError"]), body))
+            msg = _server_message(response)
+            raise ProviderError(f"{what}: HTTP {status}" + (f": {msg}" if msg else ""))
+        if not response.content.strip():
+            if idempotent:
+                return {}
+            raise AmbiguousResultError(f"{what}: Azure DevOps answered HTTP {status} with an empty body")
+        body = _json_object(response)
+        if body is None:
+            if idempotent:
+                raise ProviderError(f"{what}: Azure DevOps answered HTTP {status} with a body that is not JSON")
+            raise AmbiguousResultError(f"{what}: Azure DevOps answered HTTP {status} with a body that is not JSON")
+        error = body.get("patTokenError")
+        if error and error != "none":
+            if none_if_missing and error in NOT_FOUND_ERRORS:
+                return {}
+            raise ProviderError(self._pat_error_text(what, str(error), body))
+        return body
+
+    @staticmethod
+    def _pat_error_text(what: str, error: str, body: dict[str, Any]) -> str:
+        explanation = PAT_TOKEN_ERRORS.get(error, "Azure DevOps refused the request")
+        pat = body.get("patToken")
+        value = pat.get("token") if isinstance(pat, dict) else None
+        redact = (value,) if isinstance(value, str) else ()
+        text = f"{what}: {explanation} (patTokenError {one_line(error, limit=60)})"
+        server = body.get("patTokenErrorMessage")
+        if isinstance(server, str) and server.strip():
+            text += f": {one_line(server, redact=redact)}"
+        return text
+
+    # -- verification with the new PAT ---------------------------------------------------------
+
+    def verify(self, token: MintedToken) -> str:
+        """One call the new PAT's scopes allow, Basic auth, on a fresh client (no cookies carried over)."""
+        if POOL_SCOPES.intersection(token.info.scopes):
+            path = f"{self._org_path}/_apis/distributedtask/pools"
+            params = {"api-version": POOLS_API_VERSION}
+        else:
+            path = f"{self._org_path}/_apis/connectionData"
+            params = {}
+        host = urlsplit(self._base).netloc
+        secret = token.value.reveal()
+        basic = "Basic " + _b64(f":{secret}")
+        call = f"GET {path}"
+        with self._new_client() as fresh:
+            response = self._send(
+                fresh,
+                "GET",
+                self._base + path,
+                params=params,
+                json_body=None,
+                authorization=lambda: basic,
+                idempotent=True,
+                what=f"could not verify the new token ({call})",
+            )
+            status = response.status_code
+            refused = f"the new token was refused by {host}: {call} -> {status}"
+            if status in (203, 401) or _is_html(response) or 300 <= status < 400:
+                raise ProviderError(refused, hint="check that the token is active and its scopes allow this call")
+            if status == 403:
+                msg = _server_message(response, redact=(secret,))
+                raise ProviderError(f"the new token may not {call} (HTTP 403)" + (f": {msg}" if msg else ""))
+            if status >= 400:
+                msg = _server_message(response, redact=(secret,))
+                raise ProviderError(f"could not verify the new token: {call} -> {status}" + (f": {msg}" if msg else ""))
+            body = _json_object(response)
+        if body is None:
+            raise ProviderError(f"could not verify the new token: {call} -> {status} with a body that is not JSON")
+        if "pools" in path:
+            count = body.get("count")
+            if not isinstance(count, int):
+                count = len(body.get("value") or [])
+            return f"{call} -> {status} ({count} pool{'s' if count != 1 else ''})"
+        user = body.get("authenticatedUser")
+        descriptor = str(user.get("descriptor") or "") if isinstance(user, dict) else ""
+        if not isinstance(user, dict) or "PublicAccess" in descriptor or "Anonymous" in descriptor:
+            raise ProviderError(f"{refused} (answered as an anonymous user)")
+        who = user.get("providerDisplayName") or user.get("customDisplayName")
+        return f"{call} -> {status}" + (f" (authenticated as {one_line(who, redact=(secret,), limit=80)})" if who else "")
+
+    # -- transport: retries for idempotent calls, ambiguity for the rest -----------------------
+
+    def _send(
+        self,
+        client: httpx.Client,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str],
+        json_body: dict[str, Any] | None,
+        authorization: Callable[[], str],
+        idempotent: bool,
+        what: str,
+    ) -> httpx.Response:
+        import httpx
+
+        host = urlsplit(url).netloc
+        path = urlsplit(url).path
+        attempts = MAX_ATTEMPTS if idempotent else 1
+        for attempt in range(1, attempts + 1):
+            headers = {"Authorization": authorization(), "Accept": "application/json"}
+            try:
+                response = client.request(method, url, params=params, json=json_body, headers=headers)
+            except httpx.TransportError as exc:
+                problem = _transport_problem(exc)
+                log.warning("%s %s -> %s (attempt %d/%d)", method, path, problem, attempt, attempts)
+                if not idempotent:
+                    raise AmbiguousResultError(
+                        f"{what}: {problem} ({host}); the token may or may not have been created",
+                        hint="list the tokens by name before minting again",
+                    ) from None
+                if attempt == attempts:
+                    raise ProviderError(f"{what}: {problem} ({host}) after {attempts} attempts") from None
+                self._sleep(float(2 ** (attempt - 1)))
+                continue
+            status = response.status_code
+            log.info("%s %s -> %d", method, path, status)
+            if status not in RETRYABLE_STATUS:
+                return response
+            if not idempotent:
+                if status == 429:
+                    wait = _retry_after(response)
+                    raise ProviderError(
+                        f"{what}: Azure DevOps is rate limiting the bot (HTTP 429)",
+                        hint=f"try again in {wait:.0f} s" if wait is not None else "try again later",
+                    )
+                raise AmbiguousResultError(
+                    f"{what}: {host} answered HTTP {status}; the token may or may not have been created",
+                    hint="list the tokens by name before minting again",
+                )
+            if attempt == attempts:
+                raise ProviderError(f"{what}: {host} answered HTTP {status} after {attempts} attempts")
+            wait = _retry_after(response)
+            self._sleep(wait if wait is not None else float(2 ** (attempt - 1)))
+        raise AssertionError("unreachable")
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()

@@ -1,0 +1,72 @@
+"""Which provider serves which platform. The engine asks here and never branches on names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.errors import ConfigError, NotBuiltError
+
+if TYPE_CHECKING:
+    from app.config import Account, Config, Target
+    from app.secret import SecretValue
+    from providers.base import Interaction, Provider
+
+
+def make_provider(
+    account_name: str,
+    account: Account,
+    *,
+    ca_bundle: Path | None,
+    resolve_secret: Callable[[str], SecretValue],
+    interaction: Interaction,
+) -> Provider:
+    if account.platform == "azure-devops":
+        from providers.azure_devops.provider import AzureDevOpsProvider
+
+        return AzureDevOpsProvider(account_name, account, ca_bundle=ca_bundle, resolve_secret=resolve_secret, interaction=interaction)
+    raise NotBuiltError(f"accounts.{account_name}: platform {account.platform!r} is not supported by this version of keyturn yet")
+
+
+def resolve_scopes(config: Config, target_name: str, target: Target) -> tuple[str, ...]:
+    """The target's scope ids (from `scopes` or a preset), checked against the platform's catalogue."""
+    platform = config.accounts[target.account].platform
+    if target.scopes is not None:
+        scopes = tuple(target.scopes)
+    elif target.preset in config.presets:
+        scopes = tuple(config.presets[target.preset].scopes)
+    else:
+        builtin = builtin_presets(platform)
+        if target.preset not in builtin:
+            known = ", ".join(sorted({*builtin, *config.presets})) or "none"
+            raise ConfigError(f"targets.{target_name}.preset: unknown preset {target.preset!r}", hint=f"known presets: {known}")
+        scopes = builtin[target.preset]
+    if platform == "azure-devops":
+        from providers.azure_devops.scopes import load_catalogue
+
+        unknown = load_catalogue().validate(scopes)
+        if unknown:
+            raise ConfigError(
+                f"targets.{target_name}: unknown Azure DevOps scope {unknown[0]!r}",
+                hint="use ids like vso.agentpools (see `keyturn scopes`)",
+            )
+    if not scopes:
+        raise ConfigError(f"targets.{target_name}.scopes: empty; name at least one scope")
+    return scopes
+
+
+def builtin_presets(platform: str) -> dict[str, tuple[str, ...]]:
+    if platform == "azure-devops":
+        from providers.azure_devops.scopes import BUILTIN_PRESETS
+
+        return {k: p.scopes for k, p in BUILTIN_PRESETS.items()}
+    return {}
+
+
+def scope_label(platform: str, scope: str) -> str:
+    if platform == "azure-devops":
+        from providers.azure_devops.scopes import load_catalogue
+
+        return load_catalogue().label(scope)
+    return scope
