@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,12 @@ def ensure_private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)
     return path
+
+
+def _crash_point(where: str) -> None:
+    """Fault injection for the crash tests: KEYTURN_TEST_KILL_AT=after:minted SIGKILLs this process there."""
+    if os.environ.get("KEYTURN_TEST_KILL_AT") == where:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _refuse_values(obj: Any) -> None:
@@ -114,6 +121,7 @@ class RotationJournal:
 
     def append(self, rotation_id: str, event: str, **fields: Any) -> dict[str, Any]:
         _refuse_values(fields)
+        _crash_point(f"before:{event}")
         ensure_private_dir(self.directory)
         rec = {"ts": utcnow().isoformat(timespec="milliseconds"), "rotation_id": rotation_id, "event": event, **fields}
         line = (json.dumps(rec, sort_keys=True, default=str) + "\n").encode()
@@ -131,6 +139,7 @@ class RotationJournal:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+        _crash_point(f"after:{event}")
         return rec
 
     def load(self, rotation_id: str) -> RotationRecord:
