@@ -191,7 +191,7 @@ class Preset(_Model):
 
 
 class Config(_Model):
-    settings: Settings = Settings()
+    settings: Settings = Field(default_factory=Settings)
     keymap: dict[str, str] = Field(default_factory=dict)
     vaults: dict[str, Vault] = Field(default_factory=dict)
     accounts: dict[str, Account] = Field(default_factory=dict)
@@ -251,7 +251,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
 _KIND_TAGS = {"flux-sops-secret", "keyvault-secret-version", "aws-ssm-parameter", "conductorone-connector", "keyring", "manual"}
 
 
-def _friendly(err: dict[str, Any]) -> str:
+def _friendly(err: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown key; remove it or check its spelling"

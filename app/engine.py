@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from app.config import Config, Target
-from app.errors import AmbiguousResultError, ConfigError, FollowUpError, KeyturnError
+from app.errors import AmbiguousResultError, ConfigError, KeyturnError
 from app.followups import FollowUpStep, StepContext, build_steps
 from app.journal import STATES, RotationJournal, RotationRecord, utcnow
 from app.secret import SecretValue
@@ -544,13 +544,30 @@ class Rotation:
         if self.state != "done":
             self._write("done")
 
-    def abort(self, reason: str) -> None:
-        """Give up: revoke the new token if one was minted (it is an orphan otherwise)."""
+    def abort(self, reason: str) -> list[str]:
+        """Give up: undo the stores, revoke the new token (it would be an orphan), keep the old one."""
+        undone: list[str] = []
         token = self.new_token
-        if token and token.id not in self.record.revoked:
-            self.provider.revoke(token.id)
-            self._write("revoked", token_id=token.id, role="aborted")
-        self._write("aborted", reason=reason)
+        if token:
+            ctx = self._ctx()
+            for s in self.steps:
+                if s.is_store and s.id in self.record.steps_done:
+                    undone.append(s.undo(ctx, self.record.steps_done[s.id]))
+            if token.id not in self.record.revoked:
+                self.provider.revoke(token.id)
+                self._write("revoked", token_id=token.id, role="aborted")
+        self._write("aborted", reason=reason, undone=undone)
+        return undone
+
+    def abort_after_failure(self, exc: KeyturnError, during: str) -> NoReturn:
+        """A failure before the new token is usable everywhere: roll back so nothing is half-done."""
+        self._write("error", message=str(exc))
+        try:
+            undone = self.abort(f"{during} failed")
+        except KeyturnError as undo_exc:
+            raise KeyturnError(f"{exc}; rolling back also failed: {undo_exc}", hint=f"`keyturn resume {self.id[:8]}` retries") from None
+        extra = f"; {'; '.join(undone)}" if undone else ""
+        raise KeyturnError(f"{exc}; the new token was revoked{extra}; the old token is untouched") from None
 
     def run_to_end(self, *, revoke_now: bool = False) -> str:
         """Headless: from whatever state the journal says, to `done` (or a scheduled retirement)."""
@@ -565,11 +582,17 @@ class Rotation:
             raise KeyturnError("the new value was lost repeatedly; giving up", hint="check the store follow-ups")
         try:
             self.store()
+        except KeyturnError as exc:
+            self.abort_after_failure(exc, "storing")
+        try:
             self.verify()
+        except KeyturnError as exc:
+            self.abort_after_failure(exc, "verification")
+        try:
             self.propagate()
-        except (FollowUpError, KeyturnError) as exc:
+        except KeyturnError as exc:
             self._write("error", message=str(exc))
-            raise
+            raise KeyturnError(f"{exc}; the new token is stored and verified, the old one is untouched", hint=f"fix it, then `keyturn resume {self.id[:8]}`") from None
         outcome = self.schedule_or_retire(now=revoke_now)
         if self.state == "old_retired":
             self.finish()

@@ -48,5 +48,5 @@ class SecretValue:
     def __bool__(self) -> bool:
         return bool(self._value)
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str:
         raise TypeError("SecretValue cannot be pickled")

@@ -58,6 +58,9 @@ class FollowUpStep(Protocol):
     def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
         """Store steps: clear the 'pending' mark once the token is proven to work."""
 
+    def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
+        """Store steps: put back what consumers read before this step (the rotation is aborted)."""
+
 
 def build_steps(config: Config, target: Target) -> list[FollowUpStep]:
     """The target's follow-ups as step objects; refuses kinds this version cannot run yet."""

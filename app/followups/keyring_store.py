@@ -58,3 +58,6 @@ class KeyringStep:
 
     def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
         return None
+
+    def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
+        return f"OS keyring {self.spec.service} / {self.spec.username}: still holds the revoked token; replace it by hand"

@@ -9,7 +9,7 @@ from app.followups import StepContext, StepResult
 from app.secret import SecretValue, fingerprint
 
 TAG_ROTATION = "keyturn-rotation-id"
-TAG_TOKEN = "keyturn-token-id"
+TAG_TOKEN = "keyturn-token-id"  # noqa: S105 (a tag name, not a secret)
 TAG_STATE = "keyturn-state"
 
 
@@ -74,3 +74,18 @@ class KeyVaultVersionStep:
         if props is None or (props.tags or {}).get(TAG_STATE) == "active":
             return
         self._client(ctx).update(self.spec.secret, props.version, tags={**(props.tags or {}), TAG_STATE: "active"})
+
+    def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
+        """Consumers read the latest version: make the previous value the latest again."""
+        client = self._client(ctx)
+        ours = detail.get("version")
+        versions = sorted(client.versions(self.spec.secret), key=lambda p: p.created_on or 0)
+        earlier = [p for p in versions if p.version != ours and p.enabled and not (p.tags or {}).get(TAG_STATE) == "pending"]
+        if ours:
+            client.update(self.spec.secret, ours, enabled=False, tags={TAG_ROTATION: ctx.rotation_id, TAG_TOKEN: ctx.token.id, TAG_STATE: "aborted"})
+        if not earlier:
+            return f"Key Vault {self.spec.vault}: disabled version {ours} (there was no earlier version to restore)"
+        prev = earlier[-1]
+        bundle = client.get(self.spec.secret, prev.version)
+        restored = client.set(self.spec.secret, bundle.value, tags={**(prev.tags or {}), "keyturn-restored-from": prev.version}, content_type=prev.content_type, expires_on=prev.expires_on)
+        return f"Key Vault {self.spec.vault}: restored the previous value as version {restored.properties.version}"

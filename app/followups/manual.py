@@ -49,3 +49,6 @@ class ManualStep:
 
     def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
         return None
+
+    def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
+        return ""

@@ -1,0 +1,564 @@
+"""The sandbox's shared in-memory state: users, Entra tokens, PATs, vault secrets, policies, faults.
+
+Every emulator reads and writes one :class:`SandboxState`; every method takes the lock. Tests and
+the benchmark use it to look behind the curtain:
+
+- ``state.pats(org=None)`` / ``state.pat(authorization_id)`` / ``state.pats_named(name)``: PAT records
+  (:class:`PatRecord`, copies) with ``value`` and ``uses`` (authenticated requests made with it).
+- ``state.secret_versions(vault, name)``: :class:`SecretVersion` copies, oldest first.
+- ``state.requests``: :class:`RequestCounters` (``count()``, ``by_route()``, ``snapshot()``, ``reset()``).
+- ``state.policy(org=None)``: the live :class:`OrgPolicies` (set its attributes) or ``state.set_policy(**kw)``.
+- ``state.expire_user_tokens()``, ``state.deny(vault, op)`` / ``state.allow(vault, op)``,
+  ``state.inject_fault(op, kind)``, ``state.approve_device_code(user_code)``.
+- ``state.bot_email`` / ``state.bot_password`` / ``state.bot_credentials``, ``state.tenant_id``,
+  ``state.sp_client_id`` / ``state.sp_client_secret``, ``state.org`` / ``state.org_id``.
+- ``state.internal_errors``: emulator bugs (a handler raised, or produced a body that breaks the
+  contract); tests assert it stays empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import secrets
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+DEVOPS_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"
+VAULT_RESOURCE = "https://vault.azure.net"
+GRAPH_RESOURCE = "00000003-0000-0000-c000-000000000000"
+
+FAULT_KINDS: dict[str, frozenset[str]] = {
+    "pats.create": frozenset({"500-after-create", "reset-after-create", "500-before-create", "503"}),
+    "pats.list": frozenset({"503", "500"}),
+    "pats.get": frozenset({"503", "500"}),
+    "pats.revoke": frozenset({"503", "500"}),
+    "pats.update": frozenset({"503", "500"}),
+    "devops.connectionData": frozenset({"503", "500"}),
+    "devops.pools": frozenset({"503", "500"}),
+    "keyvault.get": frozenset({"503", "500"}),
+    "keyvault.set": frozenset({"503", "500"}),
+    "keyvault.list": frozenset({"503", "500"}),
+    "keyvault.update": frozenset({"503", "500"}),
+}
+
+# Key Vault access-policy permissions and the operations that need them
+VAULT_PERMISSIONS = frozenset({"get", "list", "set"})
+
+
+def pat_value() -> str:
+    """A new PAT value like the CreatePat example: 52 lowercase base32 characters."""
+    return base64.b32encode(secrets.token_bytes(32)).decode("ascii").rstrip("=").lower()
+
+
+@dataclass
+class User:
+    oid: str
+    email: str
+    password: str = field(repr=False)
+    display_name: str
+
+
+@dataclass
+class ServicePrincipal:
+    client_id: str
+    secret: str = field(repr=False)
+    oid: str
+    display_name: str
+
+
+@dataclass
+class IssuedToken:
+    """An Entra access token the emulator issued. ``kind`` is "user" (delegated) or "app" (client credentials)."""
+
+    value: str = field(repr=False)
+    kind: Literal["user", "app"]
+    audience: str
+    scopes: list[str]
+    client_id: str
+    tenant_id: str
+    oid: str
+    upn: str | None
+    issued_at: float
+    expires_at: float
+    revoked: bool = False
+
+    def active(self, now: float) -> bool:
+        return not self.revoked and now < self.expires_at
+
+
+@dataclass
+class RefreshToken:
+    value: str = field(repr=False)
+    oid: str
+    client_id: str
+    revoked: bool = False
+
+
+@dataclass
+class DeviceFlow:
+    device_code: str = field(repr=False)
+    user_code: str
+    client_id: str
+    scopes: list[str]
+    created: float
+    expires_at: float
+    approve_at: float | None  # auto-approval time; None = only by hand
+    approved_by: str | None = None  # the user's oid once approved
+    redeemed: bool = False
+
+
+@dataclass
+class PatRecord:
+    """A personal access token as the emulated Azure DevOps keeps it."""
+
+    authorization_id: str
+    display_name: str
+    scope: str
+    valid_from: datetime
+    valid_to: datetime
+    target_accounts: list[str] | None  # None = all organisations (global PAT)
+    owner_oid: str
+    org: str
+    value: str = field(repr=False)
+    revoked: bool = False
+    uses: int = 0  # authenticated requests made with it (Basic auth on the devops server)
+    failed_uses: int = 0  # requests that presented it while it was revoked or expired
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.scope.split()
+
+    def expired(self, now: datetime) -> bool:
+        return self.valid_to <= now
+
+    def active(self, now: datetime) -> bool:
+        return not self.revoked and not self.expired(now)
+
+    def status(self, now: datetime) -> Literal["active", "expired", "revoked"]:
+        if self.revoked:
+            return "revoked"
+        return "expired" if self.expired(now) else "active"
+
+
+@dataclass
+class SecretVersion:
+    """One version of a Key Vault secret."""
+
+    name: str
+    version: str
+    value: str = field(repr=False)
+    tags: dict[str, str] | None
+    content_type: str | None
+    enabled: bool
+    not_before: int | None
+    expires: int | None
+    created: int
+    updated: int
+    order: int  # creation order within the vault (1, 2, ...)
+
+
+@dataclass
+class OrgPolicies:
+    """Azure DevOps organisation policies about PATs."""
+
+    max_lifespan_days: int | None = None  # "Enforce maximum personal access token lifespan"
+    block_full_scope: bool = False  # "Restrict creation of full-scoped personal access tokens"
+    block_global: bool = False  # "Restrict creation of global personal access tokens"
+    disable_pat_creation: bool = False  # "Restrict personal access token (PAT) creation"
+
+
+class RequestCounters:
+    """How many requests arrived, per service and per (method, route template). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str, str]] = Counter()
+
+    def add(self, service: str, method: str, route: str) -> None:
+        with self._lock:
+            self._counts[(service, method, route)] += 1
+
+    def count(self, service: str | None = None, method: str | None = None, route: str | None = None) -> int:
+        """Sum of the requests matching every given filter (None = any)."""
+        with self._lock:
+            return sum(
+                n
+                for (s, m, r), n in self._counts.items()
+                if (service is None or s == service) and (method is None or m == method) and (route is None or r == route)
+            )
+
+    def by_route(self, service: str) -> dict[tuple[str, str], int]:
+        """{(method, route template): count} for one service."""
+        with self._lock:
+            return {(m, r): n for (s, m, r), n in self._counts.items() if s == service}
+
+    def snapshot(self) -> dict[str, dict[tuple[str, str], int]]:
+        """{service: {(method, route template): count}}."""
+        with self._lock:
+            out: dict[str, dict[tuple[str, str], int]] = {}
+            for (s, m, r), n in self._counts.items():
+                out.setdefault(s, {})[(m, r)] = n
+            return out
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+class SandboxState:
+    """Everything the emulated services know. See the module docstring for the test-facing API."""
+
+    def __init__(
+        self,
+        *,
+        org: str = "contoso-sandbox",
+        page_size: int = 2,
+        auto_approve_device_code: float = 0.0,
+        token_lifetime: int = 3600,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.tenant_id = str(uuid.uuid4())
+        self.org = org
+        self.org_id = str(uuid.uuid4())
+        self.page_size = page_size
+        self.auto_approve_device_code = auto_approve_device_code
+        self.token_lifetime = token_lifetime
+        self.clock_offset = 0.0  # seconds added to the wall clock (see advance_clock)
+        self.requests = RequestCounters()
+        self.internal_errors: list[str] = []
+        self.users: dict[str, User] = {}
+        self.service_principals: dict[str, ServicePrincipal] = {}
+        self.tokens: dict[str, IssuedToken] = {}
+        self.refresh_tokens: dict[str, RefreshToken] = {}
+        self.device_flows: dict[str, DeviceFlow] = {}
+        self.policies: dict[str, OrgPolicies] = {org: OrgPolicies()}
+        self._pats: dict[str, list[PatRecord]] = {org: []}
+        self._vaults: dict[str, dict[str, list[SecretVersion]]] = {}
+        self._vault_order: dict[str, int] = {}
+        self._faults: dict[str, list[str]] = {}
+        self._denied: set[tuple[str, str]] = set()
+
+        bot = self.add_user("keyturn-bot@sandbox.example", "keyturn bot")
+        self.bot_email = bot.email
+        self.bot_password = bot.password
+        self.bot_oid = bot.oid
+        sp = ServicePrincipal(str(uuid.uuid4()), secrets.token_urlsafe(30), str(uuid.uuid4()), "keyturn-sandbox-sp")
+        self.service_principals[sp.client_id] = sp
+        self.sp_client_id = sp.client_id
+        self.sp_client_secret = sp.secret
+
+    # -- clock ---------------------------------------------------------------------------------
+
+    def time(self) -> float:
+        """The emulators' clock (unix seconds): the wall clock plus ``clock_offset``."""
+        return time.time() + self.clock_offset
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.time(), UTC)
+
+    def advance_clock(self, delta: timedelta | float) -> None:
+        """Move the emulators' clock forward (PATs and Entra tokens expire; clients' caches don't know)."""
+        seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
+        with self.lock:
+            self.clock_offset += seconds
+
+    # -- identities ----------------------------------------------------------------------------
+
+    def add_user(self, email: str, display_name: str, password: str | None = None) -> User:
+        user = User(str(uuid.uuid4()), email, password or secrets.token_urlsafe(18), display_name)
+        with self.lock:
+            self.users[email.lower()] = user
+        return user
+
+    def user(self, email: str) -> User | None:
+        with self.lock:
+            return self.users.get(email.lower())
+
+    def user_by_oid(self, oid: str) -> User | None:
+        with self.lock:
+            return next((u for u in self.users.values() if u.oid == oid), None)
+
+    @property
+    def bot_credentials(self) -> tuple[str, str]:
+        """(email, password) of the seeded bot account."""
+        return self.bot_email, self.bot_password
+
+    # -- Entra tokens --------------------------------------------------------------------------
+
+    def add_token(self, token: IssuedToken) -> None:
+        with self.lock:
+            self.tokens[token.value] = token
+
+    def lookup_token(self, value: str) -> IssuedToken | None:
+        """The issued token (active or not), or None if the emulator never issued it."""
+        with self.lock:
+            return self.tokens.get(value)
+
+    def add_refresh_token(self, oid: str, client_id: str) -> str:
+        value = "rt." + secrets.token_urlsafe(48)
+        with self.lock:
+            self.refresh_tokens[value] = RefreshToken(value, oid, client_id)
+        return value
+
+    def expire_user_tokens(self, *, refresh_tokens: bool = False) -> int:
+        """Invalidate every user access token (and refresh token if asked); returns how many.
+
+        Clients' caches still hold them, so the next Azure DevOps call with one gets the sign-in page.
+        """
+        n = 0
+        with self.lock:
+            for tok in self.tokens.values():
+                if tok.kind == "user" and not tok.revoked:
+                    tok.revoked = True
+                    n += 1
+            if refresh_tokens:
+                for rt in self.refresh_tokens.values():
+                    rt.revoked = True
+        return n
+
+    def approve_device_code(self, user_code: str, email: str | None = None) -> bool:
+        """Approve a pending device-code sign-in as ``email`` (default: the bot). False if no such code."""
+        user = self.user(email or self.bot_email)
+        with self.lock:
+            for flow in self.device_flows.values():
+                if flow.user_code.upper() == user_code.strip().upper() and not flow.redeemed and user:
+                    flow.approved_by = user.oid
+                    return True
+        return False
+
+    # -- PATs ----------------------------------------------------------------------------------
+
+    def add_pat(
+        self,
+        display_name: str,
+        scope: str,
+        valid_to: datetime,
+        *,
+        org: str | None = None,
+        valid_from: datetime | None = None,
+        all_orgs: bool = False,
+        owner_oid: str | None = None,
+        revoked: bool = False,
+        value: str | None = None,
+    ) -> PatRecord:
+        org = org or self.org
+        rec = PatRecord(
+            authorization_id=str(uuid.uuid4()),
+            display_name=display_name,
+            scope=scope,
+            valid_from=valid_from or self.now(),
+            valid_to=valid_to,
+            target_accounts=None if all_orgs else [self.org_id],
+            owner_oid=owner_oid or self.bot_oid,
+            org=org,
+            value=value or pat_value(),
+            revoked=revoked,
+        )
+        with self.lock:
+            self._pats.setdefault(org, []).append(rec)
+        return copy.copy(rec)
+
+    def pats(self, org: str | None = None) -> list[PatRecord]:
+        """Copies of every PAT record in ``org`` (default: the sandbox org), in creation order."""
+        with self.lock:
+            return [copy.deepcopy(p) for p in self._pats.get(org or self.org, [])]
+
+    def pats_named(self, display_name: str, org: str | None = None) -> list[PatRecord]:
+        return [p for p in self.pats(org) if p.display_name == display_name]
+
+    def pat(self, authorization_id: str) -> PatRecord | None:
+        with self.lock:
+            for records in self._pats.values():
+                for p in records:
+                    if p.authorization_id.lower() == authorization_id.lower():
+                        return copy.deepcopy(p)
+        return None
+
+    def _pat_records(self, org: str) -> list[PatRecord]:
+        """The live records (callers hold the lock)."""
+        return self._pats.setdefault(org, [])
+
+    def has_org(self, org: str) -> bool:
+        with self.lock:
+            return org.lower() in (o.lower() for o in self._pats)
+
+    def canonical_org(self, org: str) -> str:
+        with self.lock:
+            return next((o for o in self._pats if o.lower() == org.lower()), org)
+
+    def policy(self, org: str | None = None) -> OrgPolicies:
+        """The live policy object of ``org``; set its attributes to change the policies."""
+        with self.lock:
+            return self.policies.setdefault(org or self.org, OrgPolicies())
+
+    def set_policy(
+        self,
+        org: str | None = None,
+        *,
+        max_lifespan_days: int | None | Literal["keep"] = "keep",
+        block_full_scope: bool | None = None,
+        block_global: bool | None = None,
+        disable_pat_creation: bool | None = None,
+    ) -> OrgPolicies:
+        pol = self.policy(org)
+        with self.lock:
+            if max_lifespan_days != "keep":
+                pol.max_lifespan_days = max_lifespan_days
+            if block_full_scope is not None:
+                pol.block_full_scope = block_full_scope
+            if block_global is not None:
+                pol.block_global = block_global
+            if disable_pat_creation is not None:
+                pol.disable_pat_creation = disable_pat_creation
+        return pol
+
+    # -- Key Vault -----------------------------------------------------------------------------
+
+    def add_vault(self, name: str) -> None:
+        with self.lock:
+            self._vaults.setdefault(name, {})
+            self._vault_order.setdefault(name, 0)
+
+    @property
+    def vault_names(self) -> list[str]:
+        with self.lock:
+            return list(self._vaults)
+
+    def set_secret(
+        self,
+        vault: str,
+        name: str,
+        value: str,
+        *,
+        tags: dict[str, str] | None = None,
+        content_type: str | None = None,
+        enabled: bool = True,
+        not_before: int | None = None,
+        expires: int | None = None,
+    ) -> SecretVersion:
+        """Add a new version (like SetSecret) and return a copy of it."""
+        now = int(self.time())
+        with self.lock:
+            secrets_of_vault = self._vaults[vault]
+            versions = next((v for k, v in secrets_of_vault.items() if k.lower() == name.lower()), None)
+            if versions is None:
+                versions = secrets_of_vault.setdefault(name, [])
+            self._vault_order[vault] += 1
+            ver = SecretVersion(
+                name=versions[0].name if versions else name,
+                version=uuid.uuid4().hex,
+                value=value,
+                tags=dict(tags) if tags is not None else None,
+                content_type=content_type,
+                enabled=enabled,
+                not_before=not_before,
+                expires=expires,
+                created=now,
+                updated=now,
+                order=self._vault_order[vault],
+            )
+            versions.append(ver)
+            return copy.deepcopy(ver)
+
+    def _versions(self, vault: str, name: str) -> list[SecretVersion] | None:
+        """The live version list (callers hold the lock); names are case-insensitive like Key Vault's."""
+        secrets_of_vault = self._vaults.get(vault, {})
+        return next((v for k, v in secrets_of_vault.items() if k.lower() == name.lower()), None)
+
+    def secret_versions(self, vault: str, name: str) -> list[SecretVersion]:
+        """Copies of every version of a secret, oldest first (empty if there is no such secret)."""
+        with self.lock:
+            return [copy.deepcopy(v) for v in self._versions(vault, name) or []]
+
+    def secret_names(self, vault: str) -> list[str]:
+        with self.lock:
+            return list(self._vaults.get(vault, {}))
+
+    def latest_secret(self, vault: str, name: str) -> SecretVersion | None:
+        versions = self.secret_versions(vault, name)
+        return versions[-1] if versions else None
+
+    def deny(self, vault: str, operation: str) -> None:
+        """Make a Key Vault permission ("get", "list" or "set") answer 403 Forbidden for everyone.
+
+        "get" covers GetSecret; "list" GetSecrets and GetSecretVersions; "set" SetSecret and UpdateSecret.
+        """
+        if operation not in VAULT_PERMISSIONS:
+            raise ValueError(f"unknown Key Vault permission {operation!r}; use one of {sorted(VAULT_PERMISSIONS)}")
+        with self.lock:
+            if vault not in self._vaults:
+                raise ValueError(f"no vault {vault!r}")
+            self._denied.add((vault, operation))
+
+    def allow(self, vault: str, operation: str | None = None) -> None:
+        """Undo ``deny`` (one permission, or all of them when ``operation`` is None)."""
+        with self.lock:
+            self._denied = {(v, op) for v, op in self._denied if not (v == vault and operation in (None, op))}
+
+    def denied(self, vault: str, operation: str) -> bool:
+        with self.lock:
+            return (vault, operation) in self._denied
+
+    # -- faults --------------------------------------------------------------------------------
+
+    def inject_fault(self, operation: str, kind: str, times: int = 1) -> None:
+        """Make the next ``times`` requests of ``operation`` fail with ``kind``.
+
+        ``pats.create``: "500-after-create" (created, then 500), "reset-after-create" (created, then the
+        connection is reset with no response), "500-before-create" (nothing created, 500), "503".
+        Other operations (pats.list/get/revoke/update, devops.connectionData/pools, keyvault.get/set/list/update):
+        "503" or "500".
+        """
+        if operation not in FAULT_KINDS:
+            raise ValueError(f"unknown operation {operation!r}; use one of {sorted(FAULT_KINDS)}")
+        if kind not in FAULT_KINDS[operation]:
+            raise ValueError(f"{operation} has no fault {kind!r}; use one of {sorted(FAULT_KINDS[operation])}")
+        with self.lock:
+            self._faults.setdefault(operation, []).extend([kind] * times)
+
+    def take_fault(self, operation: str) -> str | None:
+        """Consume the next injected fault of ``operation`` (None if there is none)."""
+        with self.lock:
+            queue = self._faults.get(operation)
+            return queue.pop(0) if queue else None
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self._faults.clear()
+
+    # -- emulator health -----------------------------------------------------------------------
+
+    def record_internal_error(self, message: str) -> None:
+        with self.lock:
+            self.internal_errors.append(message)
+
+
+def seed(state: SandboxState, vaults: tuple[str, str] = ("rpe-prod", "cftptl-intsvc")) -> None:
+    """The default world: the bot's PATs (one expiring within a week), its sign-in secrets, the daily-checks token."""
+    now = state.now()
+    day = timedelta(days=1)
+    state.add_pat("keda-agent-pools", "vso.agentpools_manage", now + 5 * day, valid_from=now - 85 * day)
+    daily = state.add_pat(
+        "daily-checks",
+        "vso.agentpools vso.build vso.pipelineresources_use vso.release",
+        now + 40 * day,
+        valid_from=now - 50 * day,
+    )
+    state.add_pat("laptop-git", "vso.code_write", now + 120 * day, valid_from=now - 60 * day)
+    state.add_pat("old-release-bot", "vso.release_execute", now + 20 * day, valid_from=now - 70 * day, revoked=True)
+    state.add_pat("ci-artifacts", "vso.packaging", now - 10 * day, valid_from=now - 100 * day)
+    alice = state.add_user("alice@sandbox.example", "Alice (another user)")
+    state.add_pat("alice-laptop", "app_token", now + 30 * day, valid_from=now - 5 * day, owner_oid=alice.oid)
+
+    rpe, intsvc = vaults
+    state.add_vault(rpe)
+    state.add_vault(intsvc)
+    state.set_secret(rpe, "rpe-azure-devops-email", state.bot_email, content_type="text/plain")
+    state.set_secret(rpe, "rpe-azure-devops-password", state.bot_password, content_type="text/plain")
+    state.set_secret(intsvc, "azure-devops-token", daily.value, tags={"created-by": "hand"})
