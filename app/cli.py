@@ -47,6 +47,9 @@ def _load(ctx: click.Context) -> Any:
 
 
 def _stderr(kind: str, text: str) -> None:
+    import logging
+
+    logging.getLogger("keyturn.cli").info("%s: %s", kind, text)
     prefix = {"warning": "warning: ", "step": "  done: ", "progress": "  ... "}.get(kind, "")
     click.echo(f"{prefix}{text}", err=True)
 
@@ -61,8 +64,10 @@ def _interaction() -> Any:
 
 
 def _engine(config: Any, *, no_input: bool) -> Any:
-    from app.engine import Engine
+    from app.engine import Engine, journal_dir
+    from app.logs import log_path, setup_logging
 
+    setup_logging(log_path(journal_dir(config) if config.settings.journal_dir else None))
     prompt = None if no_input else (lambda what: click.prompt(f"{what}", hide_input=True, err=True))
     return Engine(config, interaction=_interaction(), prompt=prompt, on_event=_stderr)
 

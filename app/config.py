@@ -191,7 +191,7 @@ class Preset(_Model):
 
 
 class Config(_Model):
-    settings: Settings = Field(default_factory=Settings)
+    settings: Settings = Settings()
     keymap: dict[str, str] = Field(default_factory=dict)
     vaults: dict[str, Vault] = Field(default_factory=dict)
     accounts: dict[str, Account] = Field(default_factory=dict)

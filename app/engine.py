@@ -238,6 +238,10 @@ class Engine:
             self.emit("progress", "listing the account's tokens")
             old = [t for t in provider.list_tokens() if t.active and is_target_token(target.token_name, t.name)]
             old.sort(key=lambda t: t.expires_at or datetime.max.replace(tzinfo=now.tzinfo))
+        if sign_in:
+            for step in steps:
+                self.emit("progress", f"checking {step.title}")
+                step.preflight(self.config)
         rotation_id = self.journal.new_rotation_id()
         plan = RotationPlan(
             target_name=target_name,

@@ -46,6 +46,9 @@ class FollowUpStep(Protocol):
     def describe(self) -> str:
         """The dry-run plan line."""
 
+    def preflight(self, config: Config) -> None:
+        """Cheap read-only check before anything is minted (reachable, signed in, allowed to read)."""
+
     def find_done(self, ctx: StepContext) -> StepResult | None:
         """If this step already happened for ctx.token (a crash after the effect), say so."""
 

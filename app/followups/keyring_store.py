@@ -36,6 +36,9 @@ class KeyringStep:
     def _result(self) -> StepResult:
         return StepResult(f"OS keyring: {self.spec.service} / {self.spec.username}", {"service": self.spec.service})
 
+    def preflight(self, config: Any) -> None:
+        return None
+
     def find_done(self, ctx: StepContext) -> StepResult | None:
         fp = (ctx.options.get("fingerprint") or "") if ctx.value is None else ctx.value.fingerprint
         current = self._get()

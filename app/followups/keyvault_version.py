@@ -32,6 +32,11 @@ class KeyVaultVersionStep:
 
         return vault_client(ctx.config, self.spec.vault)
 
+    def preflight(self, config: Any) -> None:
+        from app.keyvault import vault_client
+
+        vault_client(config, self.spec.vault).versions(self.spec.secret)
+
     def _ours(self, ctx: StepContext) -> Any | None:
         for props in self._client(ctx).versions(self.spec.secret):
             tags = props.tags or {}

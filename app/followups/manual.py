@@ -33,6 +33,9 @@ class ManualStep:
     def describe(self) -> str:
         return f"manual: {self.spec.text}"
 
+    def preflight(self, config: Any) -> None:
+        return None
+
     def find_done(self, ctx: StepContext) -> StepResult | None:
         return None  # only a person can say it is done
 

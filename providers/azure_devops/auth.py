@@ -14,13 +14,15 @@ import warnings
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.config import Account
 from app.errors import KeyturnError, ProviderError
 from app.net import check_url
 from app.secret import SecretValue
 from providers.base import DeviceCodePrompt, Interaction
+
+if TYPE_CHECKING:
+    from app.config import Account
 
 ADO_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"
 ADO_SCOPE = f"{ADO_RESOURCE}/.default"
@@ -128,7 +130,8 @@ class EntraUserAuth:
             from azure.identity import AzureCliCredential
 
             tenant = self.account.tenant_id
-            return AzureCliCredential(tenant_id=None if tenant in GENERIC_TENANTS else tenant, process_timeout=30)
+            cli_kwargs: dict[str, Any] = {} if tenant in GENERIC_TENANTS else {"tenant_id": tenant}
+            return AzureCliCredential(process_timeout=30, **cli_kwargs)
         if mode == "password":
             return self._password_credential()
         raise KeyturnError(f"accounts.{self.account_name}.sign_in: unknown sign-in {mode!r}")
@@ -224,7 +227,9 @@ class EntraUserAuth:
                 hint=f"check {acct}.client_id: it must be a public client allowed to sign in to Azure DevOps",
             )
         if code == "90002":
-            return ProviderError(f"Entra does not know the tenant {self.account.tenant_id} (AADSTS90002): check {acct}.tenant_id")
+            return ProviderError(
+                f"Entra does not know the tenant {self.account.tenant_id} (AADSTS90002): check {acct}.tenant_id"
+            )
         if code in ("70020", "70019", "50173", "70043", "700082"):
             return ProviderError(f"the Entra sign-in of {self.account_name} expired (AADSTS{code}); sign in again")
         if "Timed out waiting for user" in text or code == "70016":

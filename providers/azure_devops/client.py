@@ -42,7 +42,9 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_PAGES = 1000
 CLAMP_TOLERANCE = timedelta(minutes=1)
 POOL_SCOPES = frozenset({"vso.agentpools", "vso.agentpools_manage", FULL_ACCESS})
-NOT_FOUND_ERRORS = frozenset({"tokenNotFound", "authorizationNotFound", "hostAuthorizationNotFound", "invalidAuthorizationId"})
+NOT_FOUND_ERRORS = frozenset(
+    {"tokenNotFound", "authorizationNotFound", "hostAuthorizationNotFound", "invalidAuthorizationId"}
+)
 MESSAGE_LIMIT = 300
 
 _GLOBAL_PAT = (
@@ -53,7 +55,7 @@ _BAD_IDENTITY = (
     "Azure DevOps creates PATs only for a user signed in with an Entra user token of the bot "
     "(service principals and managed identities cannot create PATs)"
 )
-_BAD_ENTRA_TOKEN = (
+_BAD_ENTRA_GRANT = (
     "Azure DevOps refused the Entra token: it must be the bot's user token for Azure DevOps "
     "(resource 499b84ac-1321-427f-aa17-267ca6975798)"
 )
@@ -61,7 +63,7 @@ _BAD_CLIENT = (
     "Azure DevOps refused the sign-in's client application: use a client id allowed to manage PATs "
     "(the default Visual Studio client 872cd9fa-d31f-45e0-9eab-6e460a02d1f1)"
 )
-_UNKNOWN_TOKEN = "Azure DevOps does not know that token (authorizationId)"
+_UNKNOWN_PAT = "Azure DevOps does not know that token (authorizationId)"
 
 # patTokenError (SessionTokenError in the swagger) -> what it means for the engineer.
 PAT_TOKEN_ERRORS: dict[str, str] = {
@@ -78,9 +80,9 @@ PAT_TOKEN_ERRORS: dict[str, str] = {
     "invalidClientType": _BAD_CLIENT,
     "invalidClientId": _BAD_CLIENT,
     "invalidTargetAccounts": "the target organization is not accepted: is the bot a member of it?",
-    "hostAuthorizationNotFound": _UNKNOWN_TOKEN,
-    "authorizationNotFound": _UNKNOWN_TOKEN,
-    "tokenNotFound": _UNKNOWN_TOKEN,
+    "hostAuthorizationNotFound": _UNKNOWN_PAT,
+    "authorizationNotFound": _UNKNOWN_PAT,
+    "tokenNotFound": _UNKNOWN_PAT,
     "invalidAuthorizationId": "the authorizationId is not a valid token id",
     "invalidToken": "the token is not valid",
     "failedToUpdateAccessToken": "Azure DevOps failed to update the token; try again later",
@@ -99,9 +101,9 @@ PAT_TOKEN_ERRORS: dict[str, str] = {
     "patLifespanPolicyViolation": (
         "the expiry is beyond the organization's maximum PAT lifespan: choose a shorter validity"
     ),
-    "invalidTokenType": _BAD_ENTRA_TOKEN,
-    "invalidAudience": _BAD_ENTRA_TOKEN,
-    "invalidSubject": _BAD_ENTRA_TOKEN,
+    "invalidTokenType": _BAD_ENTRA_GRANT,
+    "invalidAudience": _BAD_ENTRA_GRANT,
+    "invalidSubject": _BAD_ENTRA_GRANT,
     "deploymentHostNotSupported": "this Azure DevOps deployment does not offer the PAT Lifecycle API",
     "disablePatCreationPolicyViolation": (
         "PAT creation is disabled by the organization's policy: ask an administrator to allow the bot to create PATs"
@@ -297,14 +299,20 @@ class PatClient:
         return out
 
     def get_token(self, token_id: str) -> TokenInfo | None:
-        """One token; None when Azure DevOps does not know it. Revocation is not visible here (no status field)."""
+        """One token; None when Azure DevOps does not know it.
+
+        A PatToken has no status field, so an unexpired token counts as active only when the
+        ``active`` listing has it (that is how a revoked one shows)."""
         what = f"could not read PAT {token_id} of {self.organization}"
         body = self._pat_call(
             "GET", {"authorizationId": token_id, "api-version": API_VERSION}, what=what, none_if_missing=True
         )
         if not body or not isinstance(body.get("patToken"), dict):
             return None
-        return token_info(body["patToken"])
+        info = token_info(body["patToken"])
+        if info.active and not any(str(p.get("authorizationId")) == info.id for p in self.iter_pats("active")):
+            info = token_info(body["patToken"], revoked=True)
+        return info
 
     def create(self, request: MintRequest) -> MintedToken:
         """POST a new PAT. Never retried: an unknown outcome raises AmbiguousResultError."""
@@ -359,6 +367,7 @@ class PatClient:
         none_if_missing: bool = False,
     ) -> dict[str, Any]:
         """One PAT API call -> its JSON object ({} for an empty body or a missing token with none_if_missing)."""
+        redact = (self._bearer(),)  # cached: the same Entra token the request carries
         response = self._send(
             self._client(),
             method,
@@ -378,7 +387,7 @@ class PatClient:
         if status == 404 and none_if_missing:
             return {}
         if status in (401, 403):
-            msg = _server_message(response)
+            msg = _server_message(response, redact)
             if msg is None and status == 401:
                 raise AuthExpiredError(
                     f"the Entra sign-in of {self.account_name} expired or was refused (HTTP 401); sign in again"
@@ -387,8 +396,8 @@ class PatClient:
         if status >= 400:
             body = _json_object(response)
             if body and body.get("patTokenError") not in (None, "none"):
-                raise ProviderError(self._pat_error_text(what, str(body["patTokenError"]), body))
-            msg = _server_message(response)
+                raise ProviderError(self._pat_error_text(what, str(body["patTokenError"]), body, redact))
+            msg = _server_message(response, redact)
             raise ProviderError(f"{what}: HTTP {status}" + (f": {msg}" if msg else ""))
         if not response.content.strip():
             if idempotent:
@@ -403,16 +412,17 @@ class PatClient:
         if error and error != "none":
             if none_if_missing and error in NOT_FOUND_ERRORS:
                 return {}
-            raise ProviderError(self._pat_error_text(what, str(error), body))
+            raise ProviderError(self._pat_error_text(what, str(error), body, redact))
         return body
 
     @staticmethod
-    def _pat_error_text(what: str, error: str, body: dict[str, Any]) -> str:
+    def _pat_error_text(what: str, error: str, body: dict[str, Any], redact: tuple[str, ...]) -> str:
         explanation = PAT_TOKEN_ERRORS.get(error, "Azure DevOps refused the request")
         pat = body.get("patToken")
         value = pat.get("token") if isinstance(pat, dict) else None
-        redact = (value,) if isinstance(value, str) else ()
-        text = f"{what}: {explanation} (patTokenError {one_line(error, limit=60)})"
+        if isinstance(value, str):
+            redact = (*redact, value)
+        text = f"{what}: {explanation} (patTokenError {one_line(error, redact=redact, limit=60)})"
         server = body.get("patTokenErrorMessage")
         if isinstance(server, str) and server.strip():
             text += f": {one_line(server, redact=redact)}"
@@ -430,7 +440,8 @@ class PatClient:
             params = {}
         host = urlsplit(self._base).netloc
         secret = token.value.reveal()
-        basic = "Basic " + _b64(f":{secret}")
+        encoded = _b64(f":{secret}")
+        basic = "Basic " + encoded
         call = f"GET {path}"
         with self._new_client() as fresh:
             response = self._send(
@@ -448,10 +459,10 @@ class PatClient:
             if status in (203, 401) or _is_html(response) or 300 <= status < 400:
                 raise ProviderError(refused, hint="check that the token is active and its scopes allow this call")
             if status == 403:
-                msg = _server_message(response, redact=(secret,))
+                msg = _server_message(response, redact=(secret, encoded))
                 raise ProviderError(f"the new token may not {call} (HTTP 403)" + (f": {msg}" if msg else ""))
             if status >= 400:
-                msg = _server_message(response, redact=(secret,))
+                msg = _server_message(response, redact=(secret, encoded))
                 raise ProviderError(f"could not verify the new token: {call} -> {status}" + (f": {msg}" if msg else ""))
             body = _json_object(response)
         if body is None:
@@ -466,7 +477,9 @@ class PatClient:
         if not isinstance(user, dict) or "PublicAccess" in descriptor or "Anonymous" in descriptor:
             raise ProviderError(f"{refused} (answered as an anonymous user)")
         who = user.get("providerDisplayName") or user.get("customDisplayName")
-        return f"{call} -> {status}" + (f" (authenticated as {one_line(who, redact=(secret,), limit=80)})" if who else "")
+        if not who:
+            return f"{call} -> {status}"
+        return f"{call} -> {status} (authenticated as {one_line(who, redact=(secret, encoded), limit=80)})"
 
     # -- transport: retries for idempotent calls, ambiguity for the rest -----------------------
 
