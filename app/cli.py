@@ -174,13 +174,15 @@ def rotate(ctx: click.Context, target: str, no_input: bool, dry_run: bool, as_js
         return
     engine = _engine(config, no_input=no_input)
     try:
-        plan = engine.plan(target)
-        manual = [s for s in plan.steps if s.manual]
+        from app.followups import build_steps
+
+        manual = [s for s in build_steps(config, engine.target(target)) if s.manual]
         if manual and not skip_manual and not dry_run:
             raise KeyturnError(
                 f"target {target} has manual step {manual[0].title!r}, which only a person can tick",
                 hint="rotate it in the wizard, or pass --skip-manual and do the step yourself",
             )
+        plan = engine.plan(target)
         if dry_run:
             _emit_plan(plan, as_json)
             return

@@ -35,4 +35,6 @@ def setup_logging(path: Path, level: int = logging.INFO) -> Path:
     from app.keyvault import quiet_azure_logging
 
     quiet_azure_logging()
+    # httpx logs full URLs at INFO (query strings such as continuation tokens): keep it to warnings
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return path

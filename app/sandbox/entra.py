@@ -141,7 +141,11 @@ class EntraService(Service):
             200,
             {
                 "token_endpoint": f"{base}/oauth2/v2.0/token",
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
                 "jwks_uri": f"{base}/discovery/v2.0/keys",
                 "response_modes_supported": ["query", "fragment", "form_post"],
                 "subject_types_supported": ["pairwise"],
@@ -156,7 +160,18 @@ class EntraService(Service):
                 "http_logout_supported": True,
                 "frontchannel_logout_supported": True,
                 "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
-                "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "name", "oid", "tid", "preferred_username"],
+                "claims_supported": [
+                    "sub",
+                    "iss",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "nbf",
+                    "name",
+                    "oid",
+                    "tid",
+                    "preferred_username",
+                ],
                 "kerberos_endpoint": f"{base}/kerberos",
                 "tenant_region_scope": "EU",
                 "cloud_instance_name": "microsoftonline.com",
@@ -169,7 +184,8 @@ class EntraService(Service):
     def user_realm(self, req: Request) -> Response:
         username = req.params["username"]
         domain = username.rpartition("@")[2].lower()
-        known = any(u.email.lower().endswith("@" + domain) for u in list(self.state.users.values()))
+        with self.state.lock:
+            known = any(u.email.lower().endswith("@" + domain) for u in self.state.users.values())
         body: dict[str, Any] = {
             "ver": "1.0",
             "account_type": "Managed" if known else "Unknown",
@@ -189,7 +205,9 @@ class EntraService(Service):
         form = self._form(req)
         client_id = form.get("client_id", "")
         if not client_id:
-            return self.error(400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
+            return self.error(
+                400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'."
+            )
         scope = form.get("scope", "")
         try:
             split_scopes(scope)
@@ -262,7 +280,9 @@ class EntraService(Service):
         form = self._form(req)
         grant = form.get("grant_type", "")
         if not form.get("client_id"):
-            return self.error(400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
+            return self.error(
+                400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'."
+            )
         if grant == DEVICE_CODE_GRANT:
             return self._grant_device_code(form)
         if grant == "password":
@@ -272,12 +292,19 @@ class EntraService(Service):
         if grant == "refresh_token":
             return self._grant_refresh_token(form)
         if not grant:
-            return self.error(400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
-        return self.error(400, "unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant}'.")
+            return self.error(
+                400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'."
+            )
+        return self.error(
+            400, "unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant}'."
+        )
 
     def _multi_resource(self) -> Response:
         return self.error(
-            400, "invalid_scope", 28000, "Provided value for the input parameter scope is not valid because it contains more than one resource."
+            400,
+            "invalid_scope",
+            28000,
+            "Provided value for the input parameter scope is not valid because it contains more than one resource.",
         )
 
     def _grant_device_code(self, form: dict[str, str]) -> Response:
@@ -290,9 +317,16 @@ class EntraService(Service):
                     return self.error(400, "bad_verification_code", 70000, "The provided device code is not valid.")
                 now = self.state.time()
                 if flow.redeemed:
-                    return self.error(400, "invalid_grant", 70000, "The provided device code has already been redeemed.")
+                    return self.error(
+                        400, "invalid_grant", 70000, "The provided device code has already been redeemed."
+                    )
                 if now >= flow.expires_at:
-                    return self.error(400, "expired_token", 70020, "The provided value for the input parameter 'device_code' is not valid. This device code has expired.")
+                    return self.error(
+                        400,
+                        "expired_token",
+                        70020,
+                        "The provided value for the input parameter 'device_code' is not valid. This device code has expired.",
+                    )
                 if flow.approved_by is None and flow.approve_at is not None and now >= flow.approve_at:
                     flow.approved_by = self.state.bot_oid
                 if flow.approved_by is not None:
@@ -323,7 +357,9 @@ class EntraService(Service):
                 "into this application, the account must be added to the directory.",
             )
         if not secrets.compare_digest(form.get("password", "").encode(), user.password.encode()):
-            return self.error(400, "invalid_grant", 50126, "Error validating credentials due to invalid username or password.")
+            return self.error(
+                400, "invalid_grant", 50126, "Error validating credentials due to invalid username or password."
+            )
         return self._user_tokens(user, form["client_id"], form.get("scope", ""))
 
     def _grant_refresh_token(self, form: dict[str, str]) -> Response:
@@ -333,7 +369,10 @@ class EntraService(Service):
             return self.error(400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
         if rt.revoked:
             return self.error(
-                400, "invalid_grant", 50173, "The provided grant has expired due to it being revoked, a fresh auth token is needed."
+                400,
+                "invalid_grant",
+                50173,
+                "The provided grant has expired due to it being revoked, a fresh auth token is needed.",
             )
         user = self.state.user_by_oid(rt.oid)
         if user is None:
@@ -354,7 +393,10 @@ class EntraService(Service):
             )
         if "client_secret" not in form:
             return self.error(
-                401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."
+                401,
+                "invalid_client",
+                7000218,
+                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
             )
         if not secrets.compare_digest(form["client_secret"].encode(), sp.secret.encode()):
             return self.error(
@@ -397,7 +439,9 @@ class EntraService(Service):
         }
         access = unsigned_jwt(claims)
         self.state.add_token(
-            IssuedToken(access, "app", resource, resource_scopes, client_id, self.state.tenant_id, sp.oid, None, now, exp)
+            IssuedToken(
+                access, "app", resource, resource_scopes, client_id, self.state.tenant_id, sp.oid, None, now, exp
+            )
         )
         return json_response(
             200,

@@ -21,7 +21,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.client import HTTPMessage
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -57,7 +57,7 @@ class Request:
     target: str  # the raw request target (path + query), for building links; never logged as-is
     path: str  # percent-decoded path, no query
     query: dict[str, list[str]]
-    headers: HTTPMessage
+    headers: Message
     body: bytes
     params: dict[str, str] = field(default_factory=dict)  # route parameters
 
@@ -258,7 +258,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip(), 16)
                 if size == 0:
@@ -302,13 +302,17 @@ class TLSServer(ThreadingHTTPServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(10)
         try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle stall between headers and body
+        except OSError:
+            pass
+        try:
             conn = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return
         with self._conn_lock:
             self._connections.add(conn)
         try:
-            self.RequestHandlerClass(conn, client_address, self)
+            _RequestHandler(conn, client_address, self)
         except (ssl.SSLError, OSError):
             pass
         finally:

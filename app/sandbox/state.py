@@ -190,7 +190,9 @@ class RequestCounters:
             return sum(
                 n
                 for (s, m, r), n in self._counts.items()
-                if (service is None or s == service) and (method is None or m == method) and (route is None or r == route)
+                if (service is None or s == service)
+                and (method is None or m == method)
+                and (route is None or r == route)
             )
 
     def by_route(self, service: str) -> dict[tuple[str, str], int]:
@@ -380,6 +382,28 @@ class SandboxState:
                         return copy.deepcopy(p)
         return None
 
+    def use_pat(
+        self, value: str, org: str
+    ) -> tuple[Literal["ok", "unknown", "revoked", "expired", "wrong-org"], PatRecord | None]:
+        """Authenticate a request made with a PAT (Basic auth); counts ``uses`` / ``failed_uses``."""
+        now = self.now()
+        with self.lock:
+            for records in self._pats.values():
+                for p in records:
+                    if secrets.compare_digest(p.value.encode(), value.encode()):
+                        if p.revoked:
+                            p.failed_uses += 1
+                            return "revoked", copy.deepcopy(p)
+                        if p.expired(now):
+                            p.failed_uses += 1
+                            return "expired", copy.deepcopy(p)
+                        if p.org.lower() != org.lower() and p.target_accounts is not None:
+                            p.failed_uses += 1
+                            return "wrong-org", copy.deepcopy(p)
+                        p.uses += 1
+                        return "ok", copy.deepcopy(p)
+        return "unknown", None
+
     def _pat_records(self, org: str) -> list[PatRecord]:
         """The live records (callers hold the lock)."""
         return self._pats.setdefault(org, [])
@@ -401,7 +425,7 @@ class SandboxState:
         self,
         org: str | None = None,
         *,
-        max_lifespan_days: int | None | Literal["keep"] = "keep",
+        max_lifespan_days: int | Literal["keep"] | None = "keep",
         block_full_scope: bool | None = None,
         block_global: bool | None = None,
         disable_pat_creation: bool | None = None,

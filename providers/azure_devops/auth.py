@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from app.errors import KeyturnError, ProviderError
 from app.net import check_url
@@ -33,6 +34,10 @@ ROPC_WARNING = (
     'prefer sign_in = "device-code"'
 )
 
+_ROPC_LIBRARY_WARNINGS = (
+    r"UsernamePasswordCredential is deprecated",  # azure-identity
+    r"This API has been deprecated for public client flows",  # msal
+)
 _AADSTS = re.compile(r"\bAADSTS(\d+)\b")
 
 
@@ -93,7 +98,6 @@ class EntraUserAuth:
 
         if self._credential is None:
             self._credential = self._make_credential()
-        self._interaction.progress(f"signing in to Entra as the bot of {self.account_name} ({self.account.sign_in})")
         try:
             access = self._credential.get_token(ADO_SCOPE)
         except CredentialUnavailableError as exc:
@@ -104,9 +108,7 @@ class EntraUserAuth:
             raise self._refused(exc) from None
         except AzureError as exc:
             self._credential = None
-            raise ProviderError(
-                f"the Entra sign-in of {self.account_name} failed: {_first_sentence(exc)}"
-            ) from None
+            raise ProviderError(f"the Entra sign-in of {self.account_name} failed: {_first_sentence(exc)}") from None
         self._token = SecretValue(access.token)
         self._expires_on = float(access.expires_on)
 
@@ -118,6 +120,7 @@ class EntraUserAuth:
             # A sovereign cloud or the sandbox: without this MSAL asks the public host and stalls.
             kwargs["authority"] = check_url(self.account.authority, f"accounts.{self.account_name}.authority")
             kwargs["disable_instance_discovery"] = True
+            _skip_user_realm_discovery_on_other_ports(kwargs["authority"])
         if self._ca_bundle is not None:
             kwargs["connection_verify"] = str(self._ca_bundle)
         return kwargs
@@ -169,12 +172,14 @@ class EntraUserAuth:
         password = self._resolve_secret(self.account.password)
         from azure.identity import UsernamePasswordCredential
 
-        with warnings.catch_warnings():
-            # azure-identity warns about ROPC itself; we already said so through the interaction.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return UsernamePasswordCredential(
-                self.account.client_id, email.reveal(), password.reveal(), **self._common_kwargs()
-            )
+        # azure-identity (at construction) and MSAL (at each sign-in) warn about ROPC themselves; we
+        # already said so through the interaction. Targeted filters, not catch_warnings(): the sign-in
+        # runs in a worker thread and catch_warnings() swaps the process-wide filters.
+        for message in _ROPC_LIBRARY_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
+        return UsernamePasswordCredential(
+            self.account.client_id, email.reveal(), password.reveal(), **self._common_kwargs()
+        )
 
     # -- errors ---------------------------------------------------------------------------------
 
@@ -193,6 +198,13 @@ class EntraUserAuth:
         return ProviderError(f"the Entra sign-in of {self.account_name} is unavailable: {_first_sentence(exc)}")
 
     def _refused(self, exc: Exception) -> KeyturnError:
+        from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+        if isinstance(exc.__cause__, ServiceRequestError | ServiceResponseError):
+            where = urlsplit(self.account.authority or "https://login.microsoftonline.com").netloc
+            return ProviderError(
+                f"cannot reach Entra at {where} to sign in the bot of {self.account_name}: {_first_sentence(exc)}"
+            )
         text = str(getattr(exc, "message", None) or exc)
         m = _AADSTS.search(text)
         code = m.group(1) if m else None
@@ -200,7 +212,7 @@ class EntraUserAuth:
         acct = f"accounts.{self.account_name}"
         if code == "50126":
             return ProviderError(
-                f"the bot's password was refused by Entra (AADSTS50126): check vault secret {self.account.password}"
+                f"the bot's password was refused by Entra (AADSTS50126): check the secret {self.account.password}"
                 f" and the user in {self.account.email}"
             )
         if code in ("50076", "50079", "50158", "50072"):
@@ -236,6 +248,20 @@ class EntraUserAuth:
             return ProviderError(f"nobody finished the device-code sign-in of {self.account_name} in time; try again")
         reason = f"AADSTS{code}: " if code else ""
         return ProviderError(f"Entra refused the sign-in of {self.account_name}: {reason}{_first_sentence(exc)}")
+
+
+def _skip_user_realm_discovery_on_other_ports(authority: str) -> None:
+    """MSAL's password flow asks ``https://<authority host>/common/userrealm/...`` with the port dropped,
+    so an authority on another port (the sandbox) gets a stranger on 443 or a refused connection. MSAL
+    keeps a per-process set of hosts without realm discovery (it adds a host itself after a 404): use it."""
+    parts = urlsplit(authority)
+    if parts.port in (None, 443) or not parts.hostname:
+        return
+    import msal.authority
+
+    hosts = getattr(msal.authority.Authority, "_domains_without_user_realm_discovery", None)
+    if isinstance(hosts, set):
+        hosts.add(parts.hostname)
 
 
 def _first_sentence(exc: Exception, limit: int = 200) -> str:

@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -142,16 +141,14 @@ def _human_time(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def token_info(pat: dict[str, Any], *, revoked: bool = False, now: datetime | None = None) -> TokenInfo:
-    """A PatToken object -> TokenInfo (never the value)."""
-    now = now or datetime.now(UTC)
+def token_info(pat: dict[str, Any], *, status: str | None = None, now: datetime | None = None) -> TokenInfo:
+    """A PatToken object -> TokenInfo (never the value).
+
+    ``status`` is what the listings said ("active", "expired", "revoked"); without it, the expiry decides.
+    """
     expires_at = parse_time(pat.get("validTo"))
-    if revoked:
-        status = "revoked"
-    elif expires_at is not None and expires_at <= now:
-        status = "expired"
-    else:
-        status = "active"
+    if status is None:
+        status = "expired" if _expired(expires_at, now) else "active"
     targets = pat.get("targetAccounts")
     if targets is None:
         target_text = "all"
@@ -171,6 +168,10 @@ def token_info(pat: dict[str, Any], *, revoked: bool = False, now: datetime | No
     )
 
 
+def _expired(expires_at: datetime | None, now: datetime | None = None) -> bool:
+    return expires_at is not None and expires_at <= (now or datetime.now(UTC))
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
@@ -178,6 +179,8 @@ def _retry_after(response: httpx.Response) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        from email.utils import parsedate_to_datetime
+
         try:
             seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
         except (TypeError, ValueError):
@@ -195,6 +198,12 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
+
+
+def _token_not_found(response: httpx.Response) -> bool:
+    """A 404 about the token (gone: fine for get/revoke), not about the organization (a real error)."""
+    body = _json_object(response) or {}
+    return "HostNotFound" not in str(body.get("typeKey") or "") and "organization" not in str(body.get("message") or "")
 
 
 def _server_message(response: httpx.Response, redact: tuple[str, ...] = ()) -> str | None:
@@ -285,34 +294,47 @@ class PatClient:
             params = {**params, "continuationToken": str(cont)}
         raise ProviderError(f"{what}: more than {MAX_PAGES} pages")
 
+    def _ids(self, display_filter: str) -> set[str]:
+        return {str(p.get("authorizationId")) for p in self.iter_pats(display_filter)}
+
     def list_tokens(self) -> list[TokenInfo]:
-        """All tokens, active and inactive. The API has no status field, so revoked = listed under
-        ``all`` but neither under ``active`` nor expired."""
+        """All tokens, active and inactive, with the status the server's filters give them.
+
+        A PatToken has no status field: ``active`` is what the ``active`` listing holds (the server's
+        clock decides expiry); an inactive token that has not reached its validTo here is looked up in
+        the ``revoked`` listing, which is fetched only when there is such a token."""
         now = datetime.now(UTC)
-        active_ids = {str(p.get("authorizationId")) for p in self.iter_pats("active")}
+        active = self._ids("active")
+        pats = list(self.iter_pats("all"))
+        unsure = any(
+            str(p.get("authorizationId")) not in active and not _expired(parse_time(p.get("validTo")), now)
+            for p in pats
+        )
+        revoked = self._ids("revoked") if unsure else set()
         out = []
-        for pat in self.iter_pats("all"):
-            info = token_info(pat, now=now)
-            if info.active and info.id not in active_ids:
-                info = token_info(pat, revoked=True, now=now)
-            out.append(info)
+        for pat in pats:
+            pid = str(pat.get("authorizationId"))
+            status = "active" if pid in active else "revoked" if pid in revoked else "expired"
+            out.append(token_info(pat, status=status, now=now))
         return out
 
     def get_token(self, token_id: str) -> TokenInfo | None:
-        """One token; None when Azure DevOps does not know it.
-
-        A PatToken has no status field, so an unexpired token counts as active only when the
-        ``active`` listing has it (that is how a revoked one shows)."""
+        """One token; None when Azure DevOps does not know it. Its status comes from the listings, as above."""
         what = f"could not read PAT {token_id} of {self.organization}"
         body = self._pat_call(
             "GET", {"authorizationId": token_id, "api-version": API_VERSION}, what=what, none_if_missing=True
         )
-        if not body or not isinstance(body.get("patToken"), dict):
+        pat = body.get("patToken") if body else None
+        if not isinstance(pat, dict):
             return None
-        info = token_info(body["patToken"])
-        if info.active and not any(str(p.get("authorizationId")) == info.id for p in self.iter_pats("active")):
-            info = token_info(body["patToken"], revoked=True)
-        return info
+        pid = str(pat.get("authorizationId"))
+        if pid in self._ids("active"):
+            status = "active"
+        elif not _expired(parse_time(pat.get("validTo"))) and pid in self._ids("revoked"):
+            status = "revoked"
+        else:
+            status = "expired"
+        return token_info(pat, status=status)
 
     def create(self, request: MintRequest) -> MintedToken:
         """POST a new PAT. Never retried: an unknown outcome raises AmbiguousResultError."""
@@ -384,7 +406,7 @@ class PatClient:
                 f"the Entra sign-in of {self.account_name} expired or was refused "
                 f"(Azure DevOps answered {method} {response.url.path} with a sign-in page); sign in again"
             )
-        if status == 404 and none_if_missing:
+        if status == 404 and none_if_missing and _token_not_found(response):
             return {}
         if status in (401, 403):
             msg = _server_message(response, redact)

@@ -28,8 +28,15 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"  # 7 fraction digits, as Azure DevOps writes
 
 
-def pat_json(name: str, *, days: float = 30, scope: str = "vso.agentpools", token: str | None = None,
-             targets: list[str] | None = None, auth_id: str | None = None) -> dict[str, Any]:
+def pat_json(
+    name: str,
+    *,
+    days: float = 30,
+    scope: str = "vso.agentpools",
+    token: str | None = None,
+    targets: list[str] | None = None,
+    auth_id: str | None = None,
+) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
         "displayName": name,
@@ -84,7 +91,15 @@ class FakeAdo:
         if path == f"/{ORG}/_apis/distributedtask/pools":
             return httpx.Response(200, json={"count": self.pools, "value": [{"id": i} for i in range(self.pools)]})
         if path == f"/{ORG}/_apis/connectionData":
-            return httpx.Response(200, json={"authenticatedUser": {"providerDisplayName": "RPE Bot", "descriptor": "Microsoft.IdentityModel.Claims.ClaimsIdentity;x"}})
+            return httpx.Response(
+                200,
+                json={
+                    "authenticatedUser": {
+                        "providerDisplayName": "RPE Bot",
+                        "descriptor": "Microsoft.IdentityModel.Claims.ClaimsIdentity;x",
+                    }
+                },
+            )
         return httpx.Response(404, json={"message": f"no route {path}"})
 
     def _status(self, pat: dict[str, Any]) -> str:

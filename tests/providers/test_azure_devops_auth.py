@@ -59,8 +59,13 @@ def account(**kw: Any) -> Account:
     return Account(**{**base, **kw})
 
 
-def auth(acc: Account, *, interaction: Interaction | None = None, ca_bundle: Path | None = None,
-         secrets: dict[str, str] | None = None) -> EntraUserAuth:
+def auth(
+    acc: Account,
+    *,
+    interaction: Interaction | None = None,
+    ca_bundle: Path | None = None,
+    secrets: dict[str, str] | None = None,
+) -> EntraUserAuth:
     values = secrets or {}
     return EntraUserAuth(
         "ado-bot",
@@ -135,10 +140,16 @@ def test_azure_cli_generic_tenant_is_not_passed():
     assert "tenant_id" not in FakeCredential.made[0].kwargs
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("Azure CLI not found on path", "not installed or not on PATH"),
-    ("Please run 'az login' to set up an account", f"not signed in as the bot of ado-bot: run az login --tenant {TENANT}"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Azure CLI not found on path", "not installed or not on PATH"),
+        (
+            "Please run 'az login' to set up an account",
+            f"not signed in as the bot of ado-bot: run az login --tenant {TENANT}",
+        ),
+    ],
+)
 def test_azure_cli_unavailable(raw, expected):
     FakeCredential.fail = CredentialUnavailableError(message=raw)
     with pytest.raises(ProviderError) as info:
@@ -148,14 +159,18 @@ def test_azure_cli_unavailable(raw, expected):
     assert "\n" not in str(info.value)
 
 
-PASSWORD_REFS = {"email": "vault:rpe-prod/rpe-azure-devops-email", "password": "vault:rpe-prod/rpe-azure-devops-password"}
+PASSWORD_REFS = {
+    "email": "vault:rpe-prod/rpe-azure-devops-email",
+    "password": "vault:rpe-prod/rpe-azure-devops-password",
+}
 SECRETS = {PASSWORD_REFS["email"]: "bot@contoso.com", PASSWORD_REFS["password"]: "hunter2-canary"}
 
 
 def test_password_flow_warns_and_resolves_secrets():
     warned: list[str] = []
-    a = auth(account(sign_in="password", **PASSWORD_REFS), secrets=SECRETS,
-             interaction=Interaction(on_warning=warned.append))
+    a = auth(
+        account(sign_in="password", **PASSWORD_REFS), secrets=SECRETS, interaction=Interaction(on_warning=warned.append)
+    )
     a.bearer()
     (cred,) = FakeCredential.made
     assert type(cred).__name__ == "UsernamePasswordCredential"
@@ -176,16 +191,26 @@ def test_password_flow_keeps_azure_identity_deprecation_warning_quiet(monkeypatc
 
 
 AADSTS_CASES = [
-    ("AADSTS50126: Error validating credentials due to invalid username or password. Trace ID: x",
-     f"the bot's password was refused by Entra (AADSTS50126): check vault secret {PASSWORD_REFS['password']}"),
-    ("AADSTS50076: Due to a configuration change made by your administrator, you must use MFA.",
-     'multi-factor authentication for the bot of ado-bot (AADSTS50076), which the password flow cannot do (set sign_in = "device-code")'),
-    ("AADSTS50034: The user account bot@contoso.com does not exist in the directory.",
-     f"Entra does not know the bot's user (AADSTS50034): check the secret {PASSWORD_REFS['email']}"),
-    ("AADSTS700016: Application with identifier 'x' was not found in the directory.",
-     "Entra refused the client application"),
-    ("Authentication failed: AADSTS99999: Something brand new happened. Trace ID: 1 Correlation ID: 2",
-     "Entra refused the sign-in of ado-bot: AADSTS99999: Something brand new happened."),
+    (
+        "AADSTS50126: Error validating credentials due to invalid username or password. Trace ID: x",
+        f"the bot's password was refused by Entra (AADSTS50126): check the secret {PASSWORD_REFS['password']}",
+    ),
+    (
+        "AADSTS50076: Due to a configuration change made by your administrator, you must use MFA.",
+        'multi-factor authentication for the bot of ado-bot (AADSTS50076), which the password flow cannot do (set sign_in = "device-code")',
+    ),
+    (
+        "AADSTS50034: The user account bot@contoso.com does not exist in the directory.",
+        f"Entra does not know the bot's user (AADSTS50034): check the secret {PASSWORD_REFS['email']}",
+    ),
+    (
+        "AADSTS700016: Application with identifier 'x' was not found in the directory.",
+        "Entra refused the client application",
+    ),
+    (
+        "Authentication failed: AADSTS99999: Something brand new happened. Trace ID: 1 Correlation ID: 2",
+        "Entra refused the sign-in of ado-bot: AADSTS99999: Something brand new happened.",
+    ),
 ]
 
 
@@ -221,3 +246,25 @@ def test_azure_loggers_are_kept_off_the_terminal():
         logger = logging.getLogger(name)
         assert logger.propagate is False
         assert any(isinstance(h, logging.NullHandler) for h in logger.handlers)
+
+
+def test_unreachable_entra_says_so():
+    from azure.core.exceptions import ServiceRequestError
+
+    err = ClientAuthenticationError(message="Authentication failed: HTTPSConnection(host='127.0.0.1', port=9): refused")
+    err.__cause__ = ServiceRequestError("refused")
+    FakeCredential.fail = err
+    with pytest.raises(ProviderError) as info:
+        auth(account(authority="https://127.0.0.1:9")).bearer()
+    assert str(info.value).startswith("cannot reach Entra at 127.0.0.1:9 to sign in the bot of ado-bot")
+
+
+def test_authority_on_another_port_skips_msal_user_realm_discovery(monkeypatch):
+    import msal.authority
+
+    hosts: set[str] = set()
+    monkeypatch.setattr(msal.authority.Authority, "_domains_without_user_realm_discovery", hosts)
+    auth(account(authority="https://login.microsoftonline.us")).bearer()
+    assert hosts == set()  # the default port: realm discovery works there
+    auth(account(authority="https://127.0.0.1:8443")).bearer()
+    assert hosts == {"127.0.0.1"}

@@ -90,9 +90,20 @@ def test_no_note_when_the_server_rounds_valid_to(client, fake_ado):
             return None
         body = json.loads(req.content)
         back = datetime.fromisoformat(body["validTo"]) - timedelta(seconds=20)  # rounding, not a clamp
-        return httpx.Response(200, json={"patTokenError": "none", "patToken": {
-            "authorizationId": "a1", "displayName": body["displayName"], "scope": body["scope"],
-            "validTo": back.isoformat(), "targetAccounts": ["o"], "token": "v"}})
+        return httpx.Response(
+            200,
+            json={
+                "patTokenError": "none",
+                "patToken": {
+                    "authorizationId": "a1",
+                    "displayName": body["displayName"],
+                    "scope": body["scope"],
+                    "validTo": back.isoformat(),
+                    "targetAccounts": ["o"],
+                    "token": "v",
+                },
+            },
+        )
 
     fake_ado.override = rounded
     assert client.create(request()).notes == ()
@@ -100,8 +111,18 @@ def test_no_note_when_the_server_rounds_valid_to(client, fake_ado):
 
 def test_create_answer_without_value_is_ambiguous(make_client):
     def handler(req: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"patTokenError": "none", "patToken": {
-            "authorizationId": "a1", "displayName": "keda-agents", "validTo": "2030-01-01T00:00:00Z", "token": None}})
+        return httpx.Response(
+            200,
+            json={
+                "patTokenError": "none",
+                "patToken": {
+                    "authorizationId": "a1",
+                    "displayName": "keda-agents",
+                    "validTo": "2030-01-01T00:00:00Z",
+                    "token": None,
+                },
+            },
+        )
 
     with pytest.raises(AmbiguousResultError, match="created token a1 but sent no value"):
         make_client(handler).create(request())
@@ -144,20 +165,21 @@ def test_pat_token_error_in_200_is_explained(make_client, error, expected):
 
 
 def test_every_documented_pat_token_error_has_an_explanation():
-    spec = json.loads(
-        open("app/sandbox/contracts/azure-devops/tokens-7.2/tokens.json", encoding="utf-8-sig").read()
-    )
+    spec = json.loads(open("app/sandbox/contracts/azure-devops/tokens-7.2/tokens.json", encoding="utf-8-sig").read())
     documented = set(spec["definitions"]["PatTokenResult"]["properties"]["patTokenError"]["enum"]) - {"none"}
     assert documented <= set(PAT_TOKEN_ERRORS)
 
 
 def test_pat_token_error_message_is_included_on_one_line(make_client):
     def handler(req: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={
-            "patToken": None,
-            "patTokenError": "patLifespanPolicyViolation",
-            "patTokenErrorMessage": "The maximum lifespan\r\nis 30 days.\n",
-        })
+        return httpx.Response(
+            200,
+            json={
+                "patToken": None,
+                "patTokenError": "patLifespanPolicyViolation",
+                "patTokenErrorMessage": "The maximum lifespan\r\nis 30 days.\n",
+            },
+        )
 
     with pytest.raises(ProviderError) as info:
         make_client(handler).create(request())
@@ -205,8 +227,12 @@ def test_sign_in_page_means_auth_expired(make_client, kind, call):
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_json_401_403_carry_the_server_message(make_client, status):
-    msg = {"$id": "1", "message": "TF400813: The user 'bot@contoso.com' is not authorized to access this resource.",
-           "typeKey": "UnauthorizedRequestException", "errorCode": 0}
+    msg = {
+        "$id": "1",
+        "message": "TF400813: The user 'bot@contoso.com' is not authorized to access this resource.",
+        "typeKey": "UnauthorizedRequestException",
+        "errorCode": 0,
+    }
     c = make_client(lambda req: httpx.Response(status, json=msg))
     with pytest.raises(ProviderError) as info:
         c.list_tokens()
@@ -265,11 +291,18 @@ def test_list_marks_revoked_and_expired(client, fake_ado):
 
 
 def test_token_info_mapping():
-    info = token_info({
-        "displayName": "all_access_token", "validTo": "2020-11-23T04:04:38.5233333Z", "scope": "app_token vso.build",
-        "targetAccounts": None, "validFrom": "2020-10-24T03:04:57.52Z",
-        "authorizationId": "4c60c9ed-a378-4883-af16-d655ca025b11", "token": None,
-    }, now=datetime(2020, 11, 1, tzinfo=UTC))
+    info = token_info(
+        {
+            "displayName": "all_access_token",
+            "validTo": "2020-11-23T04:04:38.5233333Z",
+            "scope": "app_token vso.build",
+            "targetAccounts": None,
+            "validFrom": "2020-10-24T03:04:57.52Z",
+            "authorizationId": "4c60c9ed-a378-4883-af16-d655ca025b11",
+            "token": None,
+        },
+        now=datetime(2020, 11, 1, tzinfo=UTC),
+    )
     assert info == TokenInfo(
         id="4c60c9ed-a378-4883-af16-d655ca025b11",
         name="all_access_token",
@@ -302,6 +335,18 @@ def test_get_sees_revocation_through_the_active_listing(client, fake_ado):
     assert after is not None and not after.active and after.extra["status"] == "revoked"
 
 
+def test_404_for_an_unknown_organization_is_an_error(make_client):
+    body = {
+        "message": "TF400813: The organization 'contoso' does not exist or you are not allowed to access it.",
+        "typeKey": "HostNotFoundException",
+    }
+    c = make_client(lambda req: httpx.Response(404, json=body))
+    with pytest.raises(ProviderError, match="HTTP 404: TF400813"):
+        c.revoke("a1")
+    with pytest.raises(ProviderError, match="HTTP 404"):
+        c.get_token("a1")
+
+
 def test_revoke_sends_delete_with_the_id(client, fake_ado):
     client.revoke("4ab5764f-4193-4f1d-b995-64144880b7d7")
     (req,) = fake_ado.requests
@@ -309,12 +354,15 @@ def test_revoke_sends_delete_with_the_id(client, fake_ado):
     assert req.url.params["authorizationId"] == "4ab5764f-4193-4f1d-b995-64144880b7d7"
 
 
-@pytest.mark.parametrize("answer", [
-    httpx.Response(404, json={"message": "not found"}),
-    httpx.Response(200, json={"patTokenError": "tokenNotFound"}),
-    httpx.Response(200, json={"patTokenError": "authorizationNotFound"}),
-    httpx.Response(200, text=""),
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(404, json={"message": "No PAT a1 was found.", "typeKey": "SessionTokenNotFoundException"}),
+        httpx.Response(200, json={"patTokenError": "tokenNotFound"}),
+        httpx.Response(200, json={"patTokenError": "authorizationNotFound"}),
+        httpx.Response(200, text=""),
+    ],
+)
 def test_revoking_an_unknown_or_revoked_token_is_fine(make_client, answer):
     make_client(lambda req: answer).revoke("a1")
 
@@ -378,7 +426,9 @@ def flaky(answers):
 
 
 def test_list_retries_honouring_retry_after(make_client, sleeps):
-    handler, calls = flaky([httpx.Response(503, headers={"Retry-After": "2"}), httpx.Response(429, headers={"Retry-After": "5"})])
+    handler, calls = flaky(
+        [httpx.Response(503, headers={"Retry-After": "2"}), httpx.Response(429, headers={"Retry-After": "5"})]
+    )
     assert list(make_client(handler).iter_pats("all")) == []
     assert len(calls) == 3
     assert sleeps == [2.0, 5.0]
@@ -386,7 +436,9 @@ def test_list_retries_honouring_retry_after(make_client, sleeps):
 
 def test_retry_after_is_capped_and_may_be_a_date(make_client, sleeps):
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=10), usegmt=True)
-    handler, _ = flaky([httpx.Response(503, headers={"Retry-After": "3600"}), httpx.Response(503, headers={"Retry-After": later})])
+    handler, _ = flaky(
+        [httpx.Response(503, headers={"Retry-After": "3600"}), httpx.Response(503, headers={"Retry-After": later})]
+    )
     list(make_client(handler).iter_pats("all"))
     assert sleeps[0] == 30.0
     assert 5.0 <= sleeps[1] <= 10.0
@@ -408,7 +460,7 @@ def test_list_gives_up_after_three_attempts(make_client, sleeps):
 
 def test_revoke_retries_then_reports(make_client):
     handler, calls = flaky([httpx.ReadTimeout("slow")] * 3)
-    with pytest.raises(ProviderError, match="timed out .* after 3 attempts"):
+    with pytest.raises(ProviderError, match=r"timed out .* after 3 attempts"):
         make_client(handler).revoke("a1")
     assert len(calls) == 3
 
@@ -436,8 +488,11 @@ def test_verify_other_scopes_use_connection_data(client, fake_ado):
 def test_verify_runs_on_a_fresh_client_without_cookies(client, fake_ado):
     def set_cookie(req: httpx.Request):
         if req.url.path.endswith("/tokens/pats"):
-            return httpx.Response(200, json={"patTokens": [], "continuationToken": ""},
-                                  headers={"Set-Cookie": "UserAuthentication=session; Path=/"})
+            return httpx.Response(
+                200,
+                json={"patTokens": [], "continuationToken": ""},
+                headers={"Set-Cookie": "UserAuthentication=session; Path=/"},
+            )
         return None
 
     fake_ado.override = set_cookie
@@ -449,11 +504,14 @@ def test_verify_runs_on_a_fresh_client_without_cookies(client, fake_ado):
     assert pats_call is not verify_call
 
 
-@pytest.mark.parametrize("answer", [
-    httpx.Response(401),
-    httpx.Response(203, json={}),
-    httpx.Response(200, html="<html>Sign in</html>"),
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(401),
+        httpx.Response(203, json={}),
+        httpx.Response(200, html="<html>Sign in</html>"),
+    ],
+)
 def test_verify_refused(make_client, answer):
     c = make_client(lambda req: answer)
     with pytest.raises(ProviderError) as info:
@@ -470,7 +528,7 @@ def test_verify_anonymous_connection_data_is_a_refusal(make_client):
 
 def test_verify_403_says_the_scopes_do_not_allow_it(make_client):
     c = make_client(lambda req: httpx.Response(403, json={"message": "Access denied: needs Agent Pools read."}))
-    with pytest.raises(ProviderError, match="may not GET .* 403.*Agent Pools"):
+    with pytest.raises(ProviderError, match=r"may not GET .* 403.*Agent Pools"):
         c.verify(minted(("vso.agentpools",)))
 
 

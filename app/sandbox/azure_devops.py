@@ -1,0 +1,771 @@
+"""Azure DevOps: the PAT Lifecycle API host (vssps) and the organisation host (dev.azure.com).
+
+``VsspsService`` (stands for https://vssps.dev.azure.com), per ``tokens-7.2/tokens.json``:
+
+- ``GET    /{org}/_apis/tokens/pats``: list (``displayFilterOption``, ``sortByOption``, ``isSortAscending``,
+  ``continuationToken``, ``$top``); pages of ``page_size``; the last page has ``continuationToken: ""``.
+- ``GET    /{org}/_apis/tokens/pats?authorizationId=``: one PAT.
+- ``POST   /{org}/_apis/tokens/pats``: create (body checked against ``PatTokenCreateRequest``).
+- ``PUT    /{org}/_apis/tokens/pats``: update (``PatTokenUpdateRequest``).
+- ``DELETE /{org}/_apis/tokens/pats?authorizationId=``: revoke (200, empty body).
+
+``api-version`` must be ``7.1-preview.1`` or ``7.2-preview.1`` (or without ``.1``; also accepted in the
+``Accept`` header like the real service). Authentication is an Entra **user** token for the Azure
+DevOps resource. A missing, unknown, expired or foreign-audience token gets what a bad session gets
+from the real service: HTTP 203 with the HTML sign-in page (or 401 when the request carries
+``X-TFS-FedAuthRedirect: Suppress``). An app-only token gets a 401 JSON error: service principals
+cannot manage PATs. PAT-domain errors come inside HTTP 200 as ``patTokenError`` (+
+``patTokenErrorMessage`` with 7.2). Every response body is validated against the swagger too.
+
+``DevOpsService`` (stands for https://dev.azure.com): ``GET /{org}/_apis/connectionData`` and
+``GET /{org}/_apis/distributedtask/pools`` with a PAT as Basic auth (any user name) or an Entra user token.
+A revoked or expired PAT gets 401; a PAT without an agent-pool scope gets 403 on pools.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import re
+import uuid
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from app.sandbox.http import BadRequestBody, Request, Response, Service, html_response, json_response, text_response
+from app.sandbox.state import DEVOPS_RESOURCE, IssuedToken, PatRecord, SandboxState
+from app.sandbox.swagger import CONTRACTS, format_date_time, parse_date_time, tokens_spec
+
+PATS_ROUTE = "/{org}/_apis/tokens/pats"
+ACCEPTED_PAT_VERSIONS = ("7.1-preview.1", "7.2-preview.1", "7.1-preview", "7.2-preview")
+ACCEPTED_POOL_VERSIONS = ("7.0", "7.1", "7.1-preview.1", "7.2-preview", "7.2-preview.1")
+POOL_SCOPES = frozenset({"vso.agentpools", "vso.agentpools_manage", "app_token"})
+_VERSION = re.compile(r"^(\d+)\.(\d+)(-preview(?:\.(\d+))?)?$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+DEFAULT_VALIDITY = timedelta(days=30)
+
+FILTERS = ("active", "revoked", "expired", "all")
+SORTS = ("displayName", "displayDate", "status")
+
+SIGN_IN_PAGE = """<!DOCTYPE html>
+<html lang="en-US">
+<head>
+<meta charset="utf-8">
+<title>Azure DevOps Services | Sign In</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+</head>
+<body>
+<div class="signin-page">
+<h1>Azure DevOps Services | Sign In</h1>
+<p>Sign in to your account to continue to Azure DevOps.</p>
+<form method="get" action="https://app.vssps.visualstudio.com/_signin">
+<input type="hidden" name="realm" value="vssps.dev.azure.com">
+<input type="hidden" name="reply_to" value="https://vssps.dev.azure.com/">
+<button type="submit">Sign in</button>
+</form>
+<p>(keyturn sandbox: your Microsoft Entra token is missing, expired or not for Azure DevOps.)</p>
+</div>
+</body>
+</html>
+"""
+
+
+@cache
+def valid_pat_scopes() -> frozenset[str]:
+    """Scope ids a PAT may carry: every id of the vendored scope picker, the legacy documented ones, app_token."""
+    data = json.loads((CONTRACTS / "azure-devops" / "scopes.json").read_text(encoding="utf-8"))
+    ids = {level["scope"] for group in data["groups"] for level in group["levels"]}
+    ids.add(data["full_access"]["scope"])
+    legacy = {"vso.loadtest", "vso.loadtest_write", "vso.hooks", "vso.hooks_write", "vso.hooks_interact"}
+    ids |= legacy | {"vso.settings", "vso.settings_write"}
+    return frozenset(ids)
+
+
+def ado_error(status: int, message: str, type_key: str, type_name: str | None = None) -> Response:
+    """Azure DevOps' JSON error shape."""
+    return json_response(
+        status,
+        {
+            "$id": "1",
+            "innerException": None,
+            "message": message,
+            "typeName": type_name
+            or f"Microsoft.VisualStudio.Services.WebApi.{type_key}, Microsoft.VisualStudio.Services.WebApi",
+            "typeKey": type_key,
+            "errorCode": 0,
+            "eventId": 3000,
+        },
+    )
+
+
+def pat_json(rec: PatRecord, *, token: str | None = None) -> dict[str, Any]:
+    return {
+        "displayName": rec.display_name,
+        "validTo": format_date_time(rec.valid_to),
+        "scope": rec.scope,
+        "targetAccounts": list(rec.target_accounts) if rec.target_accounts is not None else None,
+        "validFrom": format_date_time(rec.valid_from),
+        "authorizationId": rec.authorization_id,
+        "token": token,
+    }
+
+
+def _checked(definition: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Validate an outgoing body; a contract violation is an emulator bug and must fail loudly."""
+    problems = tokens_spec().validate(definition, payload, direction="response", nullable=True)
+    if problems:
+        raise AssertionError(f"emulator response breaks {definition}: {'; '.join(problems)}")
+    return payload
+
+
+class _AdoBase(Service):
+    def not_found(self, req: Request) -> Response:
+        return ado_error(
+            404,
+            f"The controller for path '{req.path}' was not found or does not implement IController.",
+            "HttpException",
+            "System.Web.HttpException, System.Web",
+        )
+
+    def method_not_allowed(self, req: Request, allowed: Any) -> Response:
+        resp = ado_error(
+            405,
+            f"The requested resource does not support http method '{req.method}'.",
+            "HttpException",
+            "System.Web.HttpException, System.Web",
+        )
+        resp.headers["Allow"] = ", ".join(sorted(set(allowed)))
+        return resp
+
+    def internal_error(self, req: Request) -> Response:
+        return ado_error(500, "The keyturn sandbox emulator failed (see its log).", "VssServiceException")
+
+    def sign_in_page(self, req: Request) -> Response:
+        if (req.header("X-TFS-FedAuthRedirect") or "").lower() == "suppress":
+            return text_response(401, "", headers=self._challenge_headers())
+        return html_response(
+            203, SIGN_IN_PAGE, headers={"X-VSS-SandboxReason": "sign-in"}, reason="Non-Authoritative Information"
+        )
+
+    def _challenge_headers(self) -> dict[str, str]:
+        return {
+            "WWW-Authenticate": f"Bearer authorization_uri=https://login.microsoftonline.com/{self.state.tenant_id}, "
+            'Basic realm="https://tfsprodweu5.visualstudio.com/", TFS-Federated'
+        }
+
+    def user_token(self, req: Request) -> tuple[IssuedToken | None, Response | None]:
+        """The caller's Entra user token for Azure DevOps, or the response to send instead."""
+        auth = req.header("Authorization") or ""
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "basic":
+            return None, ado_error(
+                401,
+                "The PAT Lifecycle Management API accepts only Microsoft Entra access tokens: a personal access "
+                "token cannot be used to manage personal access tokens.",
+                "UnauthorizedRequestException",
+                "Microsoft.TeamFoundation.Framework.Server.UnauthorizedRequestException, Microsoft.TeamFoundation.Framework.Server",
+            )
+        if scheme.lower() != "bearer" or not value.strip():
+            return None, self.sign_in_page(req)
+        tok = self.state.lookup_token(value.strip())
+        if tok is None or not tok.active(self.state.time()) or tok.audience != DEVOPS_RESOURCE:
+            return None, self.sign_in_page(req)
+        if tok.kind != "user":
+            return None, ado_error(
+                401,
+                "TF400813: The service principal or managed identity is not authorized to use the PAT Lifecycle "
+                "Management API. Service principals cannot create or manage personal access tokens; sign in as a user.",
+                "UnauthorizedRequestException",
+                "Microsoft.TeamFoundation.Framework.Server.UnauthorizedRequestException, Microsoft.TeamFoundation.Framework.Server",
+            )
+        return tok, None
+
+    def org_missing(self, org: str) -> Response | None:
+        if self.state.has_org(org):
+            return None
+        return ado_error(
+            404,
+            f"TF400813: The organization '{org}' does not exist or you are not allowed to access it.",
+            "HostNotFoundException",
+            "Microsoft.TeamFoundation.Framework.Server.HostNotFoundException, Microsoft.TeamFoundation.Framework.Server",
+        )
+
+    @staticmethod
+    def api_version(req: Request) -> str | None:
+        v = req.arg("api-version")
+        if v is not None:
+            return v
+        accept = req.header("Accept") or ""
+        m = re.search(r"api-version\s*=\s*([^;,\s]+)", accept)
+        return m.group(1) if m else None
+
+    def fault_response(self, kind: str) -> Response:
+        if kind == "503":
+            return ado_error(
+                503,
+                "The service is temporarily unavailable (keyturn sandbox fault injection). Try again later.",
+                "ServiceUnavailableException",
+            )
+        return ado_error(500, "An unexpected error occurred (keyturn sandbox fault injection).", "VssServiceException")
+
+
+class VsspsService(_AdoBase):
+    """The PAT Lifecycle Management API (vssps.dev.azure.com)."""
+
+    name = "vssps"
+
+    def __init__(self, state: SandboxState) -> None:
+        super().__init__(state)
+        for method, handler in (
+            ("GET", self.get_or_list),
+            ("POST", self.create),
+            ("PUT", self.update),
+            ("DELETE", self.revoke),
+        ):
+            self.route(method, PATS_ROUTE, handler, ignore_case=True)
+
+    # -- common checks -------------------------------------------------------------------------
+
+    def _preflight(self, req: Request) -> tuple[IssuedToken | None, str, Response | None]:
+        tok, resp = self.user_token(req)
+        if resp is not None:
+            return None, "", resp
+        org = req.params["org"]
+        missing = self.org_missing(org)
+        if missing is not None:
+            return None, "", missing
+        version = self.api_version(req)
+        bad = self._check_version(req.method, version)
+        if bad is not None:
+            return None, "", bad
+        return tok, version or "", None
+
+    @staticmethod
+    def _check_version(method: str, version: str | None) -> Response | None:
+        if version is None:
+            return ado_error(
+                400,
+                f'No api-version was supplied for the "{method}" request. The version must be supplied either as part '
+                'of the Accept header (e.g. "application/json; api-version=1.0") or as a query parameter '
+                '(e.g. "?api-version=1.0").',
+                "VssVersionNotSpecifiedException",
+            )
+        if version in ACCEPTED_PAT_VERSIONS:
+            return None
+        m = _VERSION.match(version)
+        if m is None:
+            return ado_error(
+                400,
+                f"The api-version '{version}' is not in a valid format (e.g. '7.1-preview.1').",
+                "VssInvalidApiVersionException",
+            )
+        major, minor = int(m.group(1)), int(m.group(2))
+        if (major, minor) > (7, 2):
+            return ado_error(
+                400,
+                f"The requested REST API version of {major}.{minor} is out of range for this server. The latest REST "
+                "API version this server supports is 7.2.",
+                "VssVersionOutOfRangeException",
+            )
+        if not m.group(3):
+            return ado_error(
+                400,
+                f'The requested version "{major}.{minor}" of the resource is under preview. The -preview flag must be '
+                f'supplied in the api-version for such requests. For example: "{major}.{minor}-preview"',
+                "VssInvalidPreviewVersionException",
+            )
+        return ado_error(
+            400,
+            f"The keyturn sandbox accepts api-version {' or '.join(ACCEPTED_PAT_VERSIONS[:2])} for the PAT "
+            f"Lifecycle Management API, not '{version}'.",
+            "VssVersionNotSupportedException",
+        )
+
+    def _result(
+        self,
+        version: str,
+        rec: PatRecord | None,
+        error: str = "none",
+        message: str | None = None,
+        token: str | None = None,
+    ) -> Response:
+        payload: dict[str, Any] = {
+            "patToken": pat_json(rec, token=token) if rec is not None else None,
+            "patTokenError": error,
+        }
+        if error != "none" and version.startswith("7.2"):
+            payload["patTokenErrorMessage"] = message or error
+        return json_response(200, _checked("PatTokenResult", payload))
+
+    def _pat_error(self, version: str, error: str, message: str) -> Response:
+        return self._result(version, None, error, message)
+
+    def _authorization_id(self, req: Request) -> tuple[str | None, Response | None]:
+        value = req.arg("authorizationId")
+        if value is None or value == "":
+            return None, ado_error(
+                400,
+                "Value cannot be null.\r\nParameter name: authorizationId",
+                "ArgumentNullException",
+                "System.ArgumentNullException, mscorlib",
+            )
+        if not _UUID.match(value):
+            return None, ado_error(
+                400,
+                f"The value '{value}' is not a valid authorizationId: it must be a GUID.",
+                "ArgumentException",
+                "System.ArgumentException, mscorlib",
+            )
+        return value, None
+
+    def _own(self, tok: IssuedToken, org: str, authorization_id: str) -> PatRecord | None:
+        """The live record, if it belongs to the caller (callers hold the lock)."""
+        for p in self.state._pat_records(self.state.canonical_org(org)):
+            if p.authorization_id.lower() == authorization_id.lower() and p.owner_oid == tok.oid:
+                return p
+        return None
+
+    def _body(self, req: Request, definition: str) -> tuple[dict[str, Any] | None, Response | None]:
+        try:
+            body = req.json()
+        except BadRequestBody as exc:
+            return None, ado_error(400, f"{exc}", "VssRequestContentException")
+        problems = tokens_spec().validate(definition, body, direction="request", nullable=False)
+        if problems:
+            return None, ado_error(
+                400,
+                f"The request body does not match {definition} (keyturn sandbox contract check): "
+                + "; ".join(problems),
+                "VssPropertyValidationException",
+            )
+        return body, None
+
+    def _check_scope(self, scope: Any) -> str | None:
+        """An error message if ``scope`` is not a space-separated list of known PAT scope ids."""
+        if not isinstance(scope, str) or not scope.strip():
+            return "A scope is required: give one or more space-separated scope ids (e.g. 'vso.agentpools vso.build')."
+        unknown = [s for s in scope.split() if s not in valid_pat_scopes()]
+        if unknown:
+            return f"The scope(s) {', '.join(repr(s) for s in unknown)} are not valid. Scopes are space-separated ids such as 'vso.code_write'."
+        return None
+
+    # -- handlers ------------------------------------------------------------------------------
+
+    def get_or_list(self, req: Request) -> Response:
+        tok, version, resp = self._preflight(req)
+        if resp is not None:
+            return resp
+        assert tok is not None
+        if req.arg("authorizationId") is not None:
+            return self._get(req, tok, version)
+        return self._list(req, tok, version)
+
+    def _get(self, req: Request, tok: IssuedToken, version: str) -> Response:
+        fault = self.state.take_fault("pats.get")
+        if fault:
+            return self.fault_response(fault)
+        auth_id, bad = self._authorization_id(req)
+        if bad is not None:
+            return bad
+        assert auth_id is not None
+        with self.state.lock:
+            rec = self._own(tok, req.params["org"], auth_id)
+            snapshot = copy.deepcopy(rec) if rec is not None else None
+        if snapshot is None:
+            return self._pat_error(
+                version, "authorizationNotFound", f"No personal access token with authorizationId {auth_id} was found."
+            )
+        return self._result(version, snapshot)
+
+    def _list(self, req: Request, tok: IssuedToken, version: str) -> Response:
+        fault = self.state.take_fault("pats.list")
+        if fault:
+            return self.fault_response(fault)
+        opts: dict[str, Any] = {}
+        for name, choices, default in (
+            ("displayFilterOption", FILTERS, "active"),
+            ("sortByOption", SORTS, "displayName"),
+        ):
+            raw = req.arg(name)
+            if raw is None:
+                opts[name] = default
+                continue
+            match = next((c for c in choices if c.lower() == raw.lower()), None)
+            if match is None:
+                return ado_error(
+                    400,
+                    f"The value '{raw}' is not valid for {name}. Valid values are: {', '.join(choices)}.",
+                    "ArgumentException",
+                    "System.ArgumentException, mscorlib",
+                )
+            opts[name] = match
+        raw_asc = req.arg("isSortAscending")
+        if raw_asc is not None and raw_asc.lower() not in ("true", "false"):
+            return ado_error(
+                400,
+                f"The value '{raw_asc}' is not valid for isSortAscending.",
+                "ArgumentException",
+                "System.ArgumentException, mscorlib",
+            )
+        ascending = raw_asc is None or raw_asc.lower() == "true"
+        raw_top = req.arg("$top")
+        size = self.state.page_size
+        if raw_top is not None:
+            if not raw_top.isdigit() or not 1 <= int(raw_top) <= 100:
+                return ado_error(
+                    400,
+                    f"The value '{raw_top}' is not valid for $top (1 to 100).",
+                    "ArgumentException",
+                    "System.ArgumentException, mscorlib",
+                )
+            size = min(size, int(raw_top))
+        key = {"f": opts["displayFilterOption"], "s": opts["sortByOption"], "a": ascending}
+        offset = 0
+        cont = req.arg("continuationToken")
+        if cont:
+            decoded = _decode_continuation(cont)
+            if decoded is None:
+                return ado_error(
+                    400,
+                    "The continuationToken is not valid.",
+                    "ArgumentException",
+                    "System.ArgumentException, mscorlib",
+                )
+            if any(decoded.get(k) != v for k, v in key.items()) or decoded.get("u") != tok.oid:
+                return ado_error(
+                    400,
+                    "The continuationToken was issued for other filtering options; subsequent calls must supply the "
+                    "same displayFilterOption, sortByOption and isSortAscending.",
+                    "ArgumentException",
+                    "System.ArgumentException, mscorlib",
+                )
+            offset = int(decoded.get("o", 0))
+        now = self.state.now()
+        mine = [p for p in self.state.pats(self.state.canonical_org(req.params["org"])) if p.owner_oid == tok.oid]
+        wanted = opts["displayFilterOption"]
+        if wanted != "all":
+            mine = [p for p in mine if p.status(now) == wanted]
+        order = {"active": 0, "expired": 1, "revoked": 2}
+        sort_keys = {
+            "displayName": lambda p: (p.display_name.casefold(), p.valid_to),
+            "displayDate": lambda p: (p.valid_to, p.display_name.casefold()),
+            "status": lambda p: (order[p.status(now)], p.display_name.casefold()),
+        }
+        mine.sort(key=sort_keys[opts["sortByOption"]], reverse=not ascending)
+        page = mine[offset : offset + size]
+        next_offset = offset + len(page)
+        token = _encode_continuation({**key, "o": next_offset, "u": tok.oid}) if next_offset < len(mine) else ""
+        payload = {"continuationToken": token, "patTokens": [pat_json(p) for p in page]}
+        return json_response(200, _checked("PagedPatTokens", payload))
+
+    def create(self, req: Request) -> Response:
+        tok, version, resp = self._preflight(req)
+        if resp is not None:
+            return resp
+        assert tok is not None
+        fault = self.state.take_fault("pats.create")
+        if fault in ("503", "500-before-create"):
+            return self.fault_response("503" if fault == "503" else "500")
+        body, bad = self._body(req, "PatTokenCreateRequest")
+        if bad is not None:
+            return bad
+        assert body is not None
+        org = self.state.canonical_org(req.params["org"])
+        policy = self.state.policy(org)
+        now = self.state.now()
+        if policy.disable_pat_creation:
+            return self._pat_error(
+                version,
+                "disablePatCreationPolicyViolation",
+                "Your organization has a policy that restricts the creation of personal access tokens.",
+            )
+        name = body.get("displayName")
+        if not isinstance(name, str) or not name.strip():
+            return self._pat_error(version, "displayNameRequired", "A display name is required.")
+        scope_problem = self._check_scope(body.get("scope"))
+        if scope_problem:
+            return self._pat_error(version, "invalidScope", scope_problem)
+        scope = " ".join(str(body["scope"]).split())
+        valid_to = now + DEFAULT_VALIDITY
+        if body.get("validTo") is not None:
+            valid_to = parse_date_time(body["validTo"])
+            if valid_to <= now:
+                return self._pat_error(
+                    version, "invalidValidTo", "The expiration date (validTo) must be in the future."
+                )
+        all_orgs = bool(body.get("allOrgs", False))
+        if all_orgs and policy.block_global:
+            return self._pat_error(
+                version,
+                "globalPATCreationBlocked",
+                "Your organization has a policy that restricts the creation of global personal access tokens "
+                "(tokens for all accessible organizations).",
+            )
+        if "app_token" in scope.split() and policy.block_full_scope:
+            return self._pat_error(
+                version,
+                "fullScopePatPolicyViolation",
+                "Your organization has a policy that restricts the creation of full-scoped personal access tokens.",
+            )
+        if policy.max_lifespan_days is not None:
+            limit = now + timedelta(days=policy.max_lifespan_days)
+            valid_to = min(valid_to, limit)
+        rec = self.state.add_pat(name, scope, valid_to, org=org, valid_from=now, all_orgs=all_orgs, owner_oid=tok.oid)
+        if fault == "500-after-create":
+            return self.fault_response("500")
+        if fault == "reset-after-create":
+            return Response(0, drop=True)
+        return self._result(version, rec, token=rec.value)
+
+    def update(self, req: Request) -> Response:
+        tok, version, resp = self._preflight(req)
+        if resp is not None:
+            return resp
+        assert tok is not None
+        fault = self.state.take_fault("pats.update")
+        if fault:
+            return self.fault_response(fault)
+        body, bad = self._body(req, "PatTokenUpdateRequest")
+        if bad is not None:
+            return bad
+        assert body is not None
+        auth_id = body.get("authorizationId")
+        if not auth_id:
+            return self._pat_error(version, "invalidAuthorizationId", "authorizationId is required.")
+        org = self.state.canonical_org(req.params["org"])
+        policy = self.state.policy(org)
+        now = self.state.now()
+        with self.state.lock:
+            rec = self._own(tok, org, auth_id)
+            if rec is None:
+                return self._pat_error(
+                    version,
+                    "authorizationNotFound",
+                    f"No personal access token with authorizationId {auth_id} was found.",
+                )
+            if rec.revoked:
+                return self._pat_error(
+                    version, "invalidAuthorizationId", "A revoked personal access token cannot be updated."
+                )
+            new_name = body.get("displayName", rec.display_name)
+            if not isinstance(new_name, str) or not new_name.strip():
+                return self._pat_error(version, "invalidDisplayName", "The display name cannot be empty.")
+            new_scope = rec.scope
+            if "scope" in body:
+                scope_problem = self._check_scope(body["scope"])
+                if scope_problem:
+                    return self._pat_error(version, "invalidScope", scope_problem)
+                new_scope = " ".join(str(body["scope"]).split())
+            new_valid_to = rec.valid_to
+            if body.get("validTo") is not None:
+                if rec.expired(now):
+                    return self._pat_error(
+                        version, "expiredPatCannotBeExtended", "An expired personal access token cannot be extended."
+                    )
+                new_valid_to = parse_date_time(body["validTo"])
+                if new_valid_to <= now:
+                    return self._pat_error(
+                        version, "invalidValidTo", "The expiration date (validTo) must be in the future."
+                    )
+                if policy.max_lifespan_days is not None:
+                    new_valid_to = min(new_valid_to, rec.valid_from + timedelta(days=policy.max_lifespan_days))
+            targets = rec.target_accounts
+            if "allOrgs" in body:
+                if body["allOrgs"] and policy.block_global:
+                    return self._pat_error(
+                        version, "globalPATCreationBlocked", "Global personal access tokens are blocked by policy."
+                    )
+                targets = None if body["allOrgs"] else [self.state.org_id]
+            if "app_token" in new_scope.split() and policy.block_full_scope and new_scope != rec.scope:
+                return self._pat_error(
+                    version, "fullScopePatPolicyViolation", "Full-scoped personal access tokens are blocked by policy."
+                )
+            rec.display_name, rec.scope, rec.valid_to, rec.target_accounts = new_name, new_scope, new_valid_to, targets
+            snapshot = copy.deepcopy(rec)
+        return self._result(version, snapshot)
+
+    def revoke(self, req: Request) -> Response:
+        tok, _version, resp = self._preflight(req)
+        if resp is not None:
+            return resp
+        assert tok is not None
+        fault = self.state.take_fault("pats.revoke")
+        if fault:
+            return self.fault_response(fault)
+        auth_id, bad = self._authorization_id(req)
+        if bad is not None:
+            return bad
+        assert auth_id is not None
+        with self.state.lock:
+            rec = self._own(tok, req.params["org"], auth_id)
+            if rec is not None:
+                rec.revoked = True
+        if rec is None:
+            return ado_error(
+                404,
+                f"No personal access token with authorizationId {auth_id} was found.",
+                "SessionTokenNotFoundException",
+                "Microsoft.VisualStudio.Services.DelegatedAuthorization.SessionTokenNotFoundException, "
+                "Microsoft.VisualStudio.Services.WebApi",
+            )
+        return Response(200)
+
+
+def _encode_continuation(data: dict[str, Any]) -> str:
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _decode_continuation(token: str) -> dict[str, Any] | None:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("o"), int) else None
+
+
+class DevOpsService(_AdoBase):
+    """The organisation host (dev.azure.com): where a PAT is used."""
+
+    name = "devops"
+
+    def __init__(self, state: SandboxState) -> None:
+        super().__init__(state)
+        self.route("GET", "/{org}/_apis/connectionData", self.connection_data, ignore_case=True)
+        self.route("GET", "/{org}/_apis/distributedtask/pools", self.pools, ignore_case=True)
+
+    def _unauthorized(self, message: str) -> Response:
+        return html_response(
+            401,
+            f"<!DOCTYPE html><html><head><title>Access Denied</title></head><body><h1>{message}</h1></body></html>",
+            headers=self._challenge_headers(),
+            reason="Unauthorized",
+        )
+
+    def _authenticate(self, req: Request) -> tuple[PatRecord | IssuedToken | None, Response | None]:
+        """A PAT (Basic auth, any user name) or an Entra user token; else the response to send."""
+        org = req.params["org"]
+        missing = self.org_missing(org)
+        auth = req.header("Authorization") or ""
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return None, self._unauthorized("TF400813: The user '' is not authorized to access this resource.")
+            pat = decoded.partition(":")[2] if ":" in decoded else decoded
+            status, rec = self.state.use_pat(pat, org)
+            if status == "expired":
+                return None, self._unauthorized("Access Denied: The Personal Access Token used has expired.")
+            if status != "ok":
+                return None, self._unauthorized("TF400813: The user '' is not authorized to access this resource.")
+            if missing is not None:
+                return None, missing
+            return rec, None
+        if scheme.lower() == "bearer":
+            tok, resp = self.user_token(req)
+            if resp is not None:
+                return None, resp
+            if missing is not None:
+                return None, missing
+            return tok, None
+        return None, self._unauthorized("TF400813: The user '' is not authorized to access this resource.")
+
+    def _user_json(self) -> dict[str, Any]:
+        return {
+            "id": self.state.bot_oid,
+            "descriptor": f"Microsoft.IdentityModel.Claims.ClaimsIdentity;{self.state.tenant_id}\\{self.state.bot_email}",
+            "subjectDescriptor": "aad." + base64.urlsafe_b64encode(self.state.bot_oid.encode()).decode().rstrip("="),
+            "providerDisplayName": "keyturn bot",
+            "isActive": True,
+            "properties": {"Account": {"$type": "System.String", "$value": self.state.bot_email}},
+            "resourceVersion": 2,
+            "metaTypeId": 0,
+        }
+
+    def connection_data(self, req: Request) -> Response:
+        who, resp = self._authenticate(req)
+        if resp is not None:
+            return resp
+        fault = self.state.take_fault("devops.connectionData")
+        if fault:
+            return self.fault_response(fault)
+        user = self._user_json()
+        if isinstance(who, PatRecord):
+            owner = self.state.user_by_oid(who.owner_oid)
+            if owner is not None:
+                user.update(
+                    id=owner.oid,
+                    providerDisplayName=owner.display_name,
+                    properties={"Account": {"$type": "System.String", "$value": owner.email}},
+                )
+        return json_response(
+            200,
+            {
+                "authenticatedUser": user,
+                "authorizedUser": user,
+                "instanceId": self.state.org_id,
+                "deploymentId": str(uuid.UUID(int=uuid.UUID(self.state.org_id).int ^ 1)),
+                "deploymentType": "hosted",
+                "locationServiceData": {
+                    "serviceOwner": "00025394-6065-48ca-87d9-7f5672854ef7",
+                    "defaultAccessMappingMoniker": "PublicAccessMapping",
+                    "lastChangeId": 1,
+                    "lastChangeId64": 1,
+                },
+            },
+        )
+
+    def pools(self, req: Request) -> Response:
+        who, resp = self._authenticate(req)
+        if resp is not None:
+            return resp
+        version = self.api_version(req)
+        if version is not None and version not in ACCEPTED_POOL_VERSIONS:
+            return ado_error(
+                400,
+                f"The keyturn sandbox accepts api-version {', '.join(ACCEPTED_POOL_VERSIONS)} for agent pools, not '{version}'.",
+                "VssVersionOutOfRangeException",
+            )
+        if isinstance(who, PatRecord) and not POOL_SCOPES & set(who.scopes):
+            return ado_error(
+                403,
+                "Access Denied: the personal access token used does not have the scope required to read agent pools "
+                f"(one of {', '.join(sorted(POOL_SCOPES))}); its scopes are: {who.scope}.",
+                "UnauthorizedRequestException",
+                "Microsoft.TeamFoundation.Framework.Server.UnauthorizedRequestException, Microsoft.TeamFoundation.Framework.Server",
+            )
+        fault = self.state.take_fault("devops.pools")
+        if fault:
+            return self.fault_response(fault)
+        created = format_date_time(datetime(2024, 3, 1, 9, 30, tzinfo=self.state.now().tzinfo))
+        owner = {"displayName": "keyturn bot", "id": self.state.bot_oid, "uniqueName": self.state.bot_email}
+        pools: list[dict[str, Any]] = [
+            {"id": 1, "name": "Default", "isHosted": False, "poolType": "automation", "size": 3},
+            {"id": 9, "name": "Azure Pipelines", "isHosted": True, "poolType": "automation", "size": 1},
+            {"id": 14, "name": "keda-scaled-agents", "isHosted": False, "poolType": "automation", "size": 5},
+        ]
+        wanted = req.arg("poolName")
+        if wanted:
+            pools = [p for p in pools if p["name"].lower() == wanted.lower()]
+        value = [
+            {
+                **p,
+                "createdOn": created,
+                "autoProvision": False,
+                "autoUpdate": True,
+                "autoSize": True,
+                "targetSize": None,
+                "agentCloudId": None,
+                "createdBy": owner,
+                "owner": owner,
+                "scope": self.state.org_id,
+                "isLegacy": False,
+                "options": "none",
+            }
+            for p in pools
+        ]
+        return json_response(200, {"count": len(value), "value": value})

@@ -1,0 +1,260 @@
+"""The Sandbox: every emulated remote party on 127.0.0.1 over real HTTPS, plus the config that points at them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+from app.sandbox.state import SandboxState, seed
+
+if TYPE_CHECKING:
+    from app.sandbox.http import TLSServer
+    from app.sandbox.tls import SandboxTLS
+
+VAULTS = ("rpe-prod", "cftptl-intsvc")
+
+KEDA_RUNBOOK = """\
+# Rotate the KEDA agent-pool PAT
+
+The KEDA `azure-pipelines` scaler reads agent pools and job requests with a PAT of the bot account.
+When the PAT expires, agents stop scaling and pipelines queue forever.
+
+1. Sign in as the bot: its email and password are in Key Vault `rpe-prod`.
+2. Create a PAT named `keda-agent-pools` with **Agent Pools: Read & manage**, valid 90 days.
+3. Check the new PAT can read agent pools.
+4. Update `personalAccessToken` in `apps/keda/cft/pipeline-auth.enc.yaml` and
+   `apps/keda/sds/pipeline-auth.enc.yaml` of flux-config with sops; open a PR for each.
+5. Once Flux has applied both and KEDA scales again, revoke the old PAT.
+"""
+
+DAILY_CHECKS_RUNBOOK = """\
+# Rotate the daily-checks PAT
+
+The daily-checks pipeline reads agent pools, builds, pipeline resources and releases with a PAT of the bot.
+
+1. Sign in as the bot: its email and password are in Key Vault `rpe-prod`.
+2. Create a PAT named `daily-checks` with Agent Pools (read), Build (read), Pipeline Resources (use)
+   and Release (read), valid 90 days.
+3. Store it as a new version of `azure-devops-token` in Key Vault `cftptl-intsvc` (the pipeline reads the latest).
+4. Check the new PAT, then revoke the old one.
+"""
+
+MANUAL_TEXT = (
+    "Update personalAccessToken in apps/keda/{env}/pipeline-auth.enc.yaml of flux-config with sops, "
+    "then open a PR for {{target}} (token {{token_id}}, expires {{expires_at}})."
+)
+
+
+def _q(value: str) -> str:
+    """A TOML basic string (JSON string escapes are valid TOML escapes)."""
+    return json.dumps(value)
+
+
+def _literal_block(text: str) -> str:
+    if "'''" in text:
+        raise ValueError("runbook text must not contain '''")
+    return "'''\n" + text + "'''"
+
+
+class Sandbox:
+    """Every remote party keyturn talks to, emulated on 127.0.0.1 over HTTPS, with a ready-made config.
+
+    ``Sandbox(directory, page_size=2, auto_approve_device_code=0.0)``; ``start()`` / ``stop()`` or use it as
+    a context manager. After ``start()``: ``urls`` (entra, vssps, devops, vault:rpe-prod, vault:cftptl-intsvc),
+    ``config_path`` (D/keyturn.toml), ``ca_path`` (D/ca.pem), ``secret_path`` (D/sandbox-sp.secret) and
+    ``client_ssl_context()``. ``state`` (a seeded :class:`SandboxState`) is there from construction on.
+
+    ``auto_approve_device_code``: seconds after which a device code is approved as the bot (negative: never
+    automatically; approve on the /devicelogin page or with ``state.approve_device_code``).
+    """
+
+    def __init__(
+        self,
+        directory: Path | str,
+        *,
+        page_size: int = 2,
+        auto_approve_device_code: float = 0.0,
+        org: str = "contoso-sandbox",
+    ) -> None:
+        self.directory = Path(directory)
+        self.state = SandboxState(org=org, page_size=page_size, auto_approve_device_code=auto_approve_device_code)
+        seed(self.state, VAULTS)
+        self.config_path = self.directory / "keyturn.toml"
+        self.ca_path = self.directory / "ca.pem"
+        self.secret_path = self.directory / "sandbox-sp.secret"
+        self.urls: dict[str, str] = {}
+        self._servers: list[TLSServer] = []
+        self._tls: SandboxTLS | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return bool(self._servers)
+
+    def start(self) -> Sandbox:
+        if self._servers:
+            raise RuntimeError("the sandbox is already running")
+        from app.sandbox.azure_devops import DevOpsService, VsspsService
+        from app.sandbox.entra import EntraService
+        from app.sandbox.http import TLSServer
+        from app.sandbox.keyvault import KeyVaultService
+        from app.sandbox.tls import SandboxTLS, write_private
+
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        self._tls = SandboxTLS()
+        self._tls.write_ca(self.ca_path)
+        ctx = self._tls.server_context(self.directory)
+        servers: list[TLSServer] = []
+        try:
+            entra = TLSServer(EntraService(self.state), ctx)
+            servers.append(entra)
+            servers.append(TLSServer(VsspsService(self.state), ctx))
+            servers.append(TLSServer(DevOpsService(self.state), ctx))
+            for vault in VAULTS:
+                servers.append(TLSServer(KeyVaultService(self.state, vault, entra.url), ctx))
+        except BaseException:
+            for s in servers:
+                s.server_close()
+            raise
+        for s in servers:
+            s.start()
+        self._servers = servers
+        self.urls = {s.service.name: s.url for s in servers}
+        write_private(self.secret_path, self.state.sp_client_secret.encode("utf-8"))
+        write_private(self.config_path, self.config_text().encode("utf-8"))
+        return self
+
+    def stop(self) -> None:
+        servers, self._servers = self._servers, []
+        threads = [threading.Thread(target=s.stop, daemon=True) for s in servers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=3)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """An SSL context trusting only the sandbox CA (e.g. ``httpx.Client(verify=sb.client_ssl_context())``)."""
+        if self._tls is None:
+            raise RuntimeError("start the sandbox first")
+        return self._tls.client_context()
+
+    def config_text(self) -> str:
+        """The keyturn.toml that points keyturn at this sandbox (needs the ports: call after start())."""
+        st = self.state
+        u = self.urls
+        lines = [
+            "# keyturn sandbox: everything below listens on 127.0.0.1 while the sandbox runs.",
+            "# Relative paths are relative to this file's folder.",
+            "[settings]",
+            "sandbox = true",
+            'ca_bundle = "ca.pem"',
+            'journal_dir = "journal"',
+            "",
+        ]
+        for vault in VAULTS:
+            lines += [
+                f"[vaults.{vault}]",
+                f"url = {_q(u['vault:' + vault])}",
+                'auth = "client-secret"',
+                f"tenant_id = {_q(st.tenant_id)}",
+                f"client_id = {_q(st.sp_client_id)}",
+                'client_secret = "file:sandbox-sp.secret"',
+                f"authority = {_q(u['entra'])}",
+                "",
+            ]
+        lines += [
+            "[accounts.ado-bot]",
+            'platform = "azure-devops"',
+            f"organization = {_q(st.org)}",
+            'sign_in = "device-code"',
+            f"tenant_id = {_q(st.tenant_id)}",
+            'email = "vault:rpe-prod/rpe-azure-devops-email"',
+            'password = "vault:rpe-prod/rpe-azure-devops-password"',
+            f"authority = {_q(u['entra'])}",
+            f"base_url = {_q(u['devops'])}",
+            f"vssps_url = {_q(u['vssps'])}",
+            "",
+            "[targets.keda]",
+            'account = "ado-bot"',
+            'token_name = "keda-agent-pools"',
+            'description = "KEDA azure-pipelines scaler: reads agent pools and job requests"',
+            'preset = "keda"',
+            "validity_days = 90",
+            f"runbook = {_literal_block(KEDA_RUNBOOK)}",
+            "",
+        ]
+        for env in ("cft", "sds"):
+            lines += [
+                "[[targets.keda.follow_ups]]",
+                'kind = "manual"',
+                f"name = {_q(f'Flux secret ({env})')}",
+                f"text = {_q(MANUAL_TEXT.format(env=env))}",
+                "",
+            ]
+        lines += [
+            "[targets.daily-checks]",
+            'account = "ado-bot"',
+            'token_name = "daily-checks"',
+            'description = "daily-checks pipeline: agent pools, builds, pipeline resources, releases"',
+            'preset = "daily-checks"',
+            "validity_days = 90",
+            f"runbook = {_literal_block(DAILY_CHECKS_RUNBOOK)}",
+            "",
+            "[[targets.daily-checks.follow_ups]]",
+            'kind = "keyvault-secret-version"',
+            'vault = "cftptl-intsvc"',
+            'secret = "azure-devops-token"',
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def serve(
+    directory: Path | str,
+    *,
+    ready: Callable[[Sandbox], None] | None = None,
+    stop: threading.Event | None = None,
+    **options: Any,
+) -> None:
+    """Start a sandbox in ``directory``, call ``ready(sandbox)``, block until SIGINT/SIGTERM (or ``stop`` is set), stop.
+
+    ``options`` go to :class:`Sandbox` (page_size, auto_approve_device_code, org). Signal handlers are only
+    installed when called from the main thread; they are restored afterwards.
+    """
+    done = stop or threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        with Sandbox(directory, **options) as sandbox:
+            if ready is not None:
+                ready(sandbox)
+            while not done.wait(0.2):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,419 @@
+"""The wizard: a Textual app that walks one rotation from the targets list to the summary.
+
+    targets -> sign-in -> scopes -> review -> mint (store, verify) -> reveal -> follow-ups
+            -> verify and retire -> summary -> targets
+
+The engine owns every transition and the journal; this module only asks it to act, from thread
+workers, and shows what it says. Only the first screen (targets) is imported at start; every other
+step, the engine and the providers load when first needed.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+
+from screens.targets import TargetsScreen
+
+if TYPE_CHECKING:
+    from app.clipboard import Clipboard
+    from app.config import Config
+    from app.engine import Engine, MintOptions, Rotation
+    from providers.base import DeviceCodePrompt, Interaction
+
+    EngineFactory = Callable[["KeyturnApp"], Engine]
+
+
+class EngineEvent(Message):
+    """A line from the engine (progress, step, warning), posted from a worker thread."""
+
+    def __init__(self, kind: str, text: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.text = text
+
+
+class DeviceCodeShown(Message):
+    """A provider asks the engineer to finish a device-code sign-in (posted from a worker thread)."""
+
+    def __init__(self, prompt: DeviceCodePrompt) -> None:
+        super().__init__()
+        self.prompt = prompt
+
+
+def _palette_provider() -> Any:
+    from app.palette import WizardCommands
+
+    return WizardCommands
+
+
+class KeyturnApp(App[None], inherit_bindings=False):
+    """The keyturn wizard. ``engine_factory``, ``clock`` and ``clipboard`` are for tests and the demo."""
+
+    TITLE = "keyturn"
+    # The first screen as a mode (not get_default_screen), so Textual loads its CSS_PATH like any other.
+    MODES: ClassVar[dict[str, Any]] = {"targets": TargetsScreen}
+    DEFAULT_MODE: ClassVar[str] = "targets"
+    COMMANDS: ClassVar[set[Any]] = {_palette_provider}
+    # Declared here rather than inherited, so every key has an id the config's [keymap] can change.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "ctrl+q",
+            "quit",
+            "Quit",
+            id="app.quit",
+            tooltip="Quit keyturn; an unfinished rotation can be resumed from the targets screen",
+            show=False,  # the help (F1) lists it; the footer keeps its room for the step's own keys
+            priority=True,
+        ),
+        Binding("f1", "help", "Help", id="app.help", tooltip="List every key of this screen"),
+        Binding(
+            "f2", "toggle_runbook", "Runbook", id="app.runbook", tooltip="Show or hide the target's runbook beside this step"
+        ),
+        Binding(
+            "ctrl+p",
+            "command_palette",
+            "Commands",
+            show=False,
+            id="app.commands",
+            tooltip="Open the command palette (its commands depend on this screen)",
+            priority=True,
+        ),
+    ]
+    CSS = """
+    .title-bar { height: 1; padding: 0 1; background: $panel; text-style: bold; }
+    .sandbox-banner { height: auto; padding: 0 1; background: $warning 25%; color: $text; text-style: bold; }
+    .error-line { color: $error; text-style: bold; height: auto; padding: 0 1; }
+    .hint { color: $text-muted; height: auto; padding: 0 1; }
+    .section { text-style: bold; padding: 0 1; margin-top: 1; height: 1; }
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        sandbox: Any = None,
+        start_target: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        clipboard: Clipboard | None = None,
+        engine_factory: EngineFactory | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.sandbox = sandbox
+        self.is_sandbox = sandbox is not None or config.settings.sandbox
+        self.start_target = start_target
+        self.clock = clock
+        self._secret_clipboard = clipboard
+        self._engine_factory = engine_factory
+        self._engine: Engine | None = None
+        self._engine_guard = threading.Lock()
+        # Providers are made once per account under this lock, so two screens share one sign-in.
+        self.provider_guard = threading.Lock()
+        # One engine call on a rotation at a time: the journal is written and re-read after each step.
+        self.rotation_lock = threading.RLock()
+        self.current_target: str | None = None
+        self.runbook_open = False
+        self.pending_device_code: DeviceCodePrompt | None = None
+        self.event_log: deque[str] = deque(maxlen=500)  # engine lines; they never carry a value
+        if self.is_sandbox:
+            self.sub_title = "sandbox"
+        if config.keymap:
+            self.set_keymap(config.keymap)
+
+    # -- services the screens use ---------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self.clock() if self.clock else datetime.now(UTC)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, built on first use (from a worker: importing it is not free)."""
+        with self._engine_guard:
+            if self._engine is None:
+                self._engine = self._engine_factory(self) if self._engine_factory else self._default_engine()
+            return self._engine
+
+    def make_interaction(self) -> Interaction:
+        """How providers reach the wizard; every callback may come from a worker thread."""
+        from providers.base import Interaction
+
+        def device_code(prompt: DeviceCodePrompt) -> None:
+            self.post_message(DeviceCodeShown(prompt))
+
+        def warning(text: str) -> None:
+            self.post_message(EngineEvent("warning", text))
+
+        def progress(text: str) -> None:
+            self.post_message(EngineEvent("progress", text))
+
+        return Interaction(on_device_code=device_code, on_warning=warning, on_progress=progress)
+
+    def on_engine_line(self, kind: str, text: str) -> None:
+        """The engine's ``on_event``: thread-safe (post_message)."""
+        self.post_message(EngineEvent(kind, text))
+
+    def _default_engine(self) -> Engine:
+        from app.engine import Engine
+
+        kwargs: dict[str, Any] = {} if self.clock is None else {"clock": self.clock}
+        return Engine(
+            self.config,
+            interaction=self.make_interaction(),
+            prompt=self.prompt_from_thread,
+            on_event=self.on_engine_line,
+            **kwargs,
+        )
+
+    @property
+    def secret_clipboard(self) -> Clipboard:
+        """Copies secrets (token, bot email and password) and clears them later only if still ours."""
+        if self._secret_clipboard is None:
+            from app.clipboard import Clipboard
+
+            self._secret_clipboard = Clipboard(self._osc52)
+        return self._secret_clipboard
+
+    def _osc52(self, text: str) -> None:
+        self.copy_to_clipboard(text)
+        # Textual keeps the copied text (App.clipboard) for pasting inside the app: a secret must not
+        # stay in the UI's memory, and nothing in the wizard needs to paste it back.
+        self._clipboard = ""
+
+    def close_engine(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+    def prompt_from_thread(self, what: str) -> str:
+        """The engine's ``prompt`` (a ``prompt`` secret reference): ask in a modal, wait in the worker."""
+        answer: list[str] = []
+        done = threading.Event()
+
+        def ask() -> None:
+            from screens.signin import SecretPrompt
+
+            def got(value: str | None) -> None:
+                answer.append(value or "")
+                done.set()
+
+            self.push_screen(SecretPrompt(what), callback=got)
+
+        self.call_from_thread(ask)
+        while not done.wait(0.2):
+            if not self.is_running:
+                return ""
+        return answer[0]
+
+    # -- engine lines and device codes, routed to the screen in front -----------------------------
+
+    def on_engine_event(self, event: EngineEvent) -> None:
+        self.event_log.append(f"{event.kind}: {event.text}")
+        handler = getattr(self.screen, "engine_event", None)
+        if handler is not None:
+            handler(event.kind, event.text)
+        if event.kind == "warning":
+            self.notify(event.text, title="Warning", severity="warning", timeout=8)
+
+    def on_device_code_shown(self, message: DeviceCodeShown) -> None:
+        self.pending_device_code = message.prompt
+        handler = getattr(self.screen, "show_device_code", None)
+        if handler is not None:
+            handler(message.prompt)
+            return
+        # A sign-in started by a step screen (the Entra token ran out mid-rotation): show it on top.
+        # That sign-in screen waits on the same provider and closes itself once the sign-in is done.
+        from screens.signin import SignInScreen, account_for_prompt
+
+        account = account_for_prompt(self.config, message.prompt, self.current_target)
+        self.push_screen(SignInScreen(account, purpose="to continue", prompt=message.prompt))
+
+    # -- app-wide actions -----------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(HelpScreen.for_screen(self.screen))
+
+    def action_toggle_runbook(self) -> None:
+        from screens.runbook import toggle_runbook
+
+        self.runbook_open = toggle_runbook(self.screen)
+
+    def _screen_changed(self, screen: Screen[Any]) -> None:
+        # An open runbook follows the engineer to the next step; a closed one stays closed everywhere.
+        if self.runbook_open:
+            from screens.runbook import show_runbook
+
+            self.call_after_refresh(show_runbook, screen)
+        elif "screens.runbook" in sys.modules:
+            from screens.runbook import hide_runbook
+
+            self.call_after_refresh(hide_runbook, screen)
+
+    def on_mount(self) -> None:
+        self.screen_change_signal.subscribe(self, self._screen_changed)
+
+    # -- the flows -------------------------------------------------------------------------------
+
+    def start_rotation(self, target_name: str) -> None:
+        self.current_target = target_name
+        self._rotation_flow(target_name)
+
+    def resume_rotation(self, rotation_id: str, target_name: str) -> None:
+        self.current_target = target_name
+        self._resume_flow(rotation_id, target_name)
+
+    @work(exclusive=True, group="flow", exit_on_error=False)
+    async def _rotation_flow(self, target_name: str) -> None:
+        from screens.signin import SignInScreen
+
+        target = self.config.targets[target_name]
+        if not await self.push_screen_wait(SignInScreen(target.account, purpose=f"to rotate {target_name}")):
+            return self._back_to_targets()
+        while True:
+            options = await self._choose_scopes(target_name)
+            if options is None:
+                return self._back_to_targets()
+            from screens.review import ReviewScreen
+
+            plan = await self.push_screen_wait(ReviewScreen(target_name, options))
+            if plan is not None:
+                break  # else: back to the scope picker
+        from screens.mint import MintScreen
+
+        rotation = await self.push_screen_wait(MintScreen(plan=plan))
+        await self._after_mint(rotation)
+
+    @work(exclusive=True, group="flow", exit_on_error=False)
+    async def _resume_flow(self, rotation_id: str, target_name: str) -> None:
+        from screens.signin import SignInScreen
+
+        target = self.config.targets[target_name]
+        if not await self.push_screen_wait(SignInScreen(target.account, purpose=f"to resume rotation {rotation_id[:8]}")):
+            return self._back_to_targets()
+        opened = self.engine.open(rotation_id)
+        if opened.state in ("planned", "minted", "stored") or opened._needs_value():
+            from screens.mint import MintScreen
+
+            # The value is not in this process: MintScreen reads it back from a store, or mints again.
+            await self._after_mint(await self.push_screen_wait(MintScreen(rotation=opened)))
+        else:
+            await self._after_mint(opened)
+
+    async def _after_mint(self, rotation: Rotation | None) -> None:
+        """Reveal, follow-ups, retire, summary: each skipped when the journal says it is done."""
+        if rotation is None:
+            return self._back_to_targets()
+        if rotation.value is not None and rotation.state == "verified":
+            await self._reveal(rotation)
+        if rotation.state == "verified" and any(not s.is_store for s in rotation.steps):
+            from screens.followups import FollowUpsScreen
+
+            if not await self.push_screen_wait(FollowUpsScreen(rotation)):
+                return self._back_to_targets(f"Rotation {rotation.id[:8]} paused at the follow-ups; resume it from here.")
+        outcome = "old tokens already retired"
+        if rotation.state in ("verified", "propagated"):
+            from screens.retire import RetireScreen
+
+            result = await self.push_screen_wait(RetireScreen(rotation))
+            if result is None:
+                return self._back_to_targets(f"Rotation {rotation.id[:8]} waits to retire the old token; resume it from here.")
+            outcome = result
+        elif rotation.state == "old_retired":
+            with self.rotation_lock:
+                rotation.finish()
+        from screens.summary import SummaryScreen
+
+        await self.push_screen_wait(SummaryScreen(rotation, outcome))
+        self._back_to_targets()
+
+    async def _reveal(self, rotation: Rotation) -> None:
+        from screens.reveal import RevealScreen
+
+        token = rotation.new_token
+        if rotation.value is None or token is None:
+            return
+        expires = f"{token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else "never"
+        await self.push_screen_wait(
+            RevealScreen(
+                rotation.value,
+                token_label=f"{token.name} ({token.id})",
+                expires_at=expires,
+                stored_in=rotation.stored_in(),
+                clipboard=self.secret_clipboard,
+                clear_after=self.config.settings.clipboard_clear_seconds,
+            )
+        )
+        # The reveal screen is gone with its reference to the value; the Rotation keeps the only one.
+
+    async def _choose_scopes(self, target_name: str) -> MintOptions | None:
+        from app.engine import MintOptions
+        from providers.registry import resolve_scopes
+        from screens.scopes import ScopesScreen
+
+        target = self.config.targets[target_name]
+        account = self.config.accounts[target.account]
+        initial = resolve_scopes(self.config, target_name, target)
+        selection = await self.push_screen_wait(
+            ScopesScreen(
+                target_name,
+                initial_scopes=initial,
+                presets=self._presets(account.platform),
+                token_name=target.token_name,
+                validity_days=target.validity_days,
+                all_orgs=target.all_orgs,
+                organization=account.organization,
+            )
+        )
+        if selection is None:
+            return None
+        now = self.now()
+        if selection.valid_to is not None:
+            expires_at = datetime(selection.valid_to.year, selection.valid_to.month, selection.valid_to.day, tzinfo=UTC)
+        else:
+            expires_at = now + timedelta(days=selection.validity_days or target.validity_days)
+        return MintOptions(
+            scopes=tuple(selection.scopes),
+            token_name=selection.token_name,
+            expires_at=expires_at,
+            all_orgs=selection.all_orgs,
+        )
+
+    def _presets(self, platform: str) -> dict[str, Any]:
+        from providers.azure_devops.scopes import BUILTIN_PRESETS, Preset
+
+        presets: dict[str, Any] = dict(BUILTIN_PRESETS) if platform == "azure-devops" else {}
+        for name, p in self.config.presets.items():
+            presets[name] = Preset(name, p.label or name, tuple(p.scopes), f"preset {name} from the configuration")
+        return presets
+
+    def _back_to_targets(self, message: str | None = None) -> None:
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        if message:
+            self.notify(message, timeout=8)
+        screen = self.screen
+        if isinstance(screen, TargetsScreen):
+            screen.refresh_status()
+
+
+def run_wizard(config: Config, *, sandbox: Any = None, start_target: str | None = None) -> None:
+    """Run the wizard until the engineer quits (the CLI's `keyturn`, `keyturn demo`, `keyturn rotate T`)."""
+    app = KeyturnApp(config, sandbox=sandbox, start_target=start_target)
+    try:
+        app.run()
+    finally:
+        app.close_engine()
