@@ -529,16 +529,16 @@ class Rotation:
     def retire(self) -> str:
         olds = [_token_info(t) for t in self.record.plan.get("old_tokens", [])]
         new = self.new_token
+        olds = [t for t in olds if not (new and t.id == new.id)]
         for t in olds:
-            if new and t.id == new.id:
-                continue
             if t.id not in self.record.revoked:
                 self.engine.emit("progress", f"revoking old token {t.name!r} ({t.id})")
                 self.provider.revoke(t.id)
                 self._write("revoked", token_id=t.id, role="old")
-            after = self.provider.get_token(t.id)
-            if after is not None and after.active:
-                raise KeyturnError(f"old token {t.id} is still active after revocation", hint="check it in the portal, then `keyturn resume`")
+        if olds:  # proof: revoke calls may answer 200 without effect
+            still = {t.id for t in self.provider.list_tokens()} & {t.id for t in olds}
+            if still:
+                raise KeyturnError(f"old token {sorted(still)[0]} is still active after revocation", hint="check it in the portal, then `keyturn resume`")
         self._write("old_retired", count=len(olds))
         msg = f"revoked {len(olds)} old token(s)" if olds else "no old token to revoke"
         self.engine.emit("step", msg)

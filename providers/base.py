@@ -75,8 +75,8 @@ class Provider(Protocol):
     def sign_in(self) -> None:
         """Acquire whatever credential minting needs. Idempotent; cheap when already signed in."""
 
-    def list_tokens(self) -> list[TokenInfo]:
-        """Every token of the account that the API can list (active and inactive)."""
+    def list_tokens(self, *, include_inactive: bool = False) -> list[TokenInfo]:
+        """The account's active tokens (and, when asked, the revoked and expired ones too)."""
 
     def get_token(self, token_id: str) -> TokenInfo | None:
         """One token by id, or None when the platform does not know it."""

@@ -75,10 +75,8 @@ class KeyVaultVersionStep:
         return None
 
     def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
-        props = self._ours(ctx)
-        if props is None or (props.tags or {}).get(TAG_STATE) == "active":
-            return
-        self._client(ctx).update(self.spec.secret, props.version, tags={**(props.tags or {}), TAG_STATE: "active"})
+        tags = {TAG_ROTATION: ctx.rotation_id, TAG_TOKEN: ctx.token.id, TAG_STATE: "active"}
+        self._client(ctx).update(self.spec.secret, detail["version"], tags=tags)  # idempotent
 
     def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
         """Consumers read the latest version: make the previous value the latest again."""

@@ -297,13 +297,15 @@ class PatClient:
     def _ids(self, display_filter: str) -> set[str]:
         return {str(p.get("authorizationId")) for p in self.iter_pats(display_filter)}
 
-    def list_tokens(self) -> list[TokenInfo]:
-        """All tokens, active and inactive, with the status the server's filters give them.
+    def list_tokens(self, *, include_inactive: bool = False) -> list[TokenInfo]:
+        """Active tokens (one listing); with ``include_inactive``, all of them with their status.
 
         A PatToken has no status field: ``active`` is what the ``active`` listing holds (the server's
         clock decides expiry); an inactive token that has not reached its validTo here is looked up in
         the ``revoked`` listing, which is fetched only when there is such a token."""
         now = datetime.now(UTC)
+        if not include_inactive:
+            return [token_info(p, status="active", now=now) for p in self.iter_pats("active")]
         active = self._ids("active")
         pats = list(self.iter_pats("all"))
         unsure = any(

@@ -55,8 +55,8 @@ class AzureDevOpsProvider:
     def sign_in(self) -> None:
         self._auth.bearer()
 
-    def list_tokens(self) -> list[TokenInfo]:
-        return self._call(self._client.list_tokens)
+    def list_tokens(self, *, include_inactive: bool = False) -> list[TokenInfo]:
+        return self._call(lambda: self._client.list_tokens(include_inactive=include_inactive))
 
     def get_token(self, token_id: str) -> TokenInfo | None:
         return self._call(lambda: self._client.get_token(token_id))

@@ -256,6 +256,11 @@ def test_list_follows_continuation_tokens(client, fake_ado):
     fake_ado.page_size = 2
     tokens = client.list_tokens()
     assert [t.name for t in tokens] == [f"t{i}" for i in range(5)]
+    active_calls = [r for r in fake_ado.requests if r.url.params.get("displayFilterOption") == "active"]
+    assert [r.url.params.get("continuationToken") for r in active_calls] == [None, "2", "4"]
+    assert len(fake_ado.requests) == 3  # active tokens only: one listing
+    fake_ado.requests.clear()
+    assert [t.name for t in client.list_tokens(include_inactive=True)] == [f"t{i}" for i in range(5)]
     all_calls = [r for r in fake_ado.requests if r.url.params.get("displayFilterOption") == "all"]
     assert [r.url.params.get("continuationToken") for r in all_calls] == [None, "2", "4"]
     assert all(r.method == "GET" and r.url.path == PATS_PATH for r in fake_ado.requests)
@@ -283,7 +288,7 @@ def test_list_marks_revoked_and_expired(client, fake_ado):
     old = fake_ado.add("old", days=-2)
     gone = fake_ado.add("gone")
     fake_ado.revoked.add(gone["authorizationId"])
-    by_name = {t.name: t for t in client.list_tokens()}
+    by_name = {t.name: t for t in client.list_tokens(include_inactive=True)}
     assert by_name["live"].active and by_name["live"].extra["status"] == "active"
     assert not by_name["old"].active and by_name["old"].extra["status"] == "expired"
     assert not by_name["gone"].active and by_name["gone"].extra["status"] == "revoked"

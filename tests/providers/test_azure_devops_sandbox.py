@@ -84,7 +84,7 @@ def test_device_code_sign_in_and_paged_listing(sb, make):
     assert prompt.user_code and prompt.verification_uri.startswith("https://127.0.0.1:")
     assert prompt.user_code in prompt.message
 
-    tokens = provider.list_tokens()
+    tokens = provider.list_tokens(include_inactive=True)
     by_id = {t.id: t for t in tokens}
     mine = [p for p in sb.state.pats() if p.owner_oid == sb.state.bot_oid]
     assert set(by_id) == {p.authorization_id for p in mine}  # every page, nobody else's tokens
