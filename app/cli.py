@@ -144,6 +144,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"targets": [r.to_json() for r in rows], "attention": len(bad)}, indent=2))
     else:
+        click.echo(f"{'TARGET':<24} {'PLATFORM':<13} {'STATE':<9} {'DAYS':>5}  EXPIRES")
         for r in rows:
             days = "-" if r.days_left is None else f"{r.days_left}d"
             exp = r.expires_at.strftime("%Y-%m-%d") if r.expires_at else "-"
