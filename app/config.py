@@ -98,12 +98,14 @@ class Account(_Model):
 class FluxSopsSecret(_Model):
     kind: Literal["flux-sops-secret"]
     name: str | None = None
-    repo: Path
-    files: list[str] = Field(min_length=1)
-    key: str
-    field: Literal["data", "stringData"] = "data"
+    repo: Path  # a local clone of the config repository
+    files: list[str] = Field(min_length=1)  # SOPS-encrypted Kubernetes Secrets, relative to repo
+    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$")  # the Secret's key to set
+    field: Literal["data", "stringData"] = "data"  # data: the value is base64-encoded first
     push: bool = False
     remote: str = "origin"
+    age_key_file: Path | None = None  # else sops' usual sources (SOPS_AGE_KEY_FILE, ~/.config/sops/age/keys.txt, Key Vault keys)
+    sops: str | None = None  # path of the sops binary (default: the one on PATH or beside this Python)
 
 
 class KeyVaultSecretVersion(_Model):
@@ -125,13 +127,18 @@ class AwsSsmParameter(_Model):
 class ConductorOneConnector(_Model):
     kind: Literal["conductorone-connector"]
     name: str | None = None
-    tenant: str
+    tenant: str  # https://TENANT.conductor.one
     app_id: str
     connector_id: str
     client_id: str
     client_secret: SecretRef
-    base_url: str | None = None
-    self_hosted: bool = False
+    organization: str | None = None  # the connector's `organization` setting (default: the target account's)
+    base_url: str | None = None  # override of https://TENANT.conductor.one (the sandbox)
+    self_hosted: bool = False  # then the step is manual: update the connector deployment's secret
+    deployment_secret: str | None = None  # e.g. "k8s secret baton-buildkite/api-token", for the manual text
+    sync_timeout_s: int = Field(300, ge=10, le=3600)
+
+    _ref = field_validator("client_secret")(lambda cls, v: _check_ref(v))
 
 
 class KeyringStore(_Model):

@@ -360,7 +360,11 @@ class Rotation:
     def _ctx(self) -> StepContext:
         token = self.new_token
         assert token is not None
-        opts = dict(self.options, fingerprint=self.record.new_token["fingerprint"] if self.record.new_token else None)
+        opts = dict(
+            self.options,
+            fingerprint=self.record.new_token["fingerprint"] if self.record.new_token else None,
+            date=self.record.started_at[:10].replace("-", ""),
+        )
         return StepContext(self.engine.config, self.id, self.record.target, self.target, token, self.value, self.engine.interaction, opts)
 
     def step_state(self, step: FollowUpStep) -> str:

@@ -67,12 +67,14 @@ class FollowUpStep(Protocol):
 
 def build_steps(config: Config, target: Target) -> list[FollowUpStep]:
     """The target's follow-ups as step objects; refuses kinds this version cannot run yet."""
+    from app.followups.flux_sops import FluxSopsStep
     from app.followups.keyring_store import KeyringStep
     from app.followups.keyvault_version import KeyVaultVersionStep
     from app.followups.manual import ManualStep
 
     built: dict[str, Any] = {
         "keyvault-secret-version": KeyVaultVersionStep,
+        "flux-sops-secret": FluxSopsStep,
         "keyring": KeyringStep,
         "manual": ManualStep,
     }

