@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ENVIRONMENTS = ("cft", "sds")
-SECRET_KEY = "personalAccessToken"
+SECRET_KEY = "personalAccessToken"  # noqa: S105 (the Secret's key name)
 
 _CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 

@@ -101,7 +101,7 @@ def test_no_plaintext_in_any_git_object(tmp_path: Path, flux) -> None:
 def test_dirty_tree_refused_before_anything_changes(tmp_path: Path, flux) -> None:
     (flux.clone / "README.md").write_text("local edit\n")
     step, ctx = make(tmp_path, flux)
-    with pytest.raises(FollowUpError, match="uncommitted changes .*README.md.*commit or stash"):
+    with pytest.raises(FollowUpError, match=r"uncommitted changes .*README.md.*commit or stash"):
         step.preflight(ctx.config)
     with pytest.raises(FollowUpError, match="uncommitted changes"):
         step.run(ctx)
