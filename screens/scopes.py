@@ -10,8 +10,10 @@ scope ids will be requested. The screen only collects a choice: it dismisses wit
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import ClassVar
 
 from textual import events, on
@@ -47,8 +49,7 @@ FULL_ACCESS_WARNING = (
     "organizations block full-access PATs by policy. Prefer Custom defined."
 )
 ALL_ORGS_WARNING = (
-    f"⚠ All-organizations (global) PATs stop working on {GLOBAL_PAT_SUNSET}; "
-    "prefer a single organization."
+    f"⚠ All-organizations (global) PATs stop working on {GLOBAL_PAT_SUNSET}; prefer a single organization."
 )
 
 
@@ -72,6 +73,10 @@ class ScopeSelection:
     def scope(self) -> str:
         """The PAT API's space-separated ``scope`` field."""
         return scope_string(self.scopes)
+
+
+class Body(VerticalScroll, can_focus=False):
+    """The scrolling form; not a tab stop itself: focusing a field scrolls it into view."""
 
 
 class Choice(RadioButton):
@@ -113,7 +118,7 @@ class ScopeGroupRow(Widget, can_focus=True):
         Binding("down", "row(1)", "Next group", show=False, id="scopes.row_down", tooltip="Next group"),
     ]
 
-    selected: reactive[str | None] = reactive(None, layout=True)
+    selected: reactive[str | None] = reactive(None)
     cursor: reactive[int] = reactive(0)
 
     class Changed(Message):
@@ -142,7 +147,8 @@ class ScopeGroupRow(Widget, can_focus=True):
 
     def _layout(self, width: int) -> tuple[list[str], list[list[tuple[int, int]]]]:
         """Name lines, and per line the (level index, x) of each level box placed on it."""
-        name_lines = textwrap.wrap(self.group.name, self.NAME_WIDTH - 1) or [""]
+        # A long name wraps with an indent, so its second line does not read as another group.
+        name_lines = textwrap.wrap(self.group.name, self.NAME_WIDTH - 1, subsequent_indent="  ") or [""]
         avail = max(width - self.NAME_WIDTH, 1)
         lines: list[list[tuple[int, int]]] = [[]]
         x = 0
@@ -235,9 +241,7 @@ class ScopesScreen(Screen[ScopeSelection | None]):
         Binding("ctrl+s", "confirm", "Confirm", id="scopes.confirm", tooltip="Use these scopes and continue"),
         Binding("escape", "cancel", "Cancel", id="scopes.cancel", tooltip="Leave without choosing scopes"),
         Binding("slash", "search", "Search", id="scopes.search", tooltip="Filter the scope groups"),
-        Binding(
-            "a", "toggle_all", "All scopes", id="scopes.toggle_all", tooltip="Show all scope groups, or fewer"
-        ),
+        Binding("a", "toggle_all", "All scopes", id="scopes.toggle_all", tooltip="Show all scope groups, or fewer"),
         Binding(
             "k",
             "preset('keda')",
@@ -302,7 +306,7 @@ class ScopesScreen(Screen[ScopeSelection | None]):
             Content.assemble(("New personal access token", "bold"), f" · {self.target_name}"),
             id="title",
         )
-        with VerticalScroll(id="body"):
+        with Body(id="body"):
             with Horizontal(classes="field"):
                 yield Label("Name", classes="field-label")
                 yield Input(self.token_name, id="name", compact=True, max_length=TOKEN_NAME_MAX)
@@ -427,16 +431,14 @@ class ScopesScreen(Screen[ScopeSelection | None]):
         if isinstance(value, int):
             label.update(f"until {today() + timedelta(days=value)} (UTC)")
         else:
-            label.update("(UTC)")
+            label.update(f"UTC, {today() + timedelta(days=1)} to {today() + MAX_VALIDITY}")
 
     def _refresh_summary(self) -> None:
         scopes = self.scopes
         summary = self.query_one("#summary", Static)
         if not scopes:
             summary.update(
-                Content.assemble(
-                    ("No scope selected yet: ", "bold"), "tick one level of a group, or pick a preset."
-                )
+                Content.assemble(("No scope selected yet: ", "bold"), "tick one level of a group, or pick a preset.")
             )
             return
         labels = " · ".join(self.catalogue.label(s) for s in scopes)
@@ -511,6 +513,22 @@ class ScopesScreen(Screen[ScopeSelection | None]):
     def _cancel_pressed(self) -> None:
         self.action_cancel()
 
+    # -- the wizard's command palette and runbook pane (duck-typed: see app/palette.py) ---------
+
+    def palette_commands(self) -> list[tuple[str, Callable[[], object], str]]:
+        """Every preset (configured ones have no key), and the show-all toggle."""
+        commands: list[tuple[str, Callable[[], object], str]] = [
+            (f"Preset: {preset.label}", partial(self.action_preset, preset_id), preset.why)
+            for preset_id, preset in self.presets.items()
+        ]
+        if not self.full_access:
+            label = "Show fewer scopes" if self.show_all else "Show all scopes"
+            commands.append((label, self.action_toggle_all, "List every scope group, or only the usual ones"))
+        return commands
+
+    def runbook_target(self) -> str | None:
+        return self.target_name
+
     # -- actions -----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -540,7 +558,7 @@ class ScopesScreen(Screen[ScopeSelection | None]):
 
     def _focus_and_show(self, widget: Widget) -> None:
         widget.focus(scroll_visible=False)
-        widget.scroll_visible(animate=False, top=True)
+        self.call_after_refresh(widget.scroll_visible, animate=False, top=True)
 
     def action_preset(self, preset_id: str) -> None:
         preset = self.presets.get(preset_id)
@@ -559,12 +577,20 @@ class ScopesScreen(Screen[ScopeSelection | None]):
         self.full_access = False
         self._refresh_groups()
         self._refresh_summary()
+        # Bring the first group the preset ticked outside the first six into view.
+        rows = [r for r in self.query(ScopeGroupRow) if r.group.name in chosen and not r.group.initially_shown]
+        if rows:
+            self.call_after_refresh(rows[0].scroll_visible, animate=False)
         if unknown:
             self._say(f"Preset {preset.label}: left out unknown scopes {' '.join(unknown)}", error=True)
         else:
             self._say(f"Preset {preset.label}: {preset.why}")
 
     def action_cancel(self) -> None:
+        search = self.query_one("#search", Input)
+        if self.focused is search and search.value:
+            search.value = ""  # escape in a filled search box clears it, not the whole picker
+            return
         self.dismiss(None)
 
     def action_confirm(self) -> None:
