@@ -119,9 +119,12 @@ class KeyVaultSecretVersion(_Model):
 class AwsSsmParameter(_Model):
     kind: Literal["aws-ssm-parameter"]
     name: str | None = None
-    parameter: str
+    parameter: str = Field(pattern=r"^/?[a-zA-Z0-9_.\-/]{1,2000}$")  # e.g. /buildkite/agent-token
     region: str = "us-east-1"
-    endpoint_url: str | None = None
+    kms_key_id: str | None = None  # default: the account's aws/ssm key
+    profile: str | None = None  # an AWS profile; default: boto3's usual credential chain
+    credentials_file: Path | None = None  # another shared credentials file (the sandbox's)
+    endpoint_url: str | None = None  # override (the sandbox's moto server)
 
 
 class ConductorOneConnector(_Model):

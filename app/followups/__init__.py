@@ -67,6 +67,7 @@ class FollowUpStep(Protocol):
 
 def build_steps(config: Config, target: Target) -> list[FollowUpStep]:
     """The target's follow-ups as step objects; refuses kinds this version cannot run yet."""
+    from app.followups.aws_ssm import AwsSsmStep
     from app.followups.flux_sops import FluxSopsStep
     from app.followups.keyring_store import KeyringStep
     from app.followups.keyvault_version import KeyVaultVersionStep
@@ -75,6 +76,7 @@ def build_steps(config: Config, target: Target) -> list[FollowUpStep]:
     built: dict[str, Any] = {
         "keyvault-secret-version": KeyVaultVersionStep,
         "flux-sops-secret": FluxSopsStep,
+        "aws-ssm-parameter": AwsSsmStep,
         "keyring": KeyringStep,
         "manual": ManualStep,
     }

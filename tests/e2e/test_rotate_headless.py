@@ -104,12 +104,20 @@ def test_manual_steps_refused_headless_unless_skipped(sandbox: Sandbox, keyturn)
     assert all("SKIPPED" in s for s in steps.values())
 
 
-def test_not_built_follow_up_refuses_before_minting(sandbox: Sandbox, keyturn, tmp_path: Path) -> None:
+def test_follow_up_preflight_refuses_before_minting(sandbox: Sandbox, keyturn, tmp_path: Path) -> None:
+    """A follow-up that cannot work (here: AWS SSM unreachable) stops the rotation before anything is minted."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once we leave: nothing listens there
+    creds = tmp_path / "aws"
+    creds.write_text("[default]\naws_access_key_id = x\naws_secret_access_key = y\n")
     text = sandbox.config_path.read_text()
-    text += '\n[[targets.daily-checks.follow_ups]]\nkind = "aws-ssm-parameter"\nname = "SSM copy"\nparameter = "/ci/ado-token"\n'
+    text += f'\n[[targets.daily-checks.follow_ups]]\nkind = "aws-ssm-parameter"\nname = "SSM copy"\nparameter = "/ci/ado-token"\nendpoint_url = "http://127.0.0.1:{port}"\ncredentials_file = "{creds}"\n'
     sandbox.config_path.write_text(text)
     before = len(sandbox.state.pats())
-    run = keyturn("rotate", "daily-checks", "--no-input")
+    run = keyturn("rotate", "daily-checks", "--no-input", env={"AWS_MAX_ATTEMPTS": "1"})
     assert run.code == 2
-    assert "aws-ssm-parameter: SSM copy" in run.stderr and "nothing was minted" in run.stderr
+    assert "SSM copy: reading the parameter failed" in run.stderr
     assert len(sandbox.state.pats()) == before
