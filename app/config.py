@@ -114,6 +114,7 @@ class KeyVaultSecretVersion(_Model):
     vault: str
     secret: str = Field(pattern=r"^[0-9A-Za-z-]{1,127}$")
     content_type: str | None = None
+    disable_previous: bool = False  # disable the version holding the old token once it is revoked
 
 
 class AwsSsmParameter(_Model):

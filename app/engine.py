@@ -543,7 +543,16 @@ class Rotation:
             still = {t.id for t in self.provider.list_tokens()} & {t.id for t in olds}
             if still:
                 raise KeyturnError(f"old token {sorted(still)[0]} is still active after revocation", hint="check it in the portal, then `keyturn resume`")
-        self._write("old_retired", count=len(olds))
+        tidied = []
+        if self.new_token:
+            ctx = self._ctx()
+            for s in self.steps:
+                if s.is_store and s.id in self.record.steps_done:
+                    said = s.on_retired(ctx, self.record.steps_done[s.id])
+                    if said:
+                        tidied.append(said)
+                        self.engine.emit("step", said)
+        self._write("old_retired", count=len(olds), tidied=tidied)
         msg = f"revoked {len(olds)} old token(s)" if olds else "no old token to revoke"
         self.engine.emit("step", msg)
         return msg

@@ -64,6 +64,28 @@ class FollowUpStep(Protocol):
     def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
         """Store steps: put back what consumers read before this step (the rotation is aborted)."""
 
+    def on_retired(self, ctx: StepContext, detail: dict[str, Any]) -> str | None:
+        """Store steps: tidy up once the old token is revoked (e.g. disable its version); say what changed."""
+
+
+class StepDefaults:
+    """No-op defaults for the optional hooks, so each step writes only what it does."""
+
+    def preflight(self, config: Config) -> None:
+        return None
+
+    def recover_value(self, ctx: StepContext, fp: str) -> SecretValue | None:
+        return None
+
+    def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
+        return None
+
+    def on_retired(self, ctx: StepContext, detail: dict[str, Any]) -> str | None:
+        return None
+
+    def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
+        return ""
+
 
 def build_steps(config: Config, target: Target) -> list[FollowUpStep]:
     """The target's follow-ups as step objects; refuses kinds this version cannot run yet."""

@@ -11,12 +11,12 @@ from typing import Any
 
 from app.config import AwsSsmParameter, Config
 from app.errors import FollowUpError
-from app.followups import StepContext, StepResult
+from app.followups import StepContext, StepDefaults, StepResult
 from app.net import check_url
 from app.secret import SecretValue, fingerprint
 
 
-class AwsSsmStep:
+class AwsSsmStep(StepDefaults):
     kind = "aws-ssm-parameter"
     is_store = True
     needs_value = True
@@ -112,8 +112,6 @@ class AwsSsmStep:
             return SecretValue(str(current["Value"]))
         return None
 
-    def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
-        return None
 
     def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
         """Put the previous version's value back (SSM keeps the history)."""

@@ -15,11 +15,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from app.config import Config, FluxSopsSecret
 from app.errors import FollowUpError
-from app.followups import StepContext, StepResult
+from app.followups import StepContext, StepDefaults, StepResult
 from app.secret import SecretValue, fingerprint
 
 MIN_SOPS = (3, 11)
@@ -29,7 +28,7 @@ def _one_line(text: str, limit: int = 240) -> str:
     return " ".join(text.split())[:limit]
 
 
-class FluxSopsStep:
+class FluxSopsStep(StepDefaults):
     kind = "flux-sops-secret"
     is_store = False
     needs_value = True
@@ -223,15 +222,6 @@ class FluxSopsStep:
         self._git(ctx.config, "push", "-q", "-u", self.spec.remote, f"{branch}:{branch}", what=f"git push to {self.spec.remote}")
         url = pull_request_url(self._git(ctx.config, "remote", "get-url", self.spec.remote, what="git remote", check=False), branch)
         return self._result(ctx, branch, sha, pushed=True, url=url)
-
-    def recover_value(self, ctx: StepContext, fp: str) -> SecretValue | None:
-        return None
-
-    def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
-        return None
-
-    def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
-        return ""
 
 
 def pull_request_url(remote: str, branch: str) -> str | None:

@@ -6,11 +6,11 @@ from typing import Any
 
 from app.config import KeyringStore
 from app.errors import FollowUpError
-from app.followups import StepContext, StepResult
+from app.followups import StepContext, StepDefaults, StepResult
 from app.secret import SecretValue, fingerprint
 
 
-class KeyringStep:
+class KeyringStep(StepDefaults):
     kind = "keyring"
     is_store = True
     needs_value = True
@@ -36,9 +36,6 @@ class KeyringStep:
     def _result(self) -> StepResult:
         return StepResult(f"OS keyring: {self.spec.service} / {self.spec.username}", {"service": self.spec.service})
 
-    def preflight(self, config: Any) -> None:
-        return None
-
     def find_done(self, ctx: StepContext) -> StepResult | None:
         fp = (ctx.options.get("fingerprint") or "") if ctx.value is None else ctx.value.fingerprint
         current = self._get()
@@ -59,8 +56,7 @@ class KeyringStep:
         current = self._get()
         return SecretValue(current) if current is not None and fingerprint(current) == fp else None
 
-    def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
-        return None
-
     def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
-        return f"OS keyring {self.spec.service} / {self.spec.username}: still holds the revoked token; replace it by hand"
+        return (
+            f"OS keyring {self.spec.service} / {self.spec.username}: still holds the revoked token; replace it by hand"
+        )

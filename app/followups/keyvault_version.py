@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.config import KeyVaultSecretVersion
-from app.followups import StepContext, StepResult
+from app.followups import StepContext, StepDefaults, StepResult
 from app.secret import SecretValue, fingerprint
 
 TAG_ROTATION = "keyturn-rotation-id"
@@ -13,7 +13,7 @@ TAG_TOKEN = "keyturn-token-id"  # noqa: S105 (a tag name, not a secret)
 TAG_STATE = "keyturn-state"
 
 
-class KeyVaultVersionStep:
+class KeyVaultVersionStep(StepDefaults):
     kind = "keyvault-secret-version"
     is_store = True
     needs_value = True
@@ -77,6 +77,20 @@ class KeyVaultVersionStep:
     def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
         tags = {TAG_ROTATION: ctx.rotation_id, TAG_TOKEN: ctx.token.id, TAG_STATE: "active"}
         self._client(ctx).update(self.spec.secret, detail["version"], tags=tags)  # idempotent
+
+    def on_retired(self, ctx: StepContext, detail: dict[str, Any]) -> str | None:
+        """With disable_previous: the version before ours (it holds the revoked token) is disabled."""
+        if not self.spec.disable_previous:
+            return None
+        client = self._client(ctx)
+        versions = sorted(client.versions(self.spec.secret), key=lambda p: p.created_on or 0)
+        ours = next((i for i, p in enumerate(versions) if p.version == detail.get("version")), None)
+        if not ours:
+            return None
+        prev = versions[ours - 1]
+        if prev.enabled:
+            client.update(self.spec.secret, prev.version, enabled=False)
+        return f"Key Vault {self.spec.vault}: disabled previous version {prev.version} of {self.spec.secret}"
 
     def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
         """Consumers read the latest version: make the previous value the latest again."""

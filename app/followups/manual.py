@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from app.config import Manual
 from app.errors import FollowUpError
-from app.followups import StepContext, StepResult
-from app.secret import SecretValue
+from app.followups import StepContext, StepDefaults, StepResult
 
 
 def render(text: str, ctx: StepContext) -> str:
     expires = ctx.token.expires_at.strftime("%Y-%m-%d %H:%M UTC") if ctx.token.expires_at else "never"
-    fields = {"target": ctx.target_name, "expires_at": expires, "token_id": ctx.token.id, "rotation_id": ctx.rotation_id}
+    fields = {
+        "target": ctx.target_name,
+        "expires_at": expires,
+        "token_id": ctx.token.id,
+        "rotation_id": ctx.rotation_id,
+    }
     try:
         return text.format(**fields)
     except (KeyError, IndexError, ValueError):
         return text  # an unknown placeholder stays as written
 
 
-class ManualStep:
+class ManualStep(StepDefaults):
     kind = "manual"
     is_store = False
     needs_value = False
@@ -33,9 +35,6 @@ class ManualStep:
     def describe(self) -> str:
         return f"manual: {self.spec.text}"
 
-    def preflight(self, config: Any) -> None:
-        return None
-
     def find_done(self, ctx: StepContext) -> StepResult | None:
         return None  # only a person can say it is done
 
@@ -45,13 +44,7 @@ class ManualStep:
             return StepResult(f"done by hand: {text}", {"ticked": True})
         if ctx.options.get("skip_manual"):
             return StepResult(f"SKIPPED (--skip-manual), still to do: {text}", {"skipped": True})
-        raise FollowUpError(f"manual step {self.title!r} is not ticked: {text}", hint="tick it in the wizard, or pass --skip-manual and do it yourself")
-
-    def recover_value(self, ctx: StepContext, fp: str) -> SecretValue | None:
-        return None
-
-    def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
-        return None
-
-    def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
-        return ""
+        raise FollowUpError(
+            f"manual step {self.title!r} is not ticked: {text}",
+            hint="tick it in the wizard, or pass --skip-manual and do it yourself",
+        )

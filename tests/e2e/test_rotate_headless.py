@@ -121,3 +121,14 @@ def test_follow_up_preflight_refuses_before_minting(sandbox: Sandbox, keyturn, t
     assert run.code == 2
     assert "SSM copy: reading the parameter failed" in run.stderr
     assert len(sandbox.state.pats()) == before
+
+
+def test_key_vault_content_type_and_disable_previous(sandbox: Sandbox, keyturn) -> None:
+    text = sandbox.config_path.read_text().replace('secret = "azure-devops-token"', 'secret = "azure-devops-token"\ncontent_type = "azure-devops-pat"\ndisable_previous = true', 1)
+    sandbox.config_path.write_text(text)
+    run = keyturn("rotate", "daily-checks", "--no-input", "--json")
+    assert run.code == 0, run.stderr
+    *earlier, latest = sandbox.state.secret_versions("cftptl-intsvc", "azure-devops-token")
+    assert latest.content_type == "azure-devops-pat" and latest.enabled
+    assert earlier and not earlier[-1].enabled  # it held the old, now revoked, token
+    assert "disabled previous version" in run.stderr
