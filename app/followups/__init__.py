@@ -90,6 +90,7 @@ class StepDefaults:
 def build_steps(config: Config, target: Target) -> list[FollowUpStep]:
     """The target's follow-ups as step objects; refuses kinds this version cannot run yet."""
     from app.followups.aws_ssm import AwsSsmStep
+    from app.followups.conductorone import ConductorOneStep
     from app.followups.flux_sops import FluxSopsStep
     from app.followups.keyring_store import KeyringStep
     from app.followups.keyvault_version import KeyVaultVersionStep
@@ -99,6 +100,7 @@ def build_steps(config: Config, target: Target) -> list[FollowUpStep]:
         "keyvault-secret-version": KeyVaultVersionStep,
         "flux-sops-secret": FluxSopsStep,
         "aws-ssm-parameter": AwsSsmStep,
+        "conductorone-connector": ConductorOneStep,
         "keyring": KeyringStep,
         "manual": ManualStep,
     }

@@ -86,6 +86,10 @@ class Sandbox:
         self.directory = Path(directory)
         self.state = SandboxState(org=org, page_size=page_size, auto_approve_device_code=auto_approve_device_code)
         seed(self.state, VAULTS)
+        from app.sandbox.conductorone import seed_conductorone
+
+        self.conductorone = seed_conductorone(self.state)
+        self.c1_secret_path = self.directory / "sandbox-c1.secret"
         self.config_path = self.directory / "keyturn.toml"
         self.ca_path = self.directory / "ca.pem"
         self.secret_path = self.directory / "sandbox-sp.secret"
@@ -103,6 +107,7 @@ class Sandbox:
         if self._servers:
             raise RuntimeError("the sandbox is already running")
         from app.sandbox.azure_devops import DevOpsService, VsspsService
+        from app.sandbox.conductorone import ConductorOneService
         from app.sandbox.entra import EntraService
         from app.sandbox.http import TLSServer
         from app.sandbox.keyvault import KeyVaultService
@@ -121,6 +126,7 @@ class Sandbox:
             servers.append(TLSServer(DevOpsService(self.state), ctx))
             for vault in VAULTS:
                 servers.append(TLSServer(KeyVaultService(self.state, vault, entra.url), ctx))
+            servers.append(TLSServer(ConductorOneService(self.state, self.conductorone), ctx))
         except BaseException:
             for s in servers:
                 s.server_close()
@@ -130,6 +136,8 @@ class Sandbox:
         self._servers = servers
         self.urls = {s.service.name: s.url for s in servers}
         write_private(self.secret_path, self.state.sp_client_secret.encode("utf-8"))
+        assert self.conductorone.seeded is not None
+        write_private(self.c1_secret_path, self.conductorone.seeded.client_secret.encode("utf-8"))
         write_private(self.config_path, self.config_text().encode("utf-8"))
         return self
 

@@ -1,0 +1,480 @@
+"""``conductorone-connector``: give ConductorOne's Buildkite connector the new API token, then sync it.
+
+What it does (the ConductorOne public API, ``app/sandbox/contracts/conductorone/openapi-parts.json``):
+
+1. Sign in with the tenant's client credentials, the way ConductorOne's own SDKs do (see below).
+2. ``POST /api/v1/apps/{app_id}/connectors/{id}`` (ConnectorService.Update) with
+   ``{"connector": {"id", "appId", "config": {"@type": "type.googleapis.com/c1.api.app.v1.EnvConfig",
+   "configuration": {"api_token": NEW, "organization": ORG}}}, "updateMask": "config"}``: the shape the
+   generated Terraform resource ``conductorone_integration_buildkite`` sends (ConductorOne/terraform-provider-
+   conductorone, ``internal/provider/integration_buildkite_resource{,_sdk}.go``, commit c0922639c91e; the
+   EnvConfig wrapper is its ``makeConnectorConfig``). Both keys are sent: the mask replaces the whole config.
+3. ``POST /api/v1/apps/{app_id}/connectors/{connector_id}/force_sync`` with ``{}``, then poll
+   ``GET /api/v1/apps/{app_id}/connectors/{id}`` and read ``connector.status`` (``ConnectorStatus``: the
+   spec's ForceSync description says to poll it; there is no other sync-status endpoint). A sync counts as
+   ours once ``status.startedAt`` differs from what the update answered; it must end in
+   ``SYNC_STATUS_DONE`` within ``sync_timeout_s``. ``SYNC_STATUS_ERROR`` -> FollowUpError with ``lastError``.
+
+Sign-in (ConductorOne/conductorone-sdk-go ``token_source.go``, commit 2bd43edbe939, and ``ParseClientID`` /
+``NormalizeTenant`` beside it): the client secret is ``secret-token:conductorone.com:v1:<JWK>``, four
+``:``-separated fields of which the third must be ``v1`` and the fourth is the unpadded base64url of a JSON
+Web Key holding an Ed25519 *private* key (``{"kty":"OKP","crv":"Ed25519","x":...,"d":...}``). The client
+signs a JWT (JWS compact, ``alg: EdDSA``, a random ``nonce`` header) with claims ``iss = sub = client_id``,
+``aud`` = the token host without its port, ``iat`` = now, ``nbf`` = now - 2 min, ``exp`` = now + 2 min, and
+POSTs the form ``client_id``, ``grant_type=client_credentials``, ``client_assertion_type=urn:ietf:params:
+oauth:client-assertion-type:jwt-bearer``, ``client_assertion`` to ``https://<host>/auth/v1/token``
+(``components.securitySchemes.oauth`` names that token URL); the answer is ``{"access_token", "token_type",
+"expires_in"}``. The host is ``<tenant>.conductor.one`` (or ``base_url``'s host).
+
+Idempotence: ConductorOne never returns a secret connector setting (the Terraform resource reads back only
+``organization``), so there is nothing to compare the new token with: ``find_done`` always says "not done"
+and ``run`` is safe to repeat (the update sets the same config again; another forced sync is harmless).
+
+``self_hosted = true``: the connector runs in your own cluster and reads its token from a deployment secret,
+so the step is manual (ticked by hand, ``--skip-manual`` honoured) and names ``deployment_secret``.
+
+The value is only ever in the update's JSON body: never in a log line, an exception or the journal; text the
+server sends back is scrubbed of it before it reaches a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from app.config import ConductorOneConnector, Config
+from app.errors import FollowUpError, KeyturnError
+from app.followups import StepContext, StepDefaults, StepResult
+from app.net import check_url, http_client
+from app.secret import SecretValue
+
+if TYPE_CHECKING:
+    import httpx
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+log = logging.getLogger("keyturn.followups.conductorone")
+
+ENV_CONFIG_TYPE = "type.googleapis.com/c1.api.app.v1.EnvConfig"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+TOKEN_PATH = "/auth/v1/token"  # noqa: S105 (a URL path)
+SYNC_DONE = "SYNC_STATUS_DONE"
+SYNC_ERROR = "SYNC_STATUS_ERROR"
+SYNC_RUNNING = "SYNC_STATUS_RUNNING"
+SYNC_DISABLED = "SYNC_STATUS_DISABLED"
+ASSERTION_LIFETIME_S = 120  # the SDK: exp = now + 2 min, nbf = now - 2 min
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    if "=" in text:  # the SDK decodes RawURLEncoding: no padding allowed
+        raise ValueError("padded")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def parse_client_secret(secret: SecretValue, what: str) -> Ed25519PrivateKey:
+    """``secret-token:conductorone.com:v1:<base64url JWK>`` -> the Ed25519 private key (like the SDK's parseSecret).
+
+    Errors never quote the secret.
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    bad = FollowUpError(
+        f"{what}: not a ConductorOne client secret",
+        hint="expected secret-token:conductorone.com:v1:<key>, as ConductorOne shows it when the client is created",
+    )
+    parts = secret.reveal().strip().split(":", 3)
+    if len(parts) != 4 or parts[2] != "v1":
+        raise bad
+    try:
+        jwk = json.loads(_b64url_decode(parts[3]))
+        if not isinstance(jwk, dict) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+            raise ValueError("not an Ed25519 JWK")
+        d = _b64url_decode(str(jwk["d"]))
+        x = _b64url_decode(str(jwk["x"]))
+        key = Ed25519PrivateKey.from_private_bytes(d)
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise bad from None
+    if key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) != x:
+        raise FollowUpError(f"{what}: the client secret's key pair does not match", hint="copy the whole secret again")
+    return key
+
+
+def token_host(base_url: str) -> str:
+    """The host (and port) the SDK derives from the server URL: ``https://h:p/`` -> ``h:p``."""
+    return urlsplit(base_url).netloc
+
+
+def audience(host: str) -> str:
+    """The assertion's ``aud``: the token host without a port (the SDK: "the audience never expects a port")."""
+    parsed = urlsplit("//" + host)
+    return parsed.hostname or host
+
+
+def client_assertion(client_id: str, key: Ed25519PrivateKey, aud: str, now: float | None = None) -> str:
+    """A signed JWT (JWS compact, EdDSA) as ConductorOne's SDK builds it."""
+    now = int(time.time() if now is None else now)
+    header = {"alg": "EdDSA", "nonce": _b64url(secrets.token_bytes(16))}
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": aud,
+        "exp": now + ASSERTION_LIFETIME_S,
+        "nbf": now - ASSERTION_LIFETIME_S,
+        "iat": now,
+    }
+    signing_input = (
+        _b64url(json.dumps(header, separators=(",", ":")).encode())
+        + "."
+        + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+    )
+    return signing_input + "." + _b64url(key.sign(signing_input.encode("ascii")))
+
+
+def _one_line(text: str, limit: int = 200, value: SecretValue | None = None) -> str:
+    """Server text for a message: the value scrubbed out, one line, at most ``limit`` characters."""
+    text = str(text)
+    if value is not None and value.reveal():
+        text = text.replace(value.reveal(), "********")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ConductorOneStep(StepDefaults):
+    kind = "conductorone-connector"
+    is_store = False
+    needs_value = True
+
+    # polling of the sync status: first wait, growth, cap (tests make them small)
+    poll_interval = 1.0
+    poll_growth = 1.5
+    max_poll_interval = 5.0
+
+    def __init__(self, step_id: str, spec: ConductorOneConnector) -> None:
+        self.id = step_id
+        self.spec = spec
+        self.manual = spec.self_hosted
+        self.title = spec.name or f"ConductorOne connector {spec.connector_id}"
+        self.sync_timeout_s: float = float(spec.sync_timeout_s)
+        self.sleep: Callable[[float], None] = time.sleep
+        self.clock: Callable[[], float] = time.monotonic
+        self._access: tuple[SecretValue, float] | None = None  # (access token, monotonic expiry)
+
+    # -- description ---------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return f"ConductorOne {self.spec.tenant}"
+
+    def describe(self) -> str:
+        s = self.spec
+        if s.self_hosted:
+            return f"manual: {self._manual_text()}"
+        return (
+            f"set api_token of ConductorOne connector {s.connector_id} (app {s.app_id}, tenant {s.tenant}) "
+            f"with updateMask config, then force a sync and wait for it (up to {s.sync_timeout_s} s)"
+        )
+
+    def _manual_text(self) -> str:
+        s = self.spec
+        secret = s.deployment_secret or "the connector deployment's secret"
+        return (
+            f"self-hosted ConductorOne connector {s.connector_id} (tenant {s.tenant}): put the new token into "
+            f"{secret} (the connector's api_token), then restart the connector so its next sync uses it"
+        )
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _base_url(self) -> str:
+        raw = self.spec.base_url
+        if not raw:
+            tenant = self.spec.tenant.strip().lower()
+            host = tenant if "." in tenant else f"{tenant}.conductor.one"
+            raw = f"https://{host}"
+        try:
+            return check_url(raw, f"{self.title}: base_url")
+        except KeyturnError as exc:
+            raise FollowUpError(exc.message, hint=exc.hint) from None
+
+    def _http(self, config: Config) -> httpx.Client:
+        ca = config.resolve_path(config.settings.ca_bundle) if config.settings.ca_bundle else None
+        client: httpx.Client = http_client(ca, timeout=30.0)
+        return client
+
+    def _send(self, client: httpx.Client, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
+        try:
+            resp = client.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise FollowUpError(
+                f"{self.where}: {what} failed: cannot reach {urlsplit(url).netloc} ({exc.__class__.__name__})",
+                hint="check the tenant / base_url and the network",
+            ) from None
+        log.info("ConductorOne %s %s -> %s", method, urlsplit(url).path, resp.status_code)
+        return resp
+
+    def _refused(self, resp: httpx.Response, what: str, value: SecretValue | None = None) -> FollowUpError:
+        text = ""
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            for key in ("message", "error_description", "error"):
+                if isinstance(body.get(key), str) and body[key].strip():
+                    text = body[key]
+                    break
+        if not text:
+            text = resp.reason_phrase or "no details"
+        hint = None
+        if resp.status_code == 401:
+            hint = "check client_id / client_secret (a ConductorOne API client of this tenant)"
+        elif resp.status_code == 403:
+            hint = "the API client needs a role that may edit this connector (e.g. connector administrator)"
+        elif resp.status_code == 404:
+            hint = "check app_id and connector_id (the connector's URL in ConductorOne shows both)"
+        return FollowUpError(
+            f"{self.where}: {what} refused ({resp.status_code}): {_one_line(text, value=value)}", hint=hint
+        )
+
+    def _sign_in(self, config: Config, client: httpx.Client, *, fresh: bool = False) -> str:
+        if not fresh and self._access is not None and self.clock() < self._access[1]:
+            return self._access[0].reveal()
+        from app.secret_sources import resolve_plain
+
+        what = f"{self.title}: client_secret"
+        key = parse_client_secret(resolve_plain(config, self.spec.client_secret, what=what), what)
+        base = self._base_url()
+        host = token_host(base)
+        form = {
+            "client_id": self.spec.client_id,
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": client_assertion(self.spec.client_id, key, audience(host)),
+        }
+        resp = self._send(client, "POST", base + TOKEN_PATH, "sign-in", data=form)
+        if resp.status_code != 200:
+            raise self._refused(resp, f"sign-in as {self.spec.client_id}")
+        try:
+            body = resp.json()
+            token = str(body["access_token"])
+            expires_in = float(body.get("expires_in") or 300)
+        except (ValueError, KeyError, TypeError):
+            raise FollowUpError(f"{self.where}: sign-in answered without an access token") from None
+        if not token:
+            raise FollowUpError(f"{self.where}: sign-in answered with an empty access token")
+        self._access = (SecretValue(token), self.clock() + max(expires_in - 60.0, 10.0))
+        return token
+
+    def _api(
+        self,
+        config: Config,
+        client: httpx.Client,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        body: Any = None,
+        value: SecretValue | None = None,
+    ) -> dict[str, Any]:
+        """One API call with the bearer token (signs in again once on 401); the JSON answer or FollowUpError."""
+        url = self._base_url() + path
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs["json"] = body
+        resp = None
+        for attempt in range(2):
+            token = self._sign_in(config, client, fresh=attempt > 0)
+            resp = self._send(client, method, url, what, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+            if resp.status_code != 401:
+                break
+            self._access = None
+        assert resp is not None
+        if resp.status_code != 200:
+            raise self._refused(resp, what, value)
+        try:
+            data = resp.json()
+        except ValueError:
+            raise FollowUpError(f"{self.where}: {what}: the answer is not JSON") from None
+        if not isinstance(data, dict):
+            raise FollowUpError(f"{self.where}: {what}: unexpected answer")
+        return data
+
+    def _connector_path(self) -> str:
+        from urllib.parse import quote
+
+        return f"/api/v1/apps/{quote(self.spec.app_id, safe='')}/connectors/{quote(self.spec.connector_id, safe='')}"
+
+    @staticmethod
+    def _connector_of(answer: dict[str, Any]) -> dict[str, Any] | None:
+        view = answer.get("connectorView")
+        connector = view.get("connector") if isinstance(view, dict) else None
+        return connector if isinstance(connector, dict) else None
+
+    def _get(self, config: Config, client: httpx.Client) -> dict[str, Any]:
+        what = f"reading connector {self.spec.connector_id}"
+        connector = self._connector_of(self._api(config, client, "GET", self._connector_path(), what))
+        if connector is None:
+            raise FollowUpError(f"{self.where}: {what}: the answer has no connector")
+        if connector.get("deletedAt"):
+            raise FollowUpError(
+                f"{self.where}: connector {self.spec.connector_id} was deleted", hint="check connector_id"
+            )
+        return connector
+
+    def _organization(self, ctx: StepContext) -> str:
+        if self.spec.organization:
+            return self.spec.organization
+        account = ctx.config.accounts.get(ctx.target.account)
+        if account is None:
+            raise FollowUpError(f"{self.title}: no organization", hint="set organization = '...' in this follow-up")
+        return account.organization
+
+    # -- the protocol --------------------------------------------------------------------------
+
+    def preflight(self, config: Config) -> None:
+        """Sign in and read the connector (nothing is changed)."""
+        if self.spec.self_hosted:
+            return None
+        with self._http(config) as client:
+            self._get(config, client)
+        return None
+
+    def find_done(self, ctx: StepContext) -> StepResult | None:
+        # ConductorOne never gives a secret setting back, so whether the connector already holds this
+        # token cannot be known: say "not done"; `run` is safe to repeat.
+        return None
+
+    def run(self, ctx: StepContext) -> StepResult:
+        if self.spec.self_hosted:
+            return self._run_manual(ctx)
+        if ctx.value is None:
+            raise FollowUpError(f"{self.title}: the new value is not available", hint="run `keyturn resume`")
+        s = self.spec
+        organization = self._organization(ctx)
+        body = {
+            "connector": {
+                "id": s.connector_id,
+                "appId": s.app_id,
+                "config": {
+                    "@type": ENV_CONFIG_TYPE,
+                    "configuration": {"api_token": ctx.value.reveal(), "organization": organization},
+                },
+            },
+            "updateMask": "config",
+        }
+        with self._http(ctx.config) as client:
+            what = f"connector {s.connector_id} update"
+            answer = self._api(ctx.config, client, "POST", self._connector_path(), what, body=body, value=ctx.value)
+            connector = self._connector_of(answer) or self._get(ctx.config, client)
+            before = connector.get("status") if isinstance(connector.get("status"), dict) else {}
+            config_updated_at = connector.get("configUpdatedAt") or connector.get("updatedAt")
+            self._api(
+                ctx.config,
+                client,
+                "POST",
+                self._connector_path() + "/force_sync",
+                f"connector {s.connector_id} force sync",
+                body={},
+            )
+            ctx.interaction.progress(f"{self.where}: connector {s.connector_id} updated; waiting for the forced sync")
+            status = self._wait_for_sync(ctx.config, client, before or {}, ctx.value, ctx.interaction.progress)
+        detail = {
+            "tenant": s.tenant,
+            "app_id": s.app_id,
+            "connector_id": s.connector_id,
+            "organization": organization,
+            "config_updated_at": config_updated_at,
+            "sync_status": status.get("status"),
+            "sync_started_at": status.get("startedAt"),
+            "sync_completed_at": status.get("completedAt"),
+        }
+        return StepResult(
+            f"{self.where}: connector {s.connector_id} has the new api_token; a forced sync finished"
+            + (f" at {status['completedAt']}" if status.get("completedAt") else ""),
+            detail,
+        )
+
+    def _wait_for_sync(
+        self,
+        config: Config,
+        client: httpx.Client,
+        before: dict[str, Any],
+        value: SecretValue,
+        progress: Callable[[str], None],
+    ) -> dict[str, Any]:
+        """Poll the connector until a sync that began after the update ends; its status, or FollowUpError."""
+        cid = self.spec.connector_id
+        deadline = self.clock() + self.sync_timeout_s
+        interval = self.poll_interval
+        seen_start = False
+        while True:
+            status = self._get(config, client).get("status") or {}
+            if not isinstance(status, dict):
+                status = {}
+            state = status.get("status")
+            started = status.get("startedAt")
+            ours = bool(started) and started != before.get("startedAt")
+            if state == SYNC_DISABLED:
+                raise FollowUpError(
+                    f"{self.where}: syncs of connector {cid} are disabled; the new api_token is saved but not used yet",
+                    hint="enable syncing of the connector in ConductorOne, then `keyturn resume`",
+                )
+            if ours:
+                if not seen_start:
+                    progress(f"{self.where}: connector {cid} is syncing with the new api_token")
+                seen_start = True
+                if state == SYNC_DONE:
+                    return status
+                if state == SYNC_ERROR:
+                    text = _one_line(status.get("lastError") or "no details", value=value)
+                    raise FollowUpError(
+                        f"{self.where}: connector {cid} sync failed with the new api_token: {text}",
+                        hint="check the token's scopes and organization, then `keyturn resume`",
+                    )
+            now = self.clock()
+            if now >= deadline:
+                phase = "still running" if seen_start else "not started (still queued)"
+                raise FollowUpError(
+                    f"{self.where}: connector {cid} sync {phase} after {self.sync_timeout_s:g} s; the new api_token is saved",
+                    hint="watch the connector in ConductorOne, then `keyturn resume` (running it again is safe)",
+                )
+            self.sleep(min(interval, max(deadline - now, 0.0)))
+            interval = min(interval * self.poll_growth, self.max_poll_interval)
+
+    def _run_manual(self, ctx: StepContext) -> StepResult:
+        text = self._manual_text()
+        ids = {"tenant": self.spec.tenant, "connector_id": self.spec.connector_id, "self_hosted": True}
+        if ctx.options.get("ticked", {}).get(self.id):
+            return StepResult(f"done by hand: {text}", {**ids, "ticked": True})
+        if ctx.options.get("skip_manual"):
+            return StepResult(f"SKIPPED (--skip-manual), still to do: {text}", {**ids, "skipped": True})
+        raise FollowUpError(
+            f"manual step {self.title!r} is not ticked: {text}",
+            hint="tick it in the wizard, or pass --skip-manual and do it yourself",
+        )
+
+    def recover_value(self, ctx: StepContext, fp: str) -> SecretValue | None:
+        return None  # ConductorOne never gives the api_token back
+
+    def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
+        return None
+
+    def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
+        if self.spec.self_hosted or not detail:
+            return ""
+        return (
+            f"{self.where}: connector {self.spec.connector_id} still has the new api_token; "
+            "ConductorOne cannot give the old one back: set it again by hand if you keep the old token"
+        )

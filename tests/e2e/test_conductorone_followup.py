@@ -1,0 +1,42 @@
+"""The conductorone-connector follow-up through the engine and the CLI, on the sandbox's emulator."""
+
+from __future__ import annotations
+
+from app.sandbox import Sandbox
+
+
+def add_c1(sandbox: Sandbox) -> None:
+    block = sandbox.conductorone.follow_up_toml("daily-checks", base_url=sandbox.urls["conductorone"], sync_timeout_s=30)
+    sandbox.config_path.write_text(sandbox.config_path.read_text() + "\n" + block)
+
+
+def test_connector_gets_the_new_token_and_syncs(sandbox: Sandbox, keyturn) -> None:
+    add_c1(sandbox)
+    run = keyturn("rotate", "daily-checks", "--no-input", "--json")
+    assert run.code == 0, run.stderr
+    new = sandbox.state.pat(run.json()["token"]["id"])
+    assert new is not None
+    update = sandbox.conductorone.updates[-1]
+    assert update["body"]["updateMask"] == "config"
+    assert update["body"]["connector"]["config"]["configuration"]["api_token"] == new.value
+    connector = sandbox.conductorone.connector()
+    assert connector is not None and connector.api_token == new.value
+    assert connector.syncs and not connector.syncs[-1]["error"]  # a sync ran with it and finished
+    assert new.value not in run.stdout + run.stderr
+
+
+def test_sync_error_stops_there_old_token_alive_then_resume(sandbox: Sandbox, keyturn) -> None:
+    add_c1(sandbox)
+    sandbox.conductorone.fail_next_sync("buildkite: 401 Unauthorized")
+    old = next(p for p in sandbox.state.pats() if p.display_name == "daily-checks")
+    run = keyturn("rotate", "daily-checks", "--no-input")
+    assert run.code == 2
+    line = next(x for x in run.stderr.splitlines() if x.startswith("keyturn: error:"))
+    assert "401 Unauthorized" in line and "old one is untouched" in line and "keyturn resume" in line
+    assert not sandbox.state.pat(old.authorization_id).revoked  # type: ignore[union-attr]
+    resumed = keyturn("resume", "--no-input", "--json")
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.json()["resumed"][0]["state"] == "done"
+    assert sandbox.state.pat(old.authorization_id).revoked  # type: ignore[union-attr]
+    versions = [v for v in sandbox.state.secret_versions("cftptl-intsvc", "azure-devops-token") if (v.tags or {}).get("keyturn-rotation-id")]
+    assert len(versions) == 1  # the resumed run did not write a second Key Vault version
