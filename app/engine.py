@@ -433,13 +433,12 @@ class Rotation:
         fp = self.record.new_token["fingerprint"] if self.record.new_token else None
         if fp:
             ctx = self._ctx()
-            for s in self.steps:
-                if s.is_store:
-                    v = s.recover_value(ctx, fp)
-                    if v is not None:
-                        self.value = v
-                        self.engine.emit("progress", f"read the new value back from {s.title}")
-                        return True
+            for s in sorted(self.steps, key=lambda s: not s.is_store):  # stores first, then e.g. a Flux commit
+                v = s.recover_value(ctx, fp)
+                if v is not None:
+                    self.value = v
+                    self.engine.emit("progress", f"read the new value back from {s.title}")
+                    return True
         return False
 
     def _compensate(self) -> None:

@@ -218,6 +218,24 @@ class FluxSopsStep(StepDefaults):
                 self._git(config, "switch", "-q", original, what=f"git switch {original}", check=False)
         return self._push(ctx, branch, sha) if self.spec.push else self._result(ctx, branch, sha, pushed=False)
 
+    def recover_value(self, ctx: StepContext, fp: str) -> SecretValue | None:
+        """After a crash: our commit holds the value, encrypted; decrypt it in memory (never to disk)."""
+        done = self.find_done(ctx)
+        if done is None:
+            return None
+        import tempfile
+
+        config = ctx.config
+        with tempfile.TemporaryDirectory(prefix="keyturn-") as tmp:
+            encrypted = Path(tmp) / Path(self.spec.files[0]).name
+            blob = self._run(config, ["git", "show", f"{done.detail['commit']}:{self.spec.files[0]}"], what="git show").stdout
+            encrypted.write_bytes(blob)  # still encrypted: the same bytes as in the repository
+            stored = self._decrypt_field(config, str(encrypted))
+        if stored is None:
+            return None
+        raw = base64.b64decode(stored).decode() if self.spec.field == "data" else stored
+        return SecretValue(raw) if fingerprint(raw) == fp else None
+
     def _push(self, ctx: StepContext, branch: str, sha: str) -> StepResult:
         self._git(ctx.config, "push", "-q", "-u", self.spec.remote, f"{branch}:{branch}", what=f"git push to {self.spec.remote}")
         url = pull_request_url(self._git(ctx.config, "remote", "get-url", self.spec.remote, what="git remote", check=False), branch)

@@ -173,3 +173,11 @@ def test_pull_request_urls() -> None:
     assert pull_request_url("git@github.com:hmcts/flux-config.git", "b") == "https://github.com/hmcts/flux-config/compare/b?expand=1"
     assert pull_request_url("https://dev.azure.com/hmcts/PlatOps/_git/flux-config", "b") == "https://dev.azure.com/hmcts/PlatOps/_git/flux-config/pullrequestcreate?sourceRef=b"
     assert pull_request_url("/tmp/flux-config.git", "b") is None
+
+
+def test_value_recovered_from_our_commit(tmp_path: Path, flux) -> None:
+    step, ctx = make(tmp_path, flux)
+    assert step.recover_value(ctx, ctx.value.fingerprint) is None  # type: ignore[union-attr]
+    step.run(ctx)
+    assert step.recover_value(ctx, ctx.value.fingerprint) == ctx.value  # type: ignore[union-attr]
+    assert step.recover_value(ctx, "sha256:000000000000") is None
