@@ -38,11 +38,15 @@ def screen_commands(screen: Any) -> list[tuple[str, Callable[[], Any], str]]:
         binding = active.binding
         if not active.enabled or binding.system or binding.action in SKIP_ACTIONS:
             continue
+        if not binding.id and not binding.show:
+            continue  # a widget's built-in movement key (scroll up, cursor left): not a command
         name = NAMES_BY_BINDING_ID.get(binding.id or "", binding.description)
         if not name:
             continue
         key = app.get_key_display(binding)
-        commands.append((name, partial(app.run_action, binding.action, active.node), f"{binding.tooltip or name} ({key})"))
+        commands.append(
+            (name, partial(app.run_action, binding.action, active.node), f"{binding.tooltip or name} ({key})")
+        )
     seen: set[str] = set()
     unique = []
     for name, callback, help_text in commands:

@@ -15,6 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
@@ -23,6 +24,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 
+import screens.targets as targets_module
 from screens.targets import TargetsScreen
 
 if TYPE_CHECKING:
@@ -61,9 +63,10 @@ class KeyturnApp(App[None], inherit_bindings=False):
     """The keyturn wizard. ``engine_factory``, ``clock`` and ``clipboard`` are for tests and the demo."""
 
     TITLE = "keyturn"
-    # The first screen as a mode (not get_default_screen), so Textual loads its CSS_PATH like any other.
-    MODES: ClassVar[dict[str, Any]] = {"targets": TargetsScreen}
-    DEFAULT_MODE: ClassVar[str] = "targets"
+    # The first screen's styles are read with the app's own, in one parse: a screen's CSS_PATH is read
+    # when it is first shown and makes Textual parse every style again, which would delay the first frame.
+    # (An absolute path: a relative one is resolved next to whichever subclass runs, e.g. in tests.)
+    CSS_PATH = str(Path(targets_module.__file__).with_name("targets.tcss"))
     COMMANDS: ClassVar[set[Any]] = {_palette_provider}
     # Declared here rather than inherited, so every key has an id the config's [keymap] can change.
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -78,7 +81,11 @@ class KeyturnApp(App[None], inherit_bindings=False):
         ),
         Binding("f1", "help", "Help", id="app.help", tooltip="List every key of this screen"),
         Binding(
-            "f2", "toggle_runbook", "Runbook", id="app.runbook", tooltip="Show or hide the target's runbook beside this step"
+            "f2",
+            "toggle_runbook",
+            "Runbook",
+            id="app.runbook",
+            tooltip="Show or hide the target's runbook beside this step",
         ),
         Binding(
             "ctrl+p",
@@ -130,6 +137,9 @@ class KeyturnApp(App[None], inherit_bindings=False):
             self.sub_title = "sandbox"
         if config.keymap:
             self.set_keymap(config.keymap)
+
+    def get_default_screen(self) -> Screen[Any]:
+        return TargetsScreen()
 
     # -- services the screens use ---------------------------------------------------------------
 
@@ -278,6 +288,26 @@ class KeyturnApp(App[None], inherit_bindings=False):
 
     @work(exclusive=True, group="flow", exit_on_error=False)
     async def _rotation_flow(self, target_name: str) -> None:
+        try:
+            await self._rotate(target_name)
+        except Exception as exc:
+            self._flow_failed(exc)
+
+    @work(exclusive=True, group="flow", exit_on_error=False)
+    async def _resume_flow(self, rotation_id: str, target_name: str) -> None:
+        try:
+            await self._resume(rotation_id, target_name)
+        except Exception as exc:
+            self._flow_failed(exc)
+
+    def _flow_failed(self, exc: Exception) -> None:
+        """A step that has no screen of its own failed (e.g. an unknown preset): one line, back to the start."""
+        from screens import one_line
+
+        self.notify(one_line(exc), title="Rotation stopped", severity="error", timeout=12)
+        self._back_to_targets()
+
+    async def _rotate(self, target_name: str) -> None:
         from screens.signin import SignInScreen
 
         target = self.config.targets[target_name]
@@ -297,12 +327,13 @@ class KeyturnApp(App[None], inherit_bindings=False):
         rotation = await self.push_screen_wait(MintScreen(plan=plan))
         await self._after_mint(rotation)
 
-    @work(exclusive=True, group="flow", exit_on_error=False)
-    async def _resume_flow(self, rotation_id: str, target_name: str) -> None:
+    async def _resume(self, rotation_id: str, target_name: str) -> None:
         from screens.signin import SignInScreen
 
         target = self.config.targets[target_name]
-        if not await self.push_screen_wait(SignInScreen(target.account, purpose=f"to resume rotation {rotation_id[:8]}")):
+        if not await self.push_screen_wait(
+            SignInScreen(target.account, purpose=f"to resume rotation {rotation_id[:8]}")
+        ):
             return self._back_to_targets()
         opened = self.engine.open(rotation_id)
         if opened.state in ("planned", "minted", "stored") or opened._needs_value():
@@ -323,14 +354,18 @@ class KeyturnApp(App[None], inherit_bindings=False):
             from screens.followups import FollowUpsScreen
 
             if not await self.push_screen_wait(FollowUpsScreen(rotation)):
-                return self._back_to_targets(f"Rotation {rotation.id[:8]} paused at the follow-ups; resume it from here.")
+                return self._back_to_targets(
+                    f"Rotation {rotation.id[:8]} paused at the follow-ups; resume it from here."
+                )
         outcome = "old tokens already retired"
         if rotation.state in ("verified", "propagated"):
             from screens.retire import RetireScreen
 
             result = await self.push_screen_wait(RetireScreen(rotation))
             if result is None:
-                return self._back_to_targets(f"Rotation {rotation.id[:8]} waits to retire the old token; resume it from here.")
+                return self._back_to_targets(
+                    f"Rotation {rotation.id[:8]} waits to retire the old token; resume it from here."
+                )
             outcome = result
         elif rotation.state == "old_retired":
             with self.rotation_lock:

@@ -1,0 +1,107 @@
+"""What changed where: the new token, the stores, the follow-ups, the old tokens, the rotation id."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Footer, Label, Static
+
+from screens import ICONS, PaletteCommand, WizardScreen
+
+if TYPE_CHECKING:
+    from app.engine import Rotation
+
+
+def _short(summary: str) -> str:
+    """A manual step's summary repeats its whole text; the checklist showed it, the summary says it was done."""
+    return "done by hand" if summary.startswith("done by hand:") else summary
+
+
+def summary_rows(rotation: Rotation, outcome: str) -> list[tuple[str, str]]:
+    """(label, text) rows of the summary; shared by the screen and its tests."""
+    from providers.registry import scope_label
+
+    record = rotation.record
+    plan = record.plan
+    rows: list[tuple[str, str]] = []
+    token = rotation.new_token
+    if token is not None:
+        exp = f", expires {token.expires_at:%Y-%m-%d}" if token.expires_at else ", never expires"
+        rows.append(("New token", f"{token.name} (id {token.id}{exp})"))
+    scopes = plan.get("scopes", [])
+    platform = plan.get("platform", "")
+    rows.append(("Scopes", ", ".join(f"{scope_label(platform, s)} ({s})" for s in scopes) or "-"))
+    stored = rotation.stored_in()
+    rows.append(
+        ("Stored in", "\n".join(stored) if stored else "nowhere: no store follow-up (the value was only revealed)")
+    )
+    follow = [
+        f"{ICONS['done']} {s.title}: {_short(record.steps_done[s.id].get('summary', 'done'))}"
+        for s in rotation.steps
+        if not s.is_store and s.id in record.steps_done
+    ]
+    follow += [
+        f"{ICONS['pending']} {s.title}: not done"
+        for s in rotation.steps
+        if not s.is_store and s.id not in record.steps_done
+    ]
+    rows.append(("Follow-ups", "\n".join(follow) if follow else "none"))
+    olds = {t["id"]: t["name"] for t in plan.get("old_tokens", [])}
+    revoked = [e["token_id"] for e in record.events if e["event"] == "revoked" and e.get("role") == "old"]
+    if revoked:
+        old_text = "revoked " + ", ".join(f"{olds.get(i, '?')} ({i})" for i in revoked)
+    elif record.retire_at and olds:
+        still = ", ".join(f"{name} ({tid})" for tid, name in olds.items())
+        old_text = f"{outcome}\nstill active until then: {still}"
+    else:
+        old_text = outcome or "none to revoke"
+    rows.append(("Old tokens", old_text))
+    rows.append(("Rotation", f"{rotation.id} ({record.state})"))
+    return rows
+
+
+class SummaryScreen(WizardScreen[None]):
+    """The end of a rotation; Enter goes back to the targets."""
+
+    CSS_PATH = "summary.tcss"
+    AUTO_FOCUS = "#changes"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "done", "Done", id="summary.done", tooltip="Back to the targets (their expiry is read again)"),
+        Binding("q", "app.quit", "Quit", id="summary.quit", tooltip="Quit keyturn"),
+    ]
+
+    def __init__(self, rotation: Rotation, outcome: str) -> None:
+        super().__init__()
+        self.rotation = rotation
+        self.outcome = outcome
+
+    def compose(self) -> ComposeResult:
+        rotation = self.rotation
+        yield Static(f"Summary · {rotation.record.target}", classes="title-bar")
+        if rotation.state == "done":
+            headline = f"{ICONS['done']} Rotation of {rotation.record.target} done."
+        else:
+            headline = f"{ICONS['stopped']} Rotation of {rotation.record.target} is waiting to revoke the old token ({rotation.state})."
+        yield Static(headline, id="headline", markup=False)
+        with VerticalScroll(id="changes"):
+            for label, text in summary_rows(rotation, self.outcome):
+                with Horizontal(classes="row"):
+                    yield Label(label, classes="label")
+                    yield Static(text, classes="value", markup=False)
+        yield Static("Enter goes back to the targets; q quits.", classes="hint")
+        yield Footer()
+
+    def action_done(self) -> None:
+        self.dismiss(None)
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        rid = self.rotation.id
+        return [("Copy rotation id", lambda: self._copy_id(rid), "Copy the rotation id (not a secret)")]
+
+    def _copy_id(self, rid: str) -> None:
+        self.app.copy_to_clipboard(rid)
+        self.notify(f"Copied the rotation id {rid[:8]}.")
