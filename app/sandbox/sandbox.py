@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from app.sandbox.state import SandboxState, seed
 
 if TYPE_CHECKING:
+    from app.sandbox.flux import FluxRepo
     from app.sandbox.http import TLSServer
     from app.sandbox.tls import SandboxTLS
 
@@ -46,10 +47,6 @@ The daily-checks pipeline reads agent pools, builds, pipeline resources and rele
 4. Check the new PAT, then revoke the old one.
 """
 
-MANUAL_TEXT = (
-    "Update personalAccessToken in apps/keda/{env}/pipeline-auth.enc.yaml of flux-config with sops, "
-    "then open a PR for {{target}} (token {{token_id}}, expires {{expires_at}})."
-)
 
 
 def _q(value: str) -> str:
@@ -96,6 +93,7 @@ class Sandbox:
         self.urls: dict[str, str] = {}
         self._servers: list[TLSServer] = []
         self._tls: SandboxTLS | None = None
+        self.flux: FluxRepo | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -135,6 +133,10 @@ class Sandbox:
             s.start()
         self._servers = servers
         self.urls = {s.service.name: s.url for s in servers}
+        from app.sandbox.flux import create_flux_repo
+
+        keda = self.state.pats_named("keda-agent-pools")[0]
+        self.flux = create_flux_repo(self.directory, keda.value)  # the real git and sops
         write_private(self.secret_path, self.state.sp_client_secret.encode("utf-8"))
         assert self.conductorone.seeded is not None
         write_private(self.c1_secret_path, self.conductorone.seeded.client_secret.encode("utf-8"))
@@ -169,6 +171,8 @@ class Sandbox:
         """The keyturn.toml that points keyturn at this sandbox (needs the ports: call after start())."""
         st = self.state
         u = self.urls
+        assert self.flux is not None, "start the sandbox first"
+        flux_files = self.flux.files
         lines = [
             "# keyturn sandbox: everything below listens on 127.0.0.1 while the sandbox runs.",
             "# Relative paths are relative to this file's folder.",
@@ -210,14 +214,20 @@ class Sandbox:
             f"runbook = {_literal_block(KEDA_RUNBOOK)}",
             "",
         ]
-        for env in ("cft", "sds"):
-            lines += [
-                "[[targets.keda.follow_ups]]",
-                'kind = "manual"',
-                f"name = {_q(f'Flux secret ({env})')}",
-                f"text = {_q(MANUAL_TEXT.format(env=env))}",
-                "",
-            ]
+        lines += [
+            "# The pipeline-auth Secret of KEDA in both environments of the flux-config clone, set with sops",
+            "# (age key age.key) on a new branch, one commit, pushed to the clone's origin (flux-config.git).",
+            "[[targets.keda.follow_ups]]",
+            'kind = "flux-sops-secret"',
+            'name = "Flux pipeline-auth secret (cft, sds)"',
+            'repo = "flux-config"',
+            f"files = [{', '.join(_q(f) for f in flux_files)}]",
+            'key = "personalAccessToken"',
+            'field = "data"',
+            "push = true",
+            'age_key_file = "age.key"',
+            "",
+        ]
         lines += [
             "[targets.daily-checks]",
             'account = "ado-bot"',

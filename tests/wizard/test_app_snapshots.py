@@ -120,6 +120,8 @@ def test_snapshot_summary(snap_compare, scripted_wizard, wiz) -> None:
 def test_snapshot_help(snap_compare, scripted_wizard, wiz) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await drive(wiz, pilot, "targets")
+        await pilot.app.workers.wait_for_complete()  # the screen under the modal shows through its edge
+        await pilot.pause()
         await pilot.press("f1")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(pilot.app) == "HelpScreen")
 

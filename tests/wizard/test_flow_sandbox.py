@@ -35,7 +35,9 @@ async def on_targets_ready(wiz: Any, pilot: Pilot[Any]) -> None:
     )
 
 
-async def rotate(wiz: Any, pilot: Pilot[Any], press: Any, target: str, *, manual_steps: int, stored: bool) -> None:
+async def rotate(
+    wiz: Any, pilot: Pilot[Any], press: Any, target: str, *, checklist: bool, stored: bool, manual_steps: int = 0
+) -> None:
     """The happy path from the targets screen to the summary, keys only."""
     app = pilot.app
     await on_targets_ready(wiz, pilot)
@@ -53,12 +55,14 @@ async def rotate(wiz: Any, pilot: Pilot[Any], press: Any, target: str, *, manual
     if not stored:
         await press("tab", "space")  # nowhere stored: tick "I have stored it somewhere safe"
     await press("ctrl+s")
-    if manual_steps:
+    if checklist:
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen", what="the checklist")
         for _ in range(manual_steps):
             before = sum(1 for s in app.screen.states.values() if s == "done")
             await press("space")  # tick the highlighted step; the highlight moves on to the next
             await wiz.wait_until(pilot, lambda b=before: sum(1 for s in app.screen.states.values() if s == "done") > b)
+        # automated steps (the Flux commit) run by themselves
+        await wiz.wait_until(pilot, lambda: all(s == "done" for s in app.screen.states.values()), what="the follow-ups")
         await press("ctrl+s")
     await wiz.wait_until(
         pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready, what="verify and retire"
@@ -74,7 +78,7 @@ async def test_daily_checks_rotation_with_the_keyboard(wiz, sandbox_wizard, wiza
     app = sandbox_wizard()
     async with app.run_test(size=(80, 24)) as pilot:
         press = wiz.KeyCounter(pilot)
-        await rotate(wiz, pilot, press, "daily-checks", manual_steps=0, stored=True)
+        await rotate(wiz, pilot, press, "daily-checks", checklist=False, stored=True)
         summary = " ".join(wiz.screen_text(app).split())  # words, whatever the wrapping
         await press("enter")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "TargetsScreen")
@@ -95,23 +99,23 @@ async def test_daily_checks_rotation_with_the_keyboard(wiz, sandbox_wizard, wiza
     assert record.rotation_id in summary
 
 
-async def test_keda_rotation_ticks_both_manual_steps_within_the_key_budget(wiz, sandbox_wizard, wizard_sandbox) -> None:
+async def test_keda_rotation_commits_the_flux_secret_within_the_key_budget(wiz, sandbox_wizard, wizard_sandbox) -> None:
     state = wizard_sandbox.state
     old = state.pats_named("keda-agent-pools")[0]
     app = sandbox_wizard()
     async with app.run_test(size=(80, 24)) as pilot:
         press = wiz.KeyCounter(pilot)
-        await rotate(wiz, pilot, press, "keda", manual_steps=2, stored=False)
+        await rotate(wiz, pilot, press, "keda", checklist=True, stored=False)
         await press("enter")  # done: back to the targets
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "TargetsScreen" and not app.screen.reading)
         keys = press.keys
 
-    # Enter, Ctrl+S (preset), Enter (mint), Tab Space Ctrl+S (reveal), Space Space Ctrl+S, Enter (retire), Enter (done)
+    # Enter, Ctrl+S (preset), Enter (mint), Tab Space Ctrl+S (reveal), Ctrl+S (follow-ups), Enter (retire), Enter (done)
     assert len(keys) <= 12, keys
     (record,) = journal_of(wizard_sandbox).all()
     assert record.state == "done"
-    assert set(record.steps_done) == {"1-manual", "2-manual"}
-    assert all(d.get("ticked") for d in record.steps_done.values())
+    assert set(record.steps_done) == {"1-flux-sops-secret"}
+    assert record.steps_done["1-flux-sops-secret"]["pushed"] is True
     new = state.pat(record.new_token["id"])
     assert new is not None and not new.revoked
     assert new.scopes == ["vso.agentpools_manage"]
@@ -192,6 +196,7 @@ async def test_leave_at_the_checklist_then_resume_from_the_targets(wiz, sandbox_
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen")
         await pilot.press("tab", "space", "ctrl+s")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen")
+        await wiz.wait_until(pilot, lambda: app.screen.states["1-flux-sops-secret"] == "done", what="the Flux commit")
         await pilot.press("l")  # leave it: the journal keeps it at "verified"
         await on_targets_ready(wiz, pilot)
         (record,) = journal_of(wizard_sandbox).unfinished()
@@ -200,10 +205,7 @@ async def test_leave_at_the_checklist_then_resume_from_the_targets(wiz, sandbox_
 
         await pilot.press("tab", "enter")  # the unfinished rotations' table; resume the highlighted one
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen", what="the resumed checklist")
-        await pilot.press("space")
-        await wiz.wait_until(pilot, lambda: app.screen.states["1-manual"] == "done")
-        await pilot.press("space")
-        await wiz.wait_until(pilot, lambda: app.screen.states["2-manual"] == "done")
+        assert app.screen.states["1-flux-sops-secret"] == "done"  # from the journal: not run twice
         await pilot.press("ctrl+s")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready)
         await pilot.press("enter")
@@ -213,3 +215,4 @@ async def test_leave_at_the_checklist_then_resume_from_the_targets(wiz, sandbox_
     assert record.state == "done"
     assert state.pat(old.authorization_id).revoked
     assert not state.pat(record.new_token["id"]).revoked
+    assert [e["event"] for e in record.events].count("step_done") == 1
