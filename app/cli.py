@@ -101,7 +101,8 @@ def demo(directory: Path | None) -> None:
     from app.sandbox import Sandbox
 
     with tempfile.TemporaryDirectory(prefix="keyturn-demo-") as tmp:
-        with Sandbox(directory or Path(tmp)) as sb:
+        # the device code is approved by itself after a few seconds, so a newcomer sees the sign-in step
+        with Sandbox(directory or Path(tmp), auto_approve_device_code=3.0) as sb:
             from app.config import load_config
             from app.tui import run_wizard
 
