@@ -585,17 +585,26 @@ class Rotation:
         extra = f"; {'; '.join(undone)}" if undone else ""
         raise KeyturnError(f"{exc}; the new token was revoked{extra}; the old token is untouched") from None
 
-    def run_to_end(self, *, revoke_now: bool = False) -> str:
-        """Headless: from whatever state the journal says, to `done` (or a scheduled retirement)."""
+    @property
+    def needs_value(self) -> bool:
+        """True when a remaining step needs the new value and this process does not hold it."""
+        return self.value is None and (self.state == "planned" or self._needs_value())
+
+    def recover(self) -> None:
+        """Resume: mint if nothing was minted, else read the value back from a store (or our Flux
+        commit), else revoke the token whose value is lost and mint again."""
         for _ in range(6):  # bounded: each compensation costs a mint
             if self.state == "planned":
                 self.mint()
             if self._needs_value() and not self._ensure_value():
                 self._compensate()
                 continue
-            break
-        else:
-            raise KeyturnError("the new value was lost repeatedly; giving up", hint="check the store follow-ups")
+            return
+        raise KeyturnError("the new value was lost repeatedly; giving up", hint="check the store follow-ups")
+
+    def run_to_end(self, *, revoke_now: bool = False) -> str:
+        """Headless: from whatever state the journal says, to `done` (or a scheduled retirement)."""
+        self.recover()
         try:
             self.store()
         except KeyturnError as exc:

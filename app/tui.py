@@ -336,7 +336,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
         ):
             return self._back_to_targets()
         opened = self.engine.open(rotation_id)
-        if opened.state in ("planned", "minted", "stored") or opened._needs_value():
+        if opened.state in ("planned", "minted", "stored") or opened.needs_value:
             from screens.mint import MintScreen
 
             # The value is not in this process: MintScreen reads it back from a store, or mints again.

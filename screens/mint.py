@@ -25,23 +25,6 @@ class _Stopped(Exception):
     """The engineer asked to stop before the next step."""
 
 
-def recover_value(rotation: Rotation) -> None:
-    """Resume: mint if nothing was minted, else get the value back from a store, else revoke and mint again.
-
-    The same bounded loop as ``Rotation.run_to_end``; the wizard needs it step by step.
-    """
-    from app.errors import KeyturnError
-
-    for _ in range(6):  # bounded: each compensation costs a mint
-        if rotation.state == "planned":
-            rotation.mint()
-        if rotation._needs_value() and not rotation._ensure_value():
-            rotation._compensate()
-            continue
-        return
-    raise KeyturnError("the new value was lost repeatedly; giving up", hint="check the store follow-ups")
-
-
 class MintScreen(WizardScreen["Rotation | None"]):
     """Runs mint -> store -> verify; dismisses with the Rotation, or None when aborted or left."""
 
@@ -141,7 +124,7 @@ class MintScreen(WizardScreen["Rotation | None"]):
                     self.rotation = engine.begin(self.plan)
                 rotation = self.rotation
                 self.ui(self._step, "mint", "running")
-                recover_value(rotation)
+                rotation.recover()
                 token = rotation.new_token
                 self.ui(self._step, "mint", "done", f"{token.name} ({token.id})" if token else "")
                 for sid, _ in self.store_steps:
