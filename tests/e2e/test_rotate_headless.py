@@ -93,15 +93,19 @@ def test_status_text_and_exit_code(sandbox: Sandbox, keyturn) -> None:
 
 
 def test_manual_steps_refused_headless_unless_skipped(sandbox: Sandbox, keyturn) -> None:
+    text = sandbox.config_path.read_text()
+    text += '\n[[targets.daily-checks.follow_ups]]\nkind = "manual"\nname = "Tell the team"\ntext = "Post in #platops: {target} rotated, token {token_id}, expires {expires_at}"\n'
+    sandbox.config_path.write_text(text)
     before = len(sandbox.state.pats())
-    run = keyturn("rotate", "keda", "--no-input")
+    run = keyturn("rotate", "daily-checks", "--no-input")
     assert run.code == 2
-    assert run.stderr.count("\n") == 1 and "manual step" in run.stderr and "--skip-manual" in run.stderr
+    assert run.stderr.count("\n") == 1 and "manual step 'Tell the team'" in run.stderr and "--skip-manual" in run.stderr
     assert len(sandbox.state.pats()) == before  # nothing minted
-    run = keyturn("rotate", "keda", "--no-input", "--skip-manual", "--json")
+    run = keyturn("rotate", "daily-checks", "--no-input", "--skip-manual", "--json")
     assert run.code == 0, run.stderr
-    steps = run.json()["steps"]
-    assert all("SKIPPED" in s for s in steps.values())
+    step = run.json()["steps"]["2-manual"]
+    assert step.startswith("SKIPPED (--skip-manual), still to do: Post in #platops: daily-checks rotated, token ")
+    assert run.json()["token"]["id"] in step
 
 
 def test_follow_up_preflight_refuses_before_minting(sandbox: Sandbox, keyturn, tmp_path: Path) -> None:
