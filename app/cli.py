@@ -116,8 +116,9 @@ def sandbox() -> None:
 
 @sandbox.command("up")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), required=True, help="Where to write keyturn.toml, the CA and the journal.")
+@click.option("--aws", is_flag=True, help="Also emulate AWS SSM (moto; needs the `sandbox-aws` extra).")
 @_guard
-def sandbox_up(directory: Path) -> None:
+def sandbox_up(directory: Path, aws: bool) -> None:
     """Start the sandbox services, write DIR/keyturn.toml, and run until stopped (Ctrl-C)."""
     from app.sandbox import Sandbox, serve
 
@@ -126,7 +127,7 @@ def sandbox_up(directory: Path) -> None:
             click.echo(f"  {name:<22} {url}", err=True)
         click.echo(f"sandbox ready: keyturn --config {sb.config_path} status", err=True)
 
-    serve(directory, ready=ready)
+    serve(directory, ready=ready, aws=aws)
 
 
 @cli.command()

@@ -79,8 +79,13 @@ class Sandbox:
         page_size: int = 2,
         auto_approve_device_code: float = 0.0,
         org: str = "contoso-sandbox",
+        aws: bool = False,
     ) -> None:
         self.directory = Path(directory)
+        # AWS SSM through moto's server mode (the `sandbox-aws` extra): opt-in, its import costs ~0.7 s
+        self.aws = aws
+        self._moto: Any = None
+        self.aws_credentials_path = self.directory / "aws-credentials"
         self.state = SandboxState(org=org, page_size=page_size, auto_approve_device_code=auto_approve_device_code)
         seed(self.state, VAULTS)
         from app.sandbox.conductorone import seed_conductorone
@@ -133,6 +138,16 @@ class Sandbox:
             s.start()
         self._servers = servers
         self.urls = {s.service.name: s.url for s in servers}
+        if self.aws:
+            try:
+                from moto.server import ThreadedMotoServer
+            except ImportError:
+                raise RuntimeError("the AWS sandbox needs moto: pip install 'keyturn[sandbox-aws]'") from None
+            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self._moto.start()
+            host, port = self._moto.get_host_and_port()
+            self.urls["aws"] = f"http://{host}:{port}"  # plain HTTP: loopback only
+            write_private(self.aws_credentials_path, b"[keyturn-sandbox]\naws_access_key_id = sandbox\naws_secret_access_key = sandbox\n")
         from app.sandbox.flux import create_flux_repo
 
         keda = self.state.pats_named("keda-agent-pools")[0]
@@ -144,6 +159,9 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
         servers, self._servers = self._servers, []
         threads = [threading.Thread(target=s.stop, daemon=True) for s in servers]
         for t in threads:
@@ -243,6 +261,18 @@ class Sandbox:
             'secret = "azure-devops-token"',
             "",
         ]
+        if "aws" in u:
+            lines += [
+                "# AWS SSM (moto on 127.0.0.1): a second store for the daily-checks token",
+                "[[targets.daily-checks.follow_ups]]",
+                'kind = "aws-ssm-parameter"',
+                'parameter = "/ci/azure-devops-token"',
+                'region = "eu-west-2"',
+                'profile = "keyturn-sandbox"',
+                'credentials_file = "aws-credentials"',
+                f"endpoint_url = {_q(u['aws'])}",
+                "",
+            ]
         return "\n".join(lines)
 
 
