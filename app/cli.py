@@ -117,12 +117,16 @@ def sandbox() -> None:
 @sandbox.command("up")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), required=True, help="Where to write keyturn.toml, the CA and the journal.")
 @click.option("--aws", is_flag=True, help="Also emulate AWS SSM (moto; needs the `sandbox-aws` extra).")
+@click.option("--max-lifespan-days", type=click.IntRange(1, 365), help="Org policy: PATs are clamped to this lifespan.")
+@click.option("--block-full-scope", is_flag=True, help="Org policy: full-access PATs are refused.")
+@click.option("--block-global", is_flag=True, help="Org policy: all-organizations PATs are refused.")
 @_guard
-def sandbox_up(directory: Path, aws: bool) -> None:
+def sandbox_up(directory: Path, aws: bool, max_lifespan_days: int | None, block_full_scope: bool, block_global: bool) -> None:
     """Start the sandbox services, write DIR/keyturn.toml, and run until stopped (Ctrl-C)."""
     from app.sandbox import Sandbox, serve
 
     def ready(sb: Sandbox) -> None:
+        sb.state.set_policy(max_lifespan_days=max_lifespan_days, block_full_scope=block_full_scope, block_global=block_global)
         for name, url in sb.urls.items():
             click.echo(f"  {name:<22} {url}", err=True)
         click.echo(f"sandbox ready: keyturn --config {sb.config_path} status", err=True)

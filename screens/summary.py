@@ -31,6 +31,10 @@ def summary_rows(rotation: Rotation, outcome: str) -> list[tuple[str, str]]:
     if token is not None:
         exp = f", expires {token.expires_at:%Y-%m-%d}" if token.expires_at else ", never expires"
         rows.append(("New token", f"{token.name} (id {token.id}{exp})"))
+        # what the platform changed on its own, e.g. the organization's maximum lifespan clamping the expiry
+        minted = [e for e in record.events if e["event"] == "minted"]
+        for note in minted[-1].get("notes", []) if minted else []:
+            rows.append(("Note", note))
     scopes = plan.get("scopes", [])
     platform = plan.get("platform", "")
     rows.append(("Scopes", ", ".join(f"{scope_label(platform, s)} ({s})" for s in scopes) or "-"))

@@ -216,3 +216,13 @@ async def test_leave_at_the_checklist_then_resume_from_the_targets(wiz, sandbox_
     assert state.pat(old.authorization_id).revoked
     assert not state.pat(record.new_token["id"]).revoked
     assert [e["event"] for e in record.events].count("step_done") == 1
+
+
+async def test_max_lifespan_clamp_is_explained_in_the_summary(wiz, sandbox_wizard, wizard_sandbox) -> None:
+    wizard_sandbox.state.set_policy(max_lifespan_days=30)
+    app = sandbox_wizard()
+    async with app.run_test(size=(80, 24)) as pilot:
+        press = wiz.KeyCounter(pilot)
+        await rotate(wiz, pilot, press, "daily-checks", checklist=False, stored=True)
+        summary = " ".join(wiz.screen_text(app).split())
+    assert "maximum PAT lifespan clamped the expiry" in summary
