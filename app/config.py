@@ -85,8 +85,12 @@ class Account(_Model):
     authority: str | None = None  # default https://login.microsoftonline.com
     base_url: str | None = None  # default https://dev.azure.com
     vssps_url: str | None = None  # default https://vssps.dev.azure.com
+    # Buildkite: the API access token keyturn manages agent tokens with (GraphQL access + agent scopes)
+    api_token: SecretRef | None = None
+    graphql_url: str | None = None  # default https://graphql.buildkite.com/v1
+    rest_url: str | None = None  # default https://api.buildkite.com
 
-    _refs = field_validator("email", "password")(lambda cls, v: v if v is None else _check_ref(v))
+    _refs = field_validator("email", "password", "api_token")(lambda cls, v: v if v is None else _check_ref(v))
 
     @model_validator(mode="after")
     def _password_flow_needs_secrets(self) -> Account:
@@ -169,10 +173,17 @@ class Target(_Model):
     account: str
     token_name: str = Field(min_length=1, max_length=100)
     description: str | None = None
+    # what kind of token (the platform's default when omitted): Azure DevOps "pat"; Buildkite
+    # "cluster-agent-token", "unclustered-agent-token" or "api-access-token"
+    token_type: Literal["pat", "cluster-agent-token", "unclustered-agent-token", "api-access-token"] | None = None
     scopes: list[str] | None = None
     preset: str | None = None
-    validity_days: int = Field(90, ge=1, le=365)
+    validity_days: int | None = Field(90, ge=1, le=365)  # None: no expiry (Buildkite agent tokens)
     all_orgs: bool = False
+    cluster: str | None = None  # Buildkite cluster (name or id) of a cluster agent token
+    allowed_ips: list[str] = Field(default_factory=list)  # Buildkite: CIDRs an agent token may register from
+    old_token: SecretRef | None = None  # Buildkite API access token: the current value (revoked with itself)
+    new_token: SecretRef | None = None  # a token made by hand (no API mints it): where --no-input reads it
     revoke_after: str = "0"
     runbook: str | None = None  # Markdown, or a path to a Markdown file
     follow_ups: list[FollowUp] = Field(default_factory=list)
@@ -183,12 +194,17 @@ class Target(_Model):
         parse_duration(v)
         return v
 
+    _refs = field_validator("old_token", "new_token")(lambda cls, v: v if v is None else _check_ref(v))
+
     @model_validator(mode="after")
     def _scopes_or_preset(self) -> Target:
-        if self.scopes is None and self.preset is None:
+        agent = self.token_type in ("cluster-agent-token", "unclustered-agent-token")
+        if self.scopes is None and self.preset is None and not agent:
             raise ValueError("give scopes = [...] or preset = 'NAME'")
         if self.scopes is not None and self.preset is not None:
             raise ValueError("give scopes or preset, not both")
+        if self.token_type == "cluster-agent-token" and not self.cluster:  # noqa: S105 (a type name)
+            raise ValueError("a cluster agent token needs cluster = 'NAME or id'")
         return self
 
     @property

@@ -81,7 +81,7 @@ class RotationPlan:
     display_name: str
     scopes: tuple[str, ...]
     scope_labels: tuple[str, ...]
-    expires_at: datetime
+    expires_at: datetime | None
     all_orgs: bool
     old_tokens: list[TokenInfo]
     steps: list[FollowUpStep]
@@ -93,9 +93,8 @@ class RotationPlan:
         """The plan, step by step: the dry run prints exactly this and the review screen shows it."""
         scope_text = ", ".join(f"{label} ({sid})" for label, sid in zip(self.scope_labels, self.scopes, strict=True))
         org = "all accessible organizations" if self.all_orgs else f"organization {self.organization}"
-        out = [
-            f"1. mint {self.platform} token {self.display_name!r} for {org}, expires {self.expires_at:%Y-%m-%d}, scopes: {scope_text}",
-        ]
+        expires = f"expires {self.expires_at:%Y-%m-%d}" if self.expires_at else "no expiry"
+        out = [f"1. mint {self.platform} token {self.display_name!r} for {org}, {expires}, scopes: {scope_text}"]
         n = 2
         for s in self.steps:
             if s.is_store:
@@ -227,8 +226,8 @@ class Engine:
         scopes = options.scopes or resolve_scopes(self.config, target_name, target)
         token_name = options.token_name or target.token_name
         now = self.clock()
-        expires_at = options.expires_at or (now + timedelta(days=target.validity_days))
-        if expires_at <= now:
+        expires_at = options.expires_at or (now + timedelta(days=target.validity_days) if target.validity_days else None)
+        if expires_at is not None and expires_at <= now:
             raise KeyturnError(f"the expiry {expires_at:%Y-%m-%d} is in the past", hint="choose a future date")
         old: list[TokenInfo] = []
         if sign_in:

@@ -408,7 +408,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
                 initial_scopes=initial,
                 presets=self._presets(account.platform),
                 token_name=target.token_name,
-                validity_days=target.validity_days,
+                validity_days=target.validity_days or 90,
                 all_orgs=target.all_orgs,
                 organization=account.organization,
             )
@@ -419,7 +419,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
         if selection.valid_to is not None:
             expires_at = datetime(selection.valid_to.year, selection.valid_to.month, selection.valid_to.day, tzinfo=UTC)
         else:
-            expires_at = now + timedelta(days=selection.validity_days or target.validity_days)
+            expires_at = now + timedelta(days=selection.validity_days or target.validity_days or 90)
         return MintOptions(
             scopes=tuple(selection.scopes),
             token_name=selection.token_name,

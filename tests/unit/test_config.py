@@ -43,6 +43,9 @@ BAD = [
     ({"vaults": {"v": {"auth": "client-secret"}}}, "vaults.v", "needs tenant_id, client_id and client_secret"),
     ({"settings": {"clipboard_clear_seconds": -1}}, "settings.clipboard_clear_seconds", "greater than or equal to 0"),
     ({"vaults": {"v": {"kind": "hashicorp"}}}, "vaults.v.kind", "'azure-keyvault'"),
+    (cfg(x={"account": "bot", "token_name": "agents", "token_type": "cluster-agent-token"}), "targets.x", "needs cluster"),
+    ({"accounts": {"bk": {"platform": "buildkite", "organization": "o", "api_token": "bkua_123"}}}, "accounts.bk.api_token", "not a secret reference"),
+    (cfg(x=t(token_type="ssh-key")), "targets.x.token_type", "'pat'"),
 ]
 
 
