@@ -112,6 +112,7 @@ async def test_keda_rotation_commits_the_flux_secret_within_the_key_budget(wiz, 
 
     # Enter, Ctrl+S (preset), Enter (mint), Tab Space Ctrl+S (reveal), Ctrl+S (follow-ups), Enter (retire), Enter (done)
     assert len(keys) <= 12, keys
+    print(f"key presses to rotate keda from launch: {len(keys)} {keys}")  # shown with -s; the README quotes it
     (record,) = journal_of(wizard_sandbox).all()
     assert record.state == "done"
     assert set(record.steps_done) == {"1-flux-sops-secret"}
