@@ -88,9 +88,13 @@ class Sandbox:
         self.aws_credentials_path = self.directory / "aws-credentials"
         self.state = SandboxState(org=org, page_size=page_size, auto_approve_device_code=auto_approve_device_code)
         seed(self.state, VAULTS)
+        from app.sandbox.buildkite import seed_buildkite
         from app.sandbox.conductorone import seed_conductorone
 
-        self.conductorone = seed_conductorone(self.state)
+        self.buildkite = seed_buildkite(self.state, organization=org)
+        assert self.buildkite.seeded is not None
+        self.buildkite_token_path = self.directory / "sandbox-buildkite.token"
+        self.conductorone = seed_conductorone(self.state, organization=org, api_token=self.buildkite.seeded.connector_token)
         self.c1_secret_path = self.directory / "sandbox-c1.secret"
         self.config_path = self.directory / "keyturn.toml"
         self.ca_path = self.directory / "ca.pem"
@@ -110,6 +114,7 @@ class Sandbox:
         if self._servers:
             raise RuntimeError("the sandbox is already running")
         from app.sandbox.azure_devops import DevOpsService, VsspsService
+        from app.sandbox.buildkite import BuildkiteGraphQLService, BuildkiteRestService
         from app.sandbox.conductorone import ConductorOneService
         from app.sandbox.entra import EntraService
         from app.sandbox.http import TLSServer
@@ -130,6 +135,8 @@ class Sandbox:
             for vault in VAULTS:
                 servers.append(TLSServer(KeyVaultService(self.state, vault, entra.url), ctx))
             servers.append(TLSServer(ConductorOneService(self.state, self.conductorone), ctx))
+            servers.append(TLSServer(BuildkiteGraphQLService(self.state, self.buildkite), ctx))
+            servers.append(TLSServer(BuildkiteRestService(self.state, self.buildkite), ctx))
         except BaseException:
             for s in servers:
                 s.server_close()
@@ -155,6 +162,8 @@ class Sandbox:
         write_private(self.secret_path, self.state.sp_client_secret.encode("utf-8"))
         assert self.conductorone.seeded is not None
         write_private(self.c1_secret_path, self.conductorone.seeded.client_secret.encode("utf-8"))
+        assert self.buildkite.seeded is not None
+        write_private(self.buildkite_token_path, self.buildkite.seeded.keyturn_token.encode("utf-8"))
         write_private(self.config_path, self.config_text().encode("utf-8"))
         return self
 
@@ -261,6 +270,11 @@ class Sandbox:
             'secret = "azure-devops-token"',
             "",
         ]
+        from app.sandbox.buildkite import GRAPHQL_PATH
+
+        # Buildkite (GraphQL executed on Buildkite's published schema, and REST /v2/access-token);
+        # its targets come with the Buildkite provider
+        lines.append(self.buildkite.follow_up_toml(graphql_url=u["buildkite-graphql"] + GRAPHQL_PATH, rest_url=u["buildkite-rest"]))
         if "aws" in u:
             lines += [
                 "# AWS SSM (moto on 127.0.0.1): a second store for the daily-checks token",

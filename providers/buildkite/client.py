@@ -1,0 +1,423 @@
+"""Buildkite's GraphQL API (gql over httpx) and REST ``/v2/access-token``.
+
+Awkward parts handled here: errors inside HTTP 200 (``{"errors": [{"message"}]}``), a refused GraphQL call
+explained by the token's scopes (``GET /v2/access-token``), 429 with ``RateLimit-Reset`` (waited out and
+retried for queries only), mutations never retried (``AmbiguousResultError`` on 5xx, timeout, reset).
+
+gql and httpx are imported on first use. Only method, path or operation name and status are logged
+(logger ``keyturn.providers.buildkite``), never a header, a body, a variable or a token value.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from app.errors import AmbiguousResultError, ProviderError
+from app.net import USER_AGENT, check_url, ssl_context
+from app.secret import SecretValue
+
+log = logging.getLogger("keyturn.providers.buildkite")
+
+DEFAULT_GRAPHQL_URL = "https://graphql.buildkite.com/v1"
+DEFAULT_REST_URL = "https://api.buildkite.com"
+ACCESS_TOKEN_PATH = "/v2/access-token"  # noqa: S105 (a path)
+OPERATIONS_DIR = Path(__file__).with_name("operations")
+
+MAX_ATTEMPTS = 3  # idempotent calls only
+RATE_LIMIT_CAP = 60.0  # seconds: a longer RateLimit-Reset is not waited for
+MESSAGE_LIMIT = 300
+GRAPHQL_SCOPE = "graphql"  # how /v2/access-token lists "Enable GraphQL API access"
+
+
+def one_line(text: object, *, redact: tuple[str, ...] = (), limit: int = MESSAGE_LIMIT) -> str:
+    out = " ".join(str(text).split())
+    for secret in redact:
+        if secret:
+            out = out.replace(secret, "<redacted>")
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def parse_time(value: object) -> datetime | None:
+    """GraphQL DateTime ('2026-01-02T03:04:05Z') or REST ('2025-07-16 06:07:42 UTC') -> aware UTC."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.endswith(" UTC"):
+        text = text[:-4].replace(" ", "T") + "+00:00"
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def format_time(dt: datetime) -> str:
+    dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@cache
+def operations() -> dict[str, str]:
+    """Operation name -> the text of that one operation, from ``operations/*.graphql``."""
+    from graphql import OperationDefinitionNode, parse, print_ast
+
+    out: dict[str, str] = {}
+    for path in sorted(OPERATIONS_DIR.glob("*.graphql")):
+        for definition in parse(path.read_text(encoding="utf-8")).definitions:
+            if isinstance(definition, OperationDefinitionNode) and definition.name is not None:
+                out[definition.name.value] = print_ast(definition)
+    return out
+
+
+def rate_limit_wait(headers: Any) -> float | None:
+    """Seconds until the rate-limit window resets (``RateLimit-Reset``, else ``Retry-After``), capped."""
+    for name in ("RateLimit-Reset", "Retry-After"):
+        value = headers.get(name) if headers is not None else None
+        if value:
+            try:
+                return min(max(float(value), 0.0), RATE_LIMIT_CAP)
+            except ValueError:
+                continue
+    return None
+
+
+def _transport_problem(exc: BaseException | None) -> tuple[str, bool]:
+    """(what happened, whether the request may have reached the server)."""
+    import httpx
+
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "could not connect (timed out)", False
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out", True
+    if isinstance(exc, httpx.ConnectError):
+        return "could not connect", False
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return "the connection was reset", True
+    return "the connection failed", True
+
+
+def _make_transport_class() -> Any:
+    """gql's HTTPXTransport that remembers the HTTP status and never logs payloads (they hold token values)."""
+    from gql.transport.httpx import HTTPXTransport
+
+    class QuietHTTPXTransport(HTTPXTransport):  # type: ignore[misc]
+        last_status: int | None = None
+
+        def _prepare_request(self, request: Any, *, extra_args: Any = None, upload_files: bool = False) -> Any:
+            post_args: dict[str, Any] = {"json": request.payload}
+            if extra_args:
+                post_args.update(extra_args)
+            return post_args
+
+        def _get_json_result(self, response: Any) -> Any:
+            from gql.transport.exceptions import TransportProtocolError, TransportServerError
+
+            self.response_headers = response.headers
+            self.last_status = response.status_code
+            try:
+                return self.json_deserialize(response.content)
+            except Exception:
+                if response.status_code >= 400:
+                    raise TransportServerError(f"HTTP {response.status_code}", response.status_code) from None
+                raise TransportProtocolError("not a GraphQL answer: the body is not JSON") from None  # never the body
+
+    return QuietHTTPXTransport
+
+
+class AccessTokenInfo:
+    """What ``GET /v2/access-token`` says about the token that made the call (never its value)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.uuid = str(body.get("uuid") or "")
+        scopes = body.get("scopes")
+        self.scopes = tuple(str(s) for s in scopes) if isinstance(scopes, list) else ()
+        self.description = str(body.get("description") or "")
+        self.created_at = parse_time(body.get("created_at"))
+        self.expires_at = parse_time(body.get("expires_at"))
+        user = body.get("user")
+        self.user = str(user.get("email") or user.get("name") or "") if isinstance(user, dict) else ""
+
+    @property
+    def graphql(self) -> bool:
+        return GRAPHQL_SCOPE in self.scopes
+
+
+class BuildkiteClient:
+    """GraphQL (as ``token``) and REST ``/v2/access-token`` (as any token) for one organization.
+
+    ``transport`` (an ``httpx.BaseTransport``) replaces the network in tests; ``sleep`` the rate-limit waits.
+    """
+
+    def __init__(
+        self,
+        account_name: str,
+        organization: str,
+        *,
+        token: Callable[[], SecretValue],
+        graphql_url: str | None = None,
+        rest_url: str | None = None,
+        ca_bundle: Path | None = None,
+        transport: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.account_name = account_name
+        self.organization = organization
+        self.graphql_url = check_url(graphql_url or DEFAULT_GRAPHQL_URL, f"accounts.{account_name}.graphql_url")
+        self.rest_url = check_url(rest_url or DEFAULT_REST_URL, f"accounts.{account_name}.rest_url")
+        self._token = token
+        self._ca_bundle = ca_bundle
+        self._transport = transport
+        self._sleep = sleep
+        self._sessions: dict[str, Any] = {}  # fingerprint of the bearer -> (gql client, session)
+        self._rest: Any = None
+        self._org_id: str | None = None
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _httpx_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"verify": ssl_context(self._ca_bundle), "timeout": 30.0}
+        if self._transport is not None:
+            kwargs["transport"] = self._transport
+        return kwargs
+
+    def _session(self, bearer: SecretValue) -> Any:
+        key = bearer.fingerprint
+        if key not in self._sessions:
+            from gql import Client
+
+            transport = _make_transport_class()(
+                url=self.graphql_url,
+                headers={
+                    "Authorization": f"Bearer {bearer.reveal()}",
+                    "User-Agent": USER_AGENT,
+                    "Accept": "application/json",
+                },
+                **self._httpx_kwargs(),
+            )
+            client = Client(transport=transport, fetch_schema_from_transport=False)
+            self._sessions[key] = (client, client.connect_sync())
+        return self._sessions[key]
+
+    def _rest_client(self) -> Any:
+        if self._rest is None:
+            import httpx
+
+            self._rest = httpx.Client(headers={"User-Agent": USER_AGENT}, **self._httpx_kwargs())
+        return self._rest
+
+    def close(self) -> None:
+        sessions, self._sessions = self._sessions, {}
+        for client, _session in sessions.values():
+            try:
+                client.close_sync()
+            except Exception:  # noqa: S110 (closing is best effort)
+                pass
+        if self._rest is not None:
+            self._rest.close()
+            self._rest = None
+
+    # -- GraphQL -----------------------------------------------------------------------------------
+
+    def graphql(
+        self,
+        operation: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        what: str,
+        bearer: SecretValue | None = None,
+        ambiguous_hint: str = "list the tokens by description before trying again",
+    ) -> dict[str, Any]:
+        """Run one named operation; its ``data``. Queries are retried (5xx, 429, network); mutations never."""
+        from gql import GraphQLRequest
+        from gql.transport.exceptions import (
+            TransportConnectionFailed,
+            TransportProtocolError,
+            TransportQueryError,
+            TransportServerError,
+        )
+
+        text = operations().get(operation)
+        if text is None:
+            raise ProviderError(f"{what}: keyturn has no GraphQL operation {operation!r}")
+        mutation = text.lstrip().startswith("mutation")
+        # Never send null: a variable without a value is left out (Buildkite treats null differently).
+        values = {k: v for k, v in (variables or {}).items() if v is not None}
+        token = bearer if bearer is not None else self._token()
+        redact = (token.reveal(),)
+        attempts = 1 if mutation else MAX_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            _client, session = self._session(token)
+            transport = session.transport
+            transport.last_status = None
+            request = GraphQLRequest(text, variable_values=values or None, operation_name=operation)
+            errors: list[Any] | None = None
+            data: Any = None
+            try:
+                data = session.execute(request)
+            except TransportQueryError as exc:
+                errors = list(exc.errors or []) or [{"message": str(exc)}]
+            except TransportConnectionFailed as exc:
+                problem, maybe_sent = _transport_problem(exc.__cause__)
+                log.warning("POST graphql %s -> %s (attempt %d/%d)", operation, problem, attempt, attempts)
+                if mutation:
+                    if maybe_sent:
+                        raise AmbiguousResultError(
+                            f"{what}: {problem} ({urlsplit(self.graphql_url).netloc}); it may or may not have happened",
+                            hint=ambiguous_hint,
+                        ) from None
+                    raise ProviderError(f"{what}: {problem} ({urlsplit(self.graphql_url).netloc})") from None
+                if attempt == attempts:
+                    raise ProviderError(f"{what}: {problem} ({urlsplit(self.graphql_url).netloc}) after {attempts} attempts") from None
+                self._sleep(float(2 ** (attempt - 1)))
+                continue
+            except (TransportServerError, TransportProtocolError):
+                errors = None
+            status = transport.last_status or 0
+            headers = transport.response_headers
+            log.info("POST graphql %s -> %d", operation, status)
+            if status == 429:
+                wait = rate_limit_wait(headers)
+                if mutation or attempt == attempts or wait is None:
+                    raise ProviderError(
+                        f"{what}: Buildkite is rate limiting this organization (HTTP 429)",
+                        hint=f"try again in {wait:.0f} s" if wait is not None else "try again later",
+                    )
+                self.interaction_wait(wait)
+                continue
+            if status >= 500 or (status == 0 and errors is None):
+                if mutation:
+                    raise AmbiguousResultError(
+                        f"{what}: Buildkite answered HTTP {status}; it may or may not have happened", hint=ambiguous_hint
+                    )
+                if attempt == attempts:
+                    raise ProviderError(f"{what}: Buildkite answered HTTP {status} after {attempts} attempts")
+                self._sleep(float(2 ** (attempt - 1)))
+                continue
+            if status in (401, 403):
+                raise ProviderError(self._refused(what, token, errors, status))
+            if errors:
+                message = errors[0].get("message") if isinstance(errors[0], dict) else errors[0]
+                raise ProviderError(f"{what}: {one_line(message or 'Buildkite reported an error', redact=redact)}")
+            if status >= 400:
+                raise ProviderError(f"{what}: Buildkite answered HTTP {status}")
+            if not isinstance(data, dict):
+                if mutation:
+                    raise AmbiguousResultError(f"{what}: Buildkite answered without data", hint=ambiguous_hint)
+                raise ProviderError(f"{what}: Buildkite answered without data")
+            return data
+        raise AssertionError("unreachable")
+
+    def interaction_wait(self, seconds: float) -> None:
+        log.info("rate limited: waiting %.0f s", seconds)
+        self._sleep(seconds)
+
+    def _refused(self, what: str, token: SecretValue, errors: list[Any] | None, status: int) -> str:
+        """Why GraphQL refused the token: asks /v2/access-token, so a missing scope is named as such."""
+        who = f"the API token of accounts.{self.account_name}"
+        try:
+            info = self.access_token(token)
+        except ProviderError as exc:
+            return f"{what}: GraphQL refused {who} (HTTP {status}) and so did the REST API: {exc.message}"
+        if info is None:
+            return f"{what}: Buildkite does not accept {who}: it is unknown, revoked or expired (HTTP {status})"
+        if not info.graphql:
+            return (
+                f"{what}: {who} lacks GraphQL access (scope 'graphql' missing; it has "
+                f"{', '.join(info.scopes) or 'no scopes'}): enable 'GraphQL API access' on the token or create a new one"
+            )
+        message = ""
+        if errors and isinstance(errors[0], dict) and errors[0].get("message"):
+            message = ": " + one_line(errors[0]["message"], redact=(token.reveal(),))
+        return f"{what}: GraphQL refused {who} (HTTP {status}) although it has GraphQL access{message}"
+
+    def organization_id(self) -> str:
+        if self._org_id is None:
+            data = self.graphql(
+                "GetOrganizationId", {"slug": self.organization}, what=f"could not read organization {self.organization!r}"
+            )
+            org = data.get("organization")
+            if not isinstance(org, dict) or not org.get("id"):
+                raise ProviderError(
+                    f"Buildkite has no organization {self.organization!r} that the API token of "
+                    f"accounts.{self.account_name} can see",
+                    hint="check accounts.<name>.organization (the slug) and the token's organization access",
+                )
+            self._org_id = str(org["id"])
+        return self._org_id
+
+    # -- REST /v2/access-token ---------------------------------------------------------------------
+
+    def access_token(self, token: SecretValue, *, what: str = "could not read the API token") -> AccessTokenInfo | None:
+        """``GET /v2/access-token`` as ``token``; None when Buildkite does not accept it (401)."""
+        response = self._rest_call("GET", token, what=what)
+        if response.status_code == 401:
+            return None
+        if response.status_code != 200:
+            raise ProviderError(f"{what}: GET {ACCESS_TOKEN_PATH} -> {response.status_code}{self._rest_message(response, token)}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ProviderError(f"{what}: GET {ACCESS_TOKEN_PATH} answered with a body that is not a JSON object")
+        return AccessTokenInfo(body)
+
+    def delete_access_token(self, token: SecretValue, *, what: str) -> bool:
+        """``DELETE /v2/access-token`` as ``token``: True when revoked now, False when it was already not accepted."""
+        response = self._rest_call("DELETE", token, what=what)
+        if response.status_code == 401:
+            return False
+        if response.status_code not in (200, 204):
+            raise ProviderError(f"{what}: DELETE {ACCESS_TOKEN_PATH} -> {response.status_code}{self._rest_message(response, token)}")
+        return True
+
+    @staticmethod
+    def _rest_message(response: Any, token: SecretValue) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            return ""
+        if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"].strip():
+            return ": " + one_line(body["message"], redact=(token.reveal(),))
+        return ""
+
+    def _rest_call(self, method: str, token: SecretValue, *, what: str) -> Any:
+        """GET and DELETE of /v2/access-token are both safe to repeat (a second DELETE answers 401)."""
+        import httpx
+
+        url = self.rest_url + ACCESS_TOKEN_PATH
+        host = urlsplit(url).netloc
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            headers = {"Authorization": f"Bearer {token.reveal()}", "Accept": "application/json"}
+            try:
+                response = self._rest_client().request(method, url, headers=headers)
+            except httpx.TransportError as exc:
+                problem, _sent = _transport_problem(exc)
+                log.warning("%s %s -> %s (attempt %d/%d)", method, ACCESS_TOKEN_PATH, problem, attempt, MAX_ATTEMPTS)
+                if attempt == MAX_ATTEMPTS:
+                    raise ProviderError(f"{what}: {problem} ({host}) after {MAX_ATTEMPTS} attempts") from None
+                self._sleep(float(2 ** (attempt - 1)))
+                continue
+            status = response.status_code
+            log.info("%s %s -> %d", method, ACCESS_TOKEN_PATH, status)
+            if status == 429:
+                wait = rate_limit_wait(response.headers)
+                if attempt == MAX_ATTEMPTS or wait is None:
+                    raise ProviderError(
+                        f"{what}: Buildkite is rate limiting this token (HTTP 429)",
+                        hint=f"try again in {wait:.0f} s" if wait is not None else "try again later",
+                    )
+                self.interaction_wait(wait)
+                continue
+            if status >= 500 and attempt < MAX_ATTEMPTS:
+                self._sleep(float(2 ** (attempt - 1)))
+                continue
+            return response
+        raise AssertionError("unreachable")
