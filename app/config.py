@@ -196,6 +196,14 @@ class Target(_Model):
 
     _refs = field_validator("old_token", "new_token")(lambda cls, v: v if v is None else _check_ref(v))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_default_expiry_for_buildkite(cls, data: Any) -> Any:
+        # 90 days is Azure DevOps' habit; Buildkite tokens never expire unless asked to
+        if isinstance(data, dict) and data.get("token_type") not in (None, "pat") and "validity_days" not in data:
+            data = {**data, "validity_days": None}
+        return data
+
     @model_validator(mode="after")
     def _scopes_or_preset(self) -> Target:
         agent = self.token_type in ("cluster-agent-token", "unclustered-agent-token")

@@ -191,19 +191,28 @@ class Engine:
             raise ConfigError(f"no target {name!r} in {self.config.path}", hint=f"known targets: {known}")
         return self.config.targets[name]
 
-    def provider(self, account_name: str) -> Provider:
-        if account_name not in self._providers:
-            from providers.registry import make_provider
+    def provider(self, account_name: str, target_name: str | None = None) -> Provider:
+        """The provider serving a target (or an account, for platforms whose tokens are per account).
 
+        Azure DevOps: one per account, so one sign-in serves every target. Buildkite: one per target
+        (a cluster's tokens, the organization's agent tokens, or one API access token)."""
+        from providers.registry import make_provider, provider_key
+
+        account = self.config.accounts[account_name]
+        target = self.config.targets[target_name] if target_name else None
+        key = provider_key(account_name, account, target_name)
+        if key not in self._providers:
             ca = self.config.resolve_path(self.config.settings.ca_bundle) if self.config.settings.ca_bundle else None
-            self._providers[account_name] = make_provider(
+            self._providers[key] = make_provider(
                 account_name,
-                self.config.accounts[account_name],
+                account,
+                target_name=target_name,
+                target=target,
                 ca_bundle=ca,
                 resolve_secret=self.resolver,
                 interaction=self.interaction,
             )
-        return self._providers[account_name]
+        return self._providers[key]
 
     def emit(self, kind: str, text: str) -> None:
         if self.on_event:
@@ -231,7 +240,7 @@ class Engine:
             raise KeyturnError(f"the expiry {expires_at:%Y-%m-%d} is in the past", hint="choose a future date")
         old: list[TokenInfo] = []
         if sign_in:
-            provider = self.provider(target.account)
+            provider = self.provider(target.account, target_name)
             self.emit("progress", f"signing in to {account.platform} as {target.account}")
             provider.sign_in()
             self.emit("progress", "listing the account's tokens")
@@ -258,6 +267,9 @@ class Engine:
             revoke_after=target.revoke_delay,
             rotation_id=rotation_id,
         )
+        if sign_in and (deprecated := getattr(self.provider(target.account, target_name), "deprecation_notice", None)):
+            if text := deprecated():
+                plan.warnings.append(text)
         if plan.all_orgs:
             plan.warnings.append("all-organizations (global) PATs stop working on 2026-12-01; prefer one organization")
         if not any(s.is_store for s in steps):
@@ -280,15 +292,19 @@ class Engine:
         records = list(self.journal.all())
         out = []
         for name, target in self.config.targets.items():
-            platform = self.config.accounts[target.account].platform
-            if target.account not in listed:
+            account = self.config.accounts[target.account]
+            platform = account.platform
+            from providers.registry import provider_key
+
+            key = provider_key(target.account, account, name)
+            if key not in listed:
                 try:
-                    provider = self.provider(target.account)
+                    provider = self.provider(target.account, name)
                     provider.sign_in()
-                    listed[target.account] = provider.list_tokens()
+                    listed[key] = provider.list_tokens()
                 except KeyturnError as exc:
-                    listed[target.account] = exc
-            tokens = listed[target.account]
+                    listed[key] = exc
+            tokens = listed[key]
             mine = [r for r in records if r.target == name]
             done = [r for r in mine if r.state == "done"]
             unfinished = [r.rotation_id for r in mine if not r.finished]
@@ -343,7 +359,7 @@ class Rotation:
 
     @property
     def provider(self) -> Provider:
-        return self.engine.provider(self.record.plan["account"])
+        return self.engine.provider(self.record.plan["account"], self.record.target)
 
     @property
     def new_token(self) -> TokenInfo | None:
@@ -532,6 +548,11 @@ class Rotation:
         olds = [_token_info(t) for t in self.record.plan.get("old_tokens", [])]
         new = self.new_token
         olds = [t for t in olds if not (new and t.id == new.id)]
+        # optional provider hooks (Buildkite): what revocation does to running agents, and the reason it records
+        if olds and (notice := getattr(self.provider, "retire_notice", None)):
+            self.engine.emit("warning", notice())
+        if reason := getattr(self.provider, "set_revoke_reason", None):
+            reason(f"rotated by keyturn (rotation {self.id})")
         for t in olds:
             if t.id not in self.record.revoked:
                 self.engine.emit("progress", f"revoking old token {t.name!r} ({t.id})")

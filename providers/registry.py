@@ -14,10 +14,19 @@ if TYPE_CHECKING:
     from providers.base import Interaction, Provider
 
 
+def provider_key(account_name: str, account: Account, target_name: str | None) -> str:
+    """Which targets share a provider: Azure DevOps shares one per account (one sign-in)."""
+    if account.platform == "azure-devops" or target_name is None:
+        return account_name
+    return f"{account_name}/{target_name}"
+
+
 def make_provider(
     account_name: str,
     account: Account,
     *,
+    target_name: str | None = None,
+    target: Target | None = None,
     ca_bundle: Path | None,
     resolve_secret: Callable[[str], SecretValue],
     interaction: Interaction,
@@ -26,12 +35,22 @@ def make_provider(
         from providers.azure_devops.provider import AzureDevOpsProvider
 
         return AzureDevOpsProvider(account_name, account, ca_bundle=ca_bundle, resolve_secret=resolve_secret, interaction=interaction)
+    if account.platform == "buildkite":
+        if target_name is None or target is None:
+            raise NotBuiltError(f"accounts.{account_name}: Buildkite tokens belong to a target; name one")
+        from providers.buildkite.provider import BuildkiteProvider
+
+        return BuildkiteProvider(
+            account_name, account, target_name, target, ca_bundle=ca_bundle, resolve_secret=resolve_secret, interaction=interaction
+        )
     raise NotBuiltError(f"accounts.{account_name}: platform {account.platform!r} is not supported by this version of keyturn yet")
 
 
 def resolve_scopes(config: Config, target_name: str, target: Target) -> tuple[str, ...]:
     """The target's scope ids (from `scopes` or a preset), checked against the platform's catalogue."""
     platform = config.accounts[target.account].platform
+    if target.token_type in ("cluster-agent-token", "unclustered-agent-token"):
+        return ()  # agent tokens have no scopes
     if target.scopes is not None:
         scopes = tuple(target.scopes)
     elif target.preset in config.presets:
@@ -49,7 +68,7 @@ def resolve_scopes(config: Config, target_name: str, target: Target) -> tuple[st
         if unknown:
             raise ConfigError(
                 f"targets.{target_name}: unknown Azure DevOps scope {unknown[0]!r}",
-                hint="use ids like vso.agentpools (see `keyturn scopes`)",
+                hint="use ids like vso.agentpools; the wizard's scope picker lists them all",
             )
     if not scopes:
         raise ConfigError(f"targets.{target_name}.scopes: empty; name at least one scope")
@@ -61,6 +80,10 @@ def builtin_presets(platform: str) -> dict[str, tuple[str, ...]]:
         from providers.azure_devops.scopes import BUILTIN_PRESETS
 
         return {k: p.scopes for k, p in BUILTIN_PRESETS.items()}
+    if platform == "buildkite":
+        from providers.buildkite.provider import BUILTIN_PRESETS as BUILDKITE_PRESETS
+
+        return dict(BUILDKITE_PRESETS)
     return {}
 
 

@@ -95,6 +95,12 @@ class Sandbox:
         assert self.buildkite.seeded is not None
         self.buildkite_token_path = self.directory / "sandbox-buildkite.token"
         self.conductorone = seed_conductorone(self.state, organization=org, api_token=self.buildkite.seeded.connector_token)
+        # the connector's Buildkite token is kept in Key Vault: the rotation reads the old one there, writes the new
+        self.state.set_secret(
+            "cftptl-intsvc", "buildkite-conductorone-token", self.buildkite.seeded.connector_token,
+            tags={"created-by": "hand"}, content_type="buildkite-api-access-token",
+        )
+        self.conductorone.token_check = self.buildkite.connector_token_check  # a sync fails with a bad token
         self.c1_secret_path = self.directory / "sandbox-c1.secret"
         self.config_path = self.directory / "keyturn.toml"
         self.ca_path = self.directory / "ca.pem"
@@ -275,6 +281,45 @@ class Sandbox:
         # Buildkite (GraphQL executed on Buildkite's published schema, and REST /v2/access-token);
         # its targets come with the Buildkite provider
         lines.append(self.buildkite.follow_up_toml(graphql_url=u["buildkite-graphql"] + GRAPHQL_PATH, rest_url=u["buildkite-rest"]))
+        lines += [
+            "[targets.buildkite-cluster]",
+            'account = "buildkite"',
+            'token_type = "cluster-agent-token"',
+            'token_name = "Default cluster agents"',
+            'cluster = "Default cluster"',
+            'description = "Agents of the Default cluster read their token from Key Vault at boot"',
+            "",
+            "[[targets.buildkite-cluster.follow_ups]]",
+            'kind = "keyvault-secret-version"',
+            'vault = "cftptl-intsvc"',
+            'secret = "buildkite-agent-token"',
+            "",
+            "[targets.buildkite-unclustered]",
+            'account = "buildkite"',
+            'token_type = "unclustered-agent-token"',
+            'token_name = "Legacy macOS agents"',
+            'description = "Unclustered (deprecated) agent token of the legacy macOS agents"',
+            "",
+            "[[targets.buildkite-unclustered.follow_ups]]",
+            'kind = "keyvault-secret-version"',
+            'vault = "cftptl-intsvc"',
+            'secret = "buildkite-legacy-agent-token"',
+            "",
+            "[targets.buildkite-conductorone]",
+            'account = "buildkite"',
+            'token_type = "api-access-token"',
+            'token_name = "ConductorOne Buildkite connector"',
+            'description = "The API access token ConductorOne reads Buildkite with"',
+            'preset = "conductorone"',
+            'old_token = "vault:cftptl-intsvc/buildkite-conductorone-token"',
+            "",
+            "[[targets.buildkite-conductorone.follow_ups]]",
+            'kind = "keyvault-secret-version"',
+            'vault = "cftptl-intsvc"',
+            'secret = "buildkite-conductorone-token"',
+            "",
+            self.conductorone.follow_up_toml("buildkite-conductorone", base_url=u["conductorone"]),
+        ]
         if "aws" in u:
             lines += [
                 "# AWS SSM (moto on 127.0.0.1): a second store for the daily-checks token",

@@ -1,0 +1,77 @@
+"""Issue 5, headless: the three Buildkite token kinds rotate end to end in the sandbox."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from app.sandbox import Sandbox
+
+
+def test_cluster_agent_token(sandbox: Sandbox, keyturn) -> None:
+    bk = sandbox.buildkite
+    old = next(t for t in bk.cluster_tokens() if t.description == "Default cluster agents")
+    run = keyturn("rotate", "buildkite-cluster", "--no-input", "--json")
+    assert run.code == 0, run.stderr
+    result = run.json()
+    assert result["state"] == "done"
+    tokens = {t.uuid: t for t in bk.cluster_tokens(include_revoked=True)}
+    assert tokens[old.uuid].revoked
+    live = [t for t in bk.cluster_tokens() if t.description.startswith("Default cluster agents-")]
+    assert len(live) == 1
+    stored = sandbox.state.secret_versions("cftptl-intsvc", "buildkite-agent-token")[-1]
+    assert stored.value == live[0].value
+    assert "does not stop agents that are already connected" in run.stderr  # the retire notice
+    assert live[0].value not in run.stdout + run.stderr
+
+
+def test_unclustered_agent_token(sandbox: Sandbox, keyturn) -> None:
+    bk = sandbox.buildkite
+    old = next(t for t in bk.agent_tokens() if t.description == "Legacy macOS agents")
+    run = keyturn("rotate", "buildkite-unclustered", "--no-input", "--json")
+    assert run.code == 0, run.stderr
+    after = bk.agent_token(old.uuid)
+    assert after is not None and after.revoked
+    assert run.json()["rotation_id"] in (after.revoked_reason or "")
+    assert "deprecated" in run.stderr.lower()
+
+
+def test_api_access_token_for_conductorone(sandbox: Sandbox, keyturn) -> None:
+    bk = sandbox.buildkite
+    old_value = bk.seeded.connector_token  # type: ignore[union-attr]
+    # no API creates one: the engineer makes it on the page and hands it over
+    new = bk.create_api_token(("read_teams", "read_organizations", "read_user"), graphql=True, description="ConductorOne Buildkite connector")
+    run = keyturn("rotate", "buildkite-conductorone", "--no-input", "--json", env={"KT_NEW_BK_TOKEN": new.value})
+    assert run.code == 2 and "new_token" in run.stderr  # --no-input needs to be told where the new value is
+    text = sandbox.config_path.read_text().replace('old_token = "vault:', 'new_token = "env:KT_NEW_BK_TOKEN"\nold_token = "vault:', 1)
+    sandbox.config_path.write_text(text)
+    run = keyturn("rotate", "buildkite-conductorone", "--no-input", "--json", env={"KT_NEW_BK_TOKEN": new.value})
+    assert run.code == 0, run.stderr
+    assert bk.api_token(old_value).revoked  # type: ignore[union-attr]
+    connector = sandbox.conductorone.connector()
+    assert connector is not None and connector.api_token == new.value
+    assert sandbox.state.secret_versions("cftptl-intsvc", "buildkite-conductorone-token")[-1].value == new.value
+    assert new.value not in run.stdout + run.stderr
+
+
+def test_agent_token_pasted_as_api_token(sandbox: Sandbox, keyturn) -> None:
+    agent_value = sandbox.buildkite.cluster_tokens()[0].value
+    text = sandbox.config_path.read_text().replace('old_token = "vault:', 'new_token = "env:KT_NEW_BK_TOKEN"\nold_token = "vault:', 1)
+    sandbox.config_path.write_text(text)
+    run = keyturn("rotate", "buildkite-conductorone", "--no-input", env={"KT_NEW_BK_TOKEN": agent_value})
+    assert run.code != 0
+    line = next(x for x in run.stderr.splitlines() if x.startswith("keyturn: error:"))
+    assert "agent token" in line.lower()
+    assert agent_value not in run.stderr
+
+
+@pytest.mark.parametrize("point", ["before:minted", "after:minted", "after:stored", "after:verified"])
+def test_cluster_kill_then_resume(sandbox: Sandbox, keyturn, point: str) -> None:
+    crashed = keyturn("rotate", "buildkite-cluster", "--no-input", env={"KEYTURN_TEST_KILL_AT": point})
+    assert crashed.code == -signal.SIGKILL
+    resumed = keyturn("resume", "--no-input", "--json")
+    assert resumed.code == 0, resumed.stderr
+    live = [t for t in sandbox.buildkite.cluster_tokens() if t.description.startswith("Default cluster agents")]
+    assert len(live) == 1 and live[0].description != "Default cluster agents"
+    assert sandbox.state.secret_versions("cftptl-intsvc", "buildkite-agent-token")[-1].value == live[0].value
