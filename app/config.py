@@ -89,6 +89,8 @@ class Account(_Model):
     api_token: SecretRef | None = None
     graphql_url: str | None = None  # default https://graphql.buildkite.com/v1
     rest_url: str | None = None  # default https://api.buildkite.com
+    # Jenkins / CloudBees CI: base_url is the controller (or Operations Center); the user whose tokens rotate
+    user: str | None = None
 
     _refs = field_validator("email", "password", "api_token")(lambda cls, v: v if v is None else _check_ref(v))
 
@@ -184,6 +186,7 @@ class Target(_Model):
     allowed_ips: list[str] = Field(default_factory=list)  # Buildkite: CIDRs an agent token may register from
     old_token: SecretRef | None = None  # Buildkite API access token: the current value (revoked with itself)
     new_token: SecretRef | None = None  # a token made by hand (no API mints it): where --no-input reads it
+    token_uuid: str | None = None  # Jenkins: the uuid of the current token (no API lists them; keyturn keeps it)
     revoke_after: str = "0"
     runbook: str | None = None  # Markdown, or a path to a Markdown file
     follow_ups: list[FollowUp] = Field(default_factory=list)
