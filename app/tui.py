@@ -307,10 +307,63 @@ class KeyturnApp(App[None], inherit_bindings=False):
         self.notify(one_line(exc), title="Rotation stopped", severity="error", timeout=12)
         self._back_to_targets()
 
+    def _signs_in_with_entra(self, target_name: str) -> bool:
+        """Azure DevOps signs in through Entra (a screen of its own); Buildkite with the account's API token."""
+        target = self.config.targets[target_name]
+        return self.config.accounts[target.account].platform == "azure-devops"
+
+    async def _token_provider(self, target_name: str) -> Any:
+        """The target's provider, signed in (cheap for Buildkite: one GraphQL call), made in a thread."""
+        import asyncio
+
+        target = self.config.targets[target_name]
+
+        def make() -> Any:
+            provider = self.engine.provider(target.account, target_name)
+            provider.sign_in()
+            return provider
+
+        provider = await asyncio.to_thread(make)
+        if target.token_type == "api-access-token":  # noqa: S105 (a token kind)
+            provider.paste = self._paste_from_thread(target_name, provider)
+        return provider
+
+    def _paste_from_thread(self, target_name: str, provider: Any) -> Callable[[str], Any]:
+        """The provider's ``paste``: called in the mint worker, it shows PasteTokenScreen and waits for it."""
+
+        def paste(url: str) -> Any:
+            from app.errors import KeyturnError
+
+            answer: list[Any] = []
+            done = threading.Event()
+
+            def ask() -> None:
+                from screens.paste_token import PasteTokenScreen
+
+                def got(value: Any) -> None:
+                    answer.append(value)
+                    done.set()
+
+                # The provider's own prefix check, so an agent token is refused here and can be pasted again.
+                check = getattr(provider, "_check_prefix", None)
+                self.push_screen(PasteTokenScreen(target_name, url, check=check), callback=got)
+
+            self.call_from_thread(ask)
+            while not done.wait(0.2):
+                if not self.is_running:
+                    break
+            if not answer or answer[0] is None:
+                raise KeyturnError("no API access token was pasted; nothing was created")
+            return answer[0]
+
+        return paste
+
     async def _rotate(self, target_name: str) -> None:
         from screens.signin import SignInScreen
 
         target = self.config.targets[target_name]
+        if not self._signs_in_with_entra(target_name):
+            return await self._rotate_with_options(target_name)
         if not await self.push_screen_wait(SignInScreen(target.account, purpose=f"to rotate {target_name}")):
             return self._back_to_targets()
         while True:
@@ -327,11 +380,31 @@ class KeyturnApp(App[None], inherit_bindings=False):
         rotation = await self.push_screen_wait(MintScreen(plan=plan))
         await self._after_mint(rotation)
 
+    async def _rotate_with_options(self, target_name: str) -> None:
+        """Buildkite: the token's options (TokenOptionsScreen) instead of Entra sign-in and the scope picker."""
+        from screens.mint import MintScreen
+        from screens.review import ReviewScreen
+        from screens.token_options import TokenOptionsScreen
+
+        target = self.config.targets[target_name]
+        provider = await self._token_provider(target_name)
+        while True:
+            options = await self.push_screen_wait(TokenOptionsScreen(target_name, target, provider))
+            if options is None:
+                return self._back_to_targets()
+            plan = await self.push_screen_wait(ReviewScreen(target_name, options))
+            if plan is not None:
+                break  # else: back to the options
+        rotation = await self.push_screen_wait(MintScreen(plan=plan))
+        await self._after_mint(rotation)
+
     async def _resume(self, rotation_id: str, target_name: str) -> None:
         from screens.signin import SignInScreen
 
         target = self.config.targets[target_name]
-        if not await self.push_screen_wait(
+        if not self._signs_in_with_entra(target_name):
+            await self._token_provider(target_name)  # signed in, and ``paste`` set should the mint run again
+        elif not await self.push_screen_wait(
             SignInScreen(target.account, purpose=f"to resume rotation {rotation_id[:8]}")
         ):
             return self._back_to_targets()
