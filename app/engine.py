@@ -91,16 +91,17 @@ class RotationPlan:
 
     def lines(self) -> list[str]:
         """The plan, step by step: the dry run prints exactly this and the review screen shows it."""
-        scope_text = ", ".join(f"{label} ({sid})" for label, sid in zip(self.scope_labels, self.scopes, strict=True))
+        scope_text = ", ".join(label if label == sid else f"{label} ({sid})" for label, sid in zip(self.scope_labels, self.scopes, strict=True))
         org = "all accessible organizations" if self.all_orgs else f"organization {self.organization}"
         expires = f"expires {self.expires_at:%Y-%m-%d}" if self.expires_at else "no expiry"
-        out = [f"1. mint {self.platform} token {self.display_name!r} for {org}, {expires}, scopes: {scope_text}"]
+        scoped = f", scopes: {scope_text}" if self.scopes else ""
+        out = [f"1. mint {self.platform} token {self.display_name!r} for {org}, {expires}{scoped}"]
         n = 2
         for s in self.steps:
             if s.is_store:
                 out.append(f"{n}. store: {s.describe()}")
                 n += 1
-        out.append(f"{n}. verify: use the new token once in a call its scopes allow")
+        out.append(f"{n}. verify: check the new token with the platform (a call it is allowed, or that it is listed)")
         n += 1
         for s in self.steps:
             if not s.is_store:

@@ -345,7 +345,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
                     done.set()
 
                 # The provider's own prefix check, so an agent token is refused here and can be pasted again.
-                check = getattr(provider, "_check_prefix", None)
+                check = getattr(provider, "check_pasted", None)
                 self.push_screen(PasteTokenScreen(target_name, url, check=check), callback=got)
 
             self.call_from_thread(ask)

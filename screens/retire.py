@@ -86,6 +86,10 @@ class RetireScreen(WizardScreen["str | None"]):
         for t in olds:
             exp = f", expires {datetime.fromisoformat(t['expires_at']):%Y-%m-%d}" if t.get("expires_at") else ""
             lines.append(f"  • {t['name']}{exp}\n    id {t['id']}")
+        # what revocation does and does not do on this platform (Buildkite: running agents), before Enter
+        notice = getattr(self.rotation.provider, "retire_notice", None)
+        if notice and (text := notice()):
+            lines.append(f"\n  ⓘ {text}")
         return "\n".join(lines)
 
     def _choice_text(self) -> str:

@@ -41,7 +41,7 @@ class ReviewScreen(WizardScreen["RotationPlan | None"]):
         Binding(
             "enter", "confirm", "Mint", id="review.confirm", tooltip="Start the rotation: mint the new token as planned"
         ),
-        Binding("escape", "back", "Back", id="review.back", tooltip="Back to the scope picker; nothing has changed"),
+        Binding("escape", "back", "Back", id="review.back", tooltip="Back to the token options; nothing has changed"),
         Binding("r", "retry", "Plan again", id="review.retry", tooltip="Sign in and list the tokens again"),
     ]
 
@@ -101,7 +101,7 @@ class ReviewScreen(WizardScreen["RotationPlan | None"]):
         warnings.update("\n".join(f"⚠ warning: {w}" for w in plan.warnings))
         warnings.display = bool(plan.warnings)
         hint = self.query_one("#confirm-hint", Static)
-        hint.update(f"Enter mints the new token (rotation {plan.rotation_id[:8]}); Esc goes back to the scopes.")
+        hint.update(f"Enter mints the new token (rotation {plan.rotation_id[:8]}); Esc goes back to the options.")
         hint.display = True
         self.query_one("#plan").focus()
         self.refresh_bindings()

@@ -512,6 +512,10 @@ class BuildkiteProvider:
         self._minted[info.id] = value
         return MintedToken(info=info, value=value, notes=("made by hand on buildkite.com; checked with GET /v2/access-token",))
 
+    def check_pasted(self, value: SecretValue) -> None:
+        """Refuse a pasted value that is not an API access token (e.g. an agent token), before any request."""
+        self._check_prefix(value)
+
     def _check_prefix(self, value: SecretValue) -> None:
         raw = value.reveal().strip()
         for prefix, kind in AGENT_TOKEN_PREFIXES.items():
