@@ -43,6 +43,14 @@ def make_provider(
         return BuildkiteProvider(
             account_name, account, target_name, target, ca_bundle=ca_bundle, resolve_secret=resolve_secret, interaction=interaction
         )
+    if account.platform == "jenkins":
+        if target_name is None or target is None:
+            raise NotBuiltError(f"accounts.{account_name}: Jenkins tokens belong to a target; name one")
+        from providers.jenkins.provider import JenkinsProvider
+
+        return JenkinsProvider(
+            account_name, account, target_name, target, ca_bundle=ca_bundle, resolve_secret=resolve_secret, interaction=interaction
+        )
     raise NotBuiltError(f"accounts.{account_name}: platform {account.platform!r} is not supported by this version of keyturn yet")
 
 
@@ -84,6 +92,10 @@ def builtin_presets(platform: str) -> dict[str, tuple[str, ...]]:
         from providers.buildkite.provider import BUILTIN_PRESETS as BUILDKITE_PRESETS
 
         return dict(BUILDKITE_PRESETS)
+    if platform == "jenkins":
+        from providers.jenkins.provider import BUILTIN_PRESETS as JENKINS_PRESETS
+
+        return dict(JENKINS_PRESETS)
     return {}
 
 

@@ -101,6 +101,11 @@ class Sandbox:
             tags={"created-by": "hand"}, content_type="buildkite-api-access-token",
         )
         self.conductorone.token_check = self.buildkite.connector_token_check  # a sync fails with a bad token
+        from app.sandbox.jenkins import seed_jenkins
+
+        # Jenkins: the emulator runs; its target joins the config once the engine keeps the token uuid (issue 6)
+        self.jenkins = seed_jenkins(self.state)
+        self.jenkins_token_path = self.directory / "sandbox-jenkins.token"
         self.c1_secret_path = self.directory / "sandbox-c1.secret"
         self.config_path = self.directory / "keyturn.toml"
         self.ca_path = self.directory / "ca.pem"
@@ -124,6 +129,7 @@ class Sandbox:
         from app.sandbox.conductorone import ConductorOneService
         from app.sandbox.entra import EntraService
         from app.sandbox.http import TLSServer
+        from app.sandbox.jenkins import JenkinsService
         from app.sandbox.keyvault import KeyVaultService
         from app.sandbox.tls import SandboxTLS, write_private
 
@@ -143,6 +149,7 @@ class Sandbox:
             servers.append(TLSServer(ConductorOneService(self.state, self.conductorone), ctx))
             servers.append(TLSServer(BuildkiteGraphQLService(self.state, self.buildkite), ctx))
             servers.append(TLSServer(BuildkiteRestService(self.state, self.buildkite), ctx))
+            servers.append(TLSServer(JenkinsService(self.state, self.jenkins), ctx))
         except BaseException:
             for s in servers:
                 s.server_close()
@@ -170,6 +177,8 @@ class Sandbox:
         write_private(self.c1_secret_path, self.conductorone.seeded.client_secret.encode("utf-8"))
         assert self.buildkite.seeded is not None
         write_private(self.buildkite_token_path, self.buildkite.seeded.keyturn_token.encode("utf-8"))
+        assert self.jenkins.seeded is not None
+        write_private(self.jenkins_token_path, self.jenkins.seeded.token_value.encode("utf-8"))
         write_private(self.config_path, self.config_text().encode("utf-8"))
         return self
 

@@ -1,0 +1,243 @@
+"""HTTP calls to a Jenkins controller: Basic auth with an API token (no cookies, no crumb), or a password session.
+
+Two kinds of clients:
+
+- stateless (:func:`stateless_client`): Basic ``user:token`` on every request and a cookie jar that refuses every
+  cookie (Jenkins hands out ``JSESSIONID`` cookies even to API-token requests, and a session cookie takes precedence
+  over the Basic header: a client that kept one would see a revoked token as alive). Verification and the proof
+  that a revoked token is dead always run on a *fresh* stateless client.
+- stateful (:class:`JenkinsClient` with ``password``): ``/j_spring_security_check`` sign-in, then the session cookie
+  and the session's crumb on every POST.
+
+httpx is imported on first use. Only methods, paths and statuses are logged: never a header (the legacy token
+endpoint returns the token in one), a body or a value.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError
+from app.net import check_url, http_client
+from app.secret import SecretValue
+
+if TYPE_CHECKING:
+    import httpx
+
+log = logging.getLogger("keyturn.providers.jenkins")
+
+DESCRIPTOR = "descriptorByName/jenkins.security.ApiTokenProperty"
+EXPIRY_SINCE = (2, 548)
+NO_CRUMB = "No valid crumb was included in the request"
+CRUMB_EXPLAINED = (
+    "Jenkins refused the POST: no valid crumb (a crumb is bound to the session cookie it was issued with; "
+    "sign in again so the cookie and the crumb come from the same session)"
+)
+MESSAGE_LIMIT = 300
+
+
+def one_line(text: object, *, redact: tuple[str, ...] = (), limit: int = MESSAGE_LIMIT) -> str:
+    out = " ".join(str(text).split())
+    for secret in redact:
+        if secret:
+            out = out.replace(secret, "<redacted>")
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def version_tuple(version: str | None) -> tuple[int, ...]:
+    out: list[int] = []
+    for part in (version or "").split("."):
+        digits = "".join(c for c in part if c.isdigit())
+        if not digits:
+            break
+        out.append(int(digits))
+    return tuple(out)
+
+
+def _no_cookies() -> CookieJar:
+    """A jar that accepts no cookie at all (``allowed_domains=[]``)."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def stateless_client(ca_bundle: Path | None, user: str, token: SecretValue, *, transport: Any = None) -> Any:
+    """A fresh client that authenticates with Basic ``user:token`` and never keeps a cookie."""
+    import httpx
+
+    kw: dict[str, Any] = {"transport": transport} if transport is not None else {}
+    return http_client(ca_bundle, auth=httpx.BasicAuth(user, token.reveal()), cookies=_no_cookies(), follow_redirects=False, **kw)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    version: str | None
+    cloudbees: bool  # an X-CloudBees-* / X-Jenkins-CloudBees header was seen
+
+
+def server_info(resp: httpx.Response) -> ServerInfo:
+    names = [k.lower() for k in resp.headers]
+    cloudbees = any(n.startswith(("x-cloudbees", "x-jenkins-cloudbees")) for n in names)
+    return ServerInfo(resp.headers.get("X-Jenkins"), cloudbees)
+
+
+class JenkinsClient:
+    """Calls to one controller on behalf of ``auth_user`` (token or password)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        auth_user: str,
+        *,
+        ca_bundle: Path | None,
+        token: SecretValue | None = None,
+        password: SecretValue | None = None,
+        transport: Any = None,
+    ) -> None:
+        if (token is None) == (password is None):
+            raise ValueError("give a token or a password")
+        self.base_url = check_url(base_url, "accounts.*.base_url")
+        self.auth_user = auth_user
+        self.ca_bundle = ca_bundle
+        self._transport = transport
+        self._token = token
+        self._password = password
+        self._crumb: tuple[str, str] | None = None
+        self._signed_in = False
+        self.info = ServerInfo(None, False)
+        self._secrets = tuple(s.reveal() for s in (token, password) if s is not None)
+        if token is not None:
+            self._http = stateless_client(ca_bundle, auth_user, token, transport=transport)
+        else:
+            kw: dict[str, Any] = {"transport": transport} if transport is not None else {}
+            self._http = http_client(ca_bundle, follow_redirects=False, **kw)  # a session: cookies kept
+
+    @property
+    def stateful(self) -> bool:
+        return self._password is not None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def _send(self, method: str, path: str, *, what: str, data: dict[str, str] | None = None,
+              headers: dict[str, str] | None = None, ambiguous: bool = False) -> httpx.Response:
+        import httpx
+
+        try:
+            resp = self._http.request(method, self.url(path), data=data, headers=headers)
+        except httpx.TransportError as exc:
+            kind = type(exc).__name__
+            if ambiguous and not isinstance(exc, httpx.ConnectError):
+                raise AmbiguousResultError(f"{what}: {kind} after the request was sent; the outcome is unknown") from None
+            raise ProviderError(f"{what}: cannot reach {self.base_url} ({kind})") from None
+        log.info("jenkins %s %s -> %s", method, path, resp.status_code)
+        self.info = server_info(resp)
+        return resp
+
+    def who_am_i(self, *, what: str) -> tuple[int, str | None]:
+        """(status, the authenticated name; None when anonymous)."""
+        resp = self._send("GET", "/whoAmI/api/json", what=what)
+        if resp.status_code != 200:
+            return resp.status_code, None
+        body = self._json(resp, what)
+        return 200, None if body.get("anonymous") else str(body.get("name") or "")
+
+    def root_class(self) -> str:
+        resp = self._send("GET", "/api/json?tree=_class", what="could not read the Jenkins root API")
+        if resp.status_code != 200:
+            return ""
+        return str(self._json(resp, "could not read the Jenkins root API").get("_class") or "")
+
+    def sign_in(self) -> None:
+        """Password mode: a session cookie, then that session's crumb. Token mode: nothing to do."""
+        if not self.stateful or self._signed_in:
+            return
+        assert self._password is not None
+        what = f"could not sign in to Jenkins as {self.auth_user}"
+        self._http.cookies.clear()
+        resp = self._send(
+            "POST", "/j_spring_security_check", what=what,
+            data={"j_username": self.auth_user, "j_password": self._password.reveal(), "from": "/"},
+        )
+        if resp.status_code not in (200, 302, 303) or "loginError" in resp.headers.get("Location", "") or not self._http.cookies:
+            raise ProviderError(f"{what}: Jenkins refused the user name or password", hint="check accounts.*.password")
+        resp = self._send("GET", "/crumbIssuer/api/json", what=what)
+        if resp.status_code == 404:
+            self._crumb = None  # CSRF protection is off
+        elif resp.status_code != 200:
+            raise ProviderError(f"{what}: GET /crumbIssuer/api/json -> {resp.status_code}")
+        else:
+            body = self._json(resp, what)
+            self._crumb = (str(body.get("crumbRequestField") or "Jenkins-Crumb"), str(body.get("crumb") or ""))
+        self._signed_in = True
+
+    def post(self, path: str, data: dict[str, str], *, what: str, ambiguous: bool = False) -> httpx.Response:
+        headers = {}
+        if self.stateful:
+            self.sign_in()
+            if self._crumb is not None:
+                headers[self._crumb[0]] = self._crumb[1]
+        return self._send("POST", path, what=what, data=data, headers=headers, ambiguous=ambiguous)
+
+    def descriptor_path(self, user: str) -> str:
+        from urllib.parse import quote
+
+        return f"/user/{quote(user, safe='')}/{DESCRIPTOR}"
+
+    def _json(self, resp: httpx.Response, what: str) -> dict[str, Any]:
+        try:
+            body = resp.json()
+        except ValueError:
+            raise ProviderError(f"{what}: Jenkins answered {resp.status_code} with something that is not JSON") from None
+        if not isinstance(body, dict):
+            raise ProviderError(f"{what}: Jenkins answered {resp.status_code} with unexpected JSON")
+        return body
+
+    def check(self, resp: httpx.Response, what: str, *, forbidden: str | None = None) -> dict[str, Any] | None:
+        """Raise a one-line error for a failed answer; return the JSON body (``status`` checked) when there is one."""
+        code = resp.status_code
+        if code == 401:
+            raise AuthExpiredError(f"{what}: Jenkins refused the credentials of {self.auth_user} (401)")
+        if code == 403:
+            text = resp.text if "text" in resp.headers.get("content-type", "") else ""
+            if NO_CRUMB.lower() in (text + " " + (resp.reason_phrase or "")).lower():
+                self._signed_in = False
+                raise ProviderError(f"{what}: {CRUMB_EXPLAINED}")
+            raise ProviderError(f"{what}: Jenkins answered 403" + (f": {forbidden}" if forbidden else ""))
+        if code == 404:
+            raise ProviderError(f"{what}: Jenkins answered 404 (no such user, or not a Jenkins controller at {self.base_url})")
+        if code >= 300:
+            raise ProviderError(f"{what}: Jenkins answered {code}")
+        if "json" not in resp.headers.get("content-type", ""):
+            return None
+        body = self._json(resp, what)
+        if "status" in body and body.get("status") != "ok":
+            msg = one_line(body.get("message") or "no message", redact=self._secrets)
+            raise ProviderError(f"{what}: Jenkins answered status {body.get('status')!r}: {msg}")
+        return body
+
+
+def token_alive(base_url: str, ca_bundle: Path | None, user: str, token: SecretValue, *, transport: Any = None) -> tuple[int, str | None]:
+    """``GET /whoAmI/api/json`` with ``token`` on a brand-new cookie-less client: (status, authenticated name)."""
+    import httpx
+
+    with stateless_client(ca_bundle, user, token, transport=transport) as http:
+        try:
+            resp = http.get(check_url(base_url, "accounts.*.base_url") + "/whoAmI/api/json")
+        except httpx.TransportError as exc:
+            raise ProviderError(f"could not call GET /whoAmI/api/json on {base_url} ({type(exc).__name__})") from None
+        log.info("jenkins GET /whoAmI/api/json (fresh client) -> %s", resp.status_code)
+        if resp.status_code != 200:
+            return resp.status_code, None
+        try:
+            body = resp.json()
+        except ValueError:
+            return resp.status_code, None
+        if not isinstance(body, dict) or body.get("anonymous"):
+            return 200, None
+        return 200, str(body.get("name") or "")

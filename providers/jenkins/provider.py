@@ -1,0 +1,303 @@
+"""Jenkins / CloudBees CI user API tokens behind ``providers.base.Provider``: one provider per target.
+
+- mint: ``POST /user/{id}/descriptorByName/jenkins.security.ApiTokenProperty/generateNewToken`` (``newTokenName``;
+  ``expirationDuration`` in days only when ``X-Jenkins`` is 2.548 or newer), ``status`` checked (errors come in 200).
+- verify: ``GET /whoAmI/api/json`` with the new token on a fresh client without cookies; the name must be the user.
+- revoke: ``POST .../revoke`` (``tokenUuid``) answers 200 even for an unknown uuid, so the revoked token's value
+  (when known) must then get 401 on a fresh client.
+- list: Jenkins has no API that lists tokens: the current token is ``target.token_uuid`` (kept in the journal and
+  the config), alive when ``account.api_token`` still authenticates.
+
+Auth: Basic ``user:<current API token>`` on a stateless client (no cookie jar, no crumb needed); only when there is
+no ``api_token`` but a ``password``, a session (cookie + crumb on every POST). Importing this module loads no httpx.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.errors import KeyturnError, ProviderError
+from app.secret import SecretValue
+from providers.base import Interaction, MintedToken, MintRequest, TokenInfo
+
+if TYPE_CHECKING:
+    from app.config import Account, Target
+    from providers.jenkins.client import JenkinsClient
+
+BUILTIN_PRESETS: dict[str, tuple[str, ...]] = {"user": ("user",)}  # a token carries all of its user's permissions
+EXPIRY_SINCE = (2, 548)
+
+RETIRE_NOTICE = (
+    "Revoking the old Jenkins API token is immediate: every job, agent or script still using it gets 401 from its "
+    "next request. Sessions a browser opened with the user's password are not affected."
+)
+
+
+def unknown_uuid_message(target_name: str, user: str, base_url: str, token_name: str) -> str:
+    return (
+        f"targets.{target_name}.token_uuid is not set: Jenkins cannot list API tokens, so keyturn does not know which "
+        f"token of {user} to revoke. Three ways out: (1) open {base_url}/user/{user}/security/ (or /configure), find "
+        f"the token named {token_name!r} and copy its uuid into targets.{target_name}.token_uuid; (2) ask an "
+        "administrator to list the user's tokens in the script console (User.get(...).getProperty(ApiTokenProperty)"
+        ".tokenList) and set token_uuid; (3) after the rotation, revoke every other token of the user with "
+        "revokeAllExcept, only after confirming which other tokens (other jobs, other people's scripts) die with it"
+    )
+
+
+class JenkinsProvider:
+    """The API token of one Jenkins user on one controller (or CloudBees CI Operations Center)."""
+
+    platform = "jenkins"
+
+    def __init__(
+        self,
+        account_name: str,
+        account: Account,
+        target_name: str,
+        target: Target,
+        *,
+        ca_bundle: Path | None,
+        resolve_secret: Callable[[str], SecretValue],
+        interaction: Interaction,
+        auth_user: str | None = None,  # who signs in when it is not the token's user (an administrator)
+        transport: Any = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.account_name = account_name
+        self.account = account
+        self.target_name = target_name
+        self.target = target
+        self.interaction = interaction
+        if not account.base_url:
+            raise KeyturnError(f"accounts.{account_name}.base_url is not set: give the Jenkins controller's URL")
+        if not account.user:
+            raise KeyturnError(f"accounts.{account_name}.user is not set: give the Jenkins user id whose token rotates")
+        self.base_url = account.base_url.rstrip("/")
+        self.user = account.user
+        self.auth_user = auth_user or account.user
+        self._ca_bundle = ca_bundle
+        self._resolve_secret = resolve_secret
+        self._transport = transport
+        self._now = now
+        self._client_obj: JenkinsClient | None = None
+        self._current: SecretValue | None = None  # the current (old) token value, read once
+        self._current_read = False
+        self._minted: dict[str, SecretValue] = {}  # uuid -> value of tokens this provider minted
+        self._version: str | None = None
+        self._revoker: tuple[str, JenkinsClient] | None = None
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _current_token(self) -> SecretValue | None:
+        """The current API token's value (``account.api_token``, else ``target.old_token``), read once: after the
+        rotation stores the new value under the same reference, this must still be the old one."""
+        if not self._current_read:
+            own = self.account.api_token if self.auth_user == self.user else None  # else it is the administrator's
+            ref = own or self.target.old_token
+            self._current = self._resolve_secret(ref) if ref else None
+            self._current_read = True
+        return self._current
+
+    @property
+    def _client(self) -> JenkinsClient:
+        if self._client_obj is None:
+            from providers.jenkins.client import JenkinsClient
+
+            token = self._resolve_secret(self.account.api_token) if self.account.api_token else None
+            if token is not None:
+                self._current_token()
+                self._client_obj = JenkinsClient(
+                    self.base_url, self.auth_user, ca_bundle=self._ca_bundle, token=token, transport=self._transport
+                )
+            elif self.account.password:
+                self._client_obj = JenkinsClient(
+                    self.base_url, self.auth_user, ca_bundle=self._ca_bundle,
+                    password=self._resolve_secret(self.account.password), transport=self._transport,
+                )
+            else:
+                raise KeyturnError(
+                    f"accounts.{self.account_name}: set api_token (the user's current API token) or, for a password "
+                    "sign-in, password"
+                )
+        return self._client_obj
+
+    def close(self) -> None:
+        if self._revoker is not None:
+            self._revoker[1].close()
+            self._revoker = None
+        if self._client_obj is not None:
+            self._client_obj.close()
+            self._client_obj = None
+
+    @property
+    def server_version(self) -> str | None:
+        return self._version
+
+    @property
+    def supports_expiry(self) -> bool:
+        from providers.jenkins.client import version_tuple
+
+        return version_tuple(self._version) >= EXPIRY_SINCE
+
+    def retire_notice(self) -> str:
+        return RETIRE_NOTICE
+
+    def _alive(self, value: SecretValue) -> tuple[int, str | None]:
+        from providers.jenkins.client import token_alive
+
+        return token_alive(self.base_url, self._ca_bundle, self.user, value, transport=self._transport)
+
+    # -- Provider ----------------------------------------------------------------------------------
+
+    def sign_in(self) -> None:
+        what = f"could not sign in to Jenkins at {self.base_url} as {self.auth_user}"
+        client = self._client
+        client.sign_in()
+        status, name = client.who_am_i(what=what)
+        self._version = client.info.version
+        if status == 401:
+            raise ProviderError(f"{what}: the API token in accounts.{self.account_name}.api_token is refused (401)",
+                                hint="it may be revoked or expired: put the user's current token there")
+        if status != 200:
+            raise ProviderError(f"{what}: GET /whoAmI/api/json -> {status}")
+        if self._version is None:
+            raise ProviderError(f"{what}: {self.base_url} sent no X-Jenkins header; is it a Jenkins controller?")
+        if name is None:
+            raise ProviderError(f"{what}: Jenkins treats the request as anonymous")
+        if name != self.auth_user:
+            raise ProviderError(f"{what}: Jenkins says the credentials belong to {name!r}")
+        if client.info.cloudbees:
+            root = client.root_class()
+            if "opscenter" not in root.lower() and "operationscenter" not in root.lower():
+                raise ProviderError(
+                    f"{self.base_url} is a CloudBees CI controller: API tokens made on a controller are overwritten "
+                    "by the Operations Center's",
+                    hint="point accounts.*.base_url at the Operations Center and mint the token there",
+                )
+        if self.target.token_uuid is None and self.account.api_token:
+            self.interaction.warn(
+                unknown_uuid_message(self.target_name, self.user, self.base_url, self.target.token_name)
+                + " — this rotation will not revoke the old token"
+            )
+
+    def _info(self, uuid: str, name: str, expires_at: datetime | None = None, **extra: str) -> TokenInfo:
+        return TokenInfo(id=uuid, name=name, expires_at=expires_at, scopes=("user",), extra={"user": self.user, **extra})
+
+    def list_tokens(self, *, include_inactive: bool = False) -> list[TokenInfo]:
+        uuid = self.target.token_uuid
+        if not uuid:
+            return []
+        current = self._current_token()
+        if current is None:  # nothing to test it with: trust the config
+            return [self._info(uuid, self.target.token_name)]
+        status, name = self._alive(current)
+        active = status == 200 and name == self.user
+        if status not in (200, 401):
+            raise ProviderError(f"could not check the current API token of {self.user}: GET /whoAmI/api/json -> {status}")
+        if not active and not include_inactive:
+            return []
+        return [TokenInfo(id=uuid, name=self.target.token_name, expires_at=None, scopes=("user",), active=active,
+                          extra={"user": self.user})]
+
+    def get_token(self, token_id: str) -> TokenInfo | None:
+        value = self._minted.get(token_id)
+        if value is not None:
+            status, name = self._alive(value)
+            return self._info(token_id, "minted by keyturn") if status == 200 and name == self.user else None
+        if token_id == self.target.token_uuid:
+            return next(iter(self.list_tokens()), None)
+        return None
+
+    def mint(self, request: MintRequest) -> MintedToken:
+        if self._version is None:
+            self.sign_in()
+        client = self._client
+        what = f"could not create API token {request.display_name!r} for Jenkins user {self.user}"
+        form = {"newTokenName": request.display_name}
+        notes: list[str] = []
+        if request.expires_at is not None:
+            if self.supports_expiry:
+                days = max(1, math.ceil((request.expires_at - self._now()).total_seconds() / 86400))
+                form["expirationDuration"] = str(days)
+            else:
+                text = (f"Jenkins {self._version} has no token expiry (it arrived in 2.548): the new token never "
+                        "expires; rotate it on schedule and revoke it when done")
+                self.interaction.warn(text)
+                notes.append(text)
+        elif not self.supports_expiry:
+            notes.append(f"Jenkins {self._version}: API tokens never expire")
+        resp = client.post(client.descriptor_path(self.user) + "/generateNewToken", form, what=what, ambiguous=True)
+        body = client.check(resp, what, forbidden=self._forbidden_reason())
+        data = (body or {}).get("data")
+        if not isinstance(data, dict) or not data.get("tokenUuid") or not data.get("tokenValue"):
+            raise ProviderError(f"{what}: Jenkins answered without tokenUuid/tokenValue")
+        uuid = str(data["tokenUuid"])
+        value = SecretValue(str(data["tokenValue"]))
+        expires: datetime | None = None
+        if data.get("expirationDate"):
+            try:
+                expires = datetime.fromisoformat(str(data["expirationDate"])).replace(tzinfo=UTC)
+            except ValueError:
+                expires = None
+        self._minted[uuid] = value
+        info = self._info(uuid, str(data.get("tokenName") or request.display_name), expires, version=str(self._version))
+        return MintedToken(info=info, value=value, notes=tuple(notes))
+
+    def _forbidden_reason(self) -> str:
+        if self.auth_user != self.user:
+            return (
+                f"only {self.user} may create or revoke their own API tokens unless the controller runs with "
+                "-Djenkins.security.ApiTokenProperty.adminCanGenerateNewTokens=true; instead sign in as "
+                f"{self.user} (their current API token in accounts.*.api_token), or ask an administrator to start "
+                "Jenkins with that property"
+            )
+        return f"{self.auth_user} may not manage API tokens on {self.base_url}"
+
+    def verify(self, token: MintedToken) -> str:
+        status, name = self._alive(token.value)
+        if status != 200:
+            raise ProviderError(f"the new API token {token.info.id} is refused by Jenkins: GET /whoAmI/api/json -> {status}")
+        if name is None:
+            raise ProviderError(f"the new API token {token.info.id} was not accepted: Jenkins treats it as anonymous")
+        if name != self.user:
+            raise ProviderError(f"the new API token {token.info.id} authenticates as {name!r}, not {self.user!r}")
+        return f"GET /whoAmI/api/json with the new token (fresh client, no cookies) -> 200 as {name}"
+
+    def revoke(self, token_id: str) -> None:
+        client = self._revoke_client(token_id)
+        what = f"could not revoke API token {token_id} of Jenkins user {self.user}"
+        resp = client.post(client.descriptor_path(self.user) + "/revoke", {"tokenUuid": token_id}, what=what)
+        client.check(resp, what, forbidden=self._forbidden_reason())
+        # revoke answers 200 even for a uuid it does not know: only a 401 for the token's value proves it
+        value = self._minted.get(token_id)
+        if value is None and token_id == self.target.token_uuid:
+            value = self._current_token()
+        if value is None:
+            self.interaction.warn(f"Jenkins answered 200 to revoking {token_id}, but keyturn has no value to prove it is dead")
+            return
+        status, _name = self._alive(value)
+        if status != 401:
+            raise ProviderError(
+                f"Jenkins answered 200 to revoking API token {token_id}, but the token still works "
+                f"(GET /whoAmI/api/json -> {status} on a fresh client)",
+                hint=f"targets.{self.target_name}.token_uuid may not be this token's uuid: check the user's security page",
+            )
+
+    def _revoke_client(self, token_id: str) -> JenkinsClient:
+        """Revoke with a token that survives the call: the newest token keyturn minted, when it is not the one."""
+        from providers.jenkins.client import JenkinsClient
+
+        others = [v for u, v in self._minted.items() if u != token_id]
+        if not (self.account.api_token and others and self.auth_user == self.user):
+            return self._client
+        key = others[-1].fingerprint
+        if self._revoker is None or self._revoker[0] != key:
+            if self._revoker is not None:
+                self._revoker[1].close()
+            client = JenkinsClient(self.base_url, self.user, ca_bundle=self._ca_bundle, token=others[-1], transport=self._transport)
+            self._revoker = (key, client)
+        return self._revoker[1]

@@ -1,0 +1,236 @@
+"""JenkinsProvider end to end against the Jenkins emulator over real loopback HTTPS."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.cookiejar import CookieJar
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.config import Account, Target
+from app.errors import KeyturnError, ProviderError
+from app.sandbox.jenkins import NEW_VERSION, OLD_VERSION, SEED_TOKEN_UUID, JenkinsStandalone, seed_jenkins
+from app.sandbox.state import SandboxState
+from app.secret import SecretValue
+from providers.base import Interaction, MintRequest
+from providers.jenkins.provider import JenkinsProvider
+
+CANARY = "11c0ffee" + "ca" * 14  # the seeded token's value: must never reach a log line or a message
+
+
+@pytest.fixture
+def jk(tmp_path: Path) -> Iterator[JenkinsStandalone]:
+    state = SandboxState()
+    with JenkinsStandalone(tmp_path / "jk", state=state, world=seed_jenkins(state, token_value=CANARY)) as server:
+        yield server
+    assert server.state.internal_errors == [], "the emulator itself failed"
+
+
+def make(
+    jk: JenkinsStandalone,
+    *,
+    warnings: list[str] | None = None,
+    account: dict[str, Any] | None = None,
+    target: dict[str, Any] | None = None,
+    secrets: dict[str, str] | None = None,
+    **kw: Any,
+) -> JenkinsProvider:
+    s = jk.world.seeded
+    assert s is not None
+    values = {"env:JK": s.token_value, "env:PW": s.password, "env:OLD": s.token_value, **(secrets or {})}
+    acc = Account(**{"platform": "jenkins", "organization": "jenkins", "base_url": jk.url, "user": s.user,
+                     "api_token": "env:JK", **(account or {})})
+    tgt = Target(**{"account": "jenkins", "token_name": s.token_name, "token_uuid": s.token_uuid, "scopes": ["user"],
+                    **(target or {})})
+    sink = warnings if warnings is not None else []
+    return JenkinsProvider(
+        "jenkins", acc, "jenkins", tgt, ca_bundle=jk.ca_path, resolve_secret=lambda ref: SecretValue(values[ref]),
+        interaction=Interaction(on_warning=sink.append), **kw,
+    )
+
+
+def rotate(p: JenkinsProvider, expires_at: datetime | None) -> Any:
+    p.sign_in()
+    old = p.list_tokens()
+    assert [(t.id, t.name) for t in old] == [(SEED_TOKEN_UUID, "ci-deploy")]
+    minted = p.mint(MintRequest(display_name="ci-deploy-20260101-abcdef12", scopes=("user",), expires_at=expires_at))
+    assert "200 as keyturn-bot" in p.verify(minted)
+    p.revoke(old[0].id)
+    assert p.list_tokens() == []  # the old value now gets 401
+    return minted
+
+
+@pytest.mark.parametrize("version", [NEW_VERSION, OLD_VERSION])
+def test_rotation(jk: JenkinsStandalone, version: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    jk.world.version = version
+    warnings: list[str] = []
+    p = make(jk, warnings=warnings)
+    expires = datetime.now(UTC) + timedelta(days=30)
+    try:
+        minted = rotate(p, expires)
+    finally:
+        p.close()
+    assert p.server_version == version
+    rec = jk.world.token(minted.info.id)
+    assert rec is not None and not rec.revoked and rec.name == "ci-deploy-20260101-abcdef12"
+    assert jk.world.token_status(CANARY) == "revoked"
+    assert jk.world.token_status(minted.value.reveal()) == "active"
+    if version == NEW_VERSION:
+        assert rec.expires_at is not None and abs(rec.expires_at - expires.timestamp()) < 86400 + 5
+        assert minted.info.expires_at is not None and warnings == []
+    else:
+        assert rec.expires_at is None and minted.info.expires_at is None
+        assert any("never expires" in w for w in warnings) and minted.notes
+    # Jenkins handed out session cookies on every API-token answer; keyturn never sent one back
+    assert jk.world.counters["requests_with_cookie"] == 0
+    assert jk.world.counters["crumb_refused"] == 0
+    text = caplog.text + " ".join(warnings) + " ".join(minted.notes)
+    assert CANARY not in text and minted.value.reveal() not in text
+
+
+def test_trap_a_cookie_keeping_client_sees_a_revoked_token_alive(jk: JenkinsStandalone) -> None:
+    """Why verification must use a fresh cookie-less client: the emulator reproduces the trap."""
+    s = jk.world.seeded
+    assert s is not None
+    with httpx.Client(base_url=jk.url, verify=jk.client_ssl_context(), auth=(s.user, CANARY)) as naive:
+        assert naive.get("/whoAmI/api/json").status_code == 200  # picks up JSESSIONID
+        jk.world.revoke(SEED_TOKEN_UUID)
+        r = naive.get("/whoAmI/api/json")
+        assert r.status_code == 200 and r.json()["name"] == s.user  # dead token, alive-looking
+    p = make(jk)
+    try:
+        assert p.list_tokens() == []  # the provider is not fooled
+    finally:
+        p.close()
+
+
+def test_password_mode_never_reuses_the_session_for_verification(jk: JenkinsStandalone) -> None:
+    """Stateful mode: the session is the minting client's. Had verify or the revoke proof reused that cookie,
+    the session (which takes precedence over Basic) would make the dead tokens below look alive and this fails."""
+    p = make(jk, account={"api_token": None, "password": "env:PW"}, target={"old_token": "env:OLD"})
+    try:
+        p.sign_in()
+        assert jk.world.counters["login"] == 1
+        minted = p.mint(MintRequest(display_name="rotated", scopes=("user",), expires_at=None))
+        p.verify(minted)
+        p.revoke(SEED_TOKEN_UUID)  # proof: the old value gets 401 on a fresh client
+        assert jk.world.token_status(CANARY) == "revoked"
+        jk.world.revoke(minted.info.id)  # the new token dies behind keyturn's back
+        with pytest.raises(ProviderError, match="refused by Jenkins"):
+            p.verify(minted)
+    finally:
+        p.close()
+    assert jk.world.counters["auth_session"] >= 2  # the mint and the revoke went through the session + crumb
+
+
+def test_revoke_proof_catches_a_wrong_uuid(jk: JenkinsStandalone) -> None:
+    p = make(jk, target={"token_uuid": "0f0f0f0f-0000-4000-8000-000000000000"})
+    try:
+        p.sign_in()
+        minted = p.mint(MintRequest(display_name="next", scopes=("user",), expires_at=None))
+        p.verify(minted)
+        with pytest.raises(ProviderError, match="still works") as err:
+            p.revoke("0f0f0f0f-0000-4000-8000-000000000000")  # Jenkins answers 200: only the 401 proof tells
+    finally:
+        p.close()
+    assert jk.world.token_status(CANARY) == "active"
+    assert CANARY not in str(err.value)
+
+
+def test_error_inside_200_is_raised(jk: JenkinsStandalone) -> None:
+    p = make(jk)
+    try:
+        with pytest.raises(ProviderError, match="status 'error': The token name is required"):
+            p.mint(MintRequest(display_name="   ", scopes=("user",), expires_at=None))
+    finally:
+        p.close()
+
+
+def test_admin_cannot_mint_for_another_user_without_the_property(jk: JenkinsStandalone) -> None:
+    s = jk.world.seeded
+    assert s is not None
+    kw: dict[str, Any] = {"secrets": {"env:ADMIN": s.admin_token}, "account": {"api_token": "env:ADMIN"},
+                          "target": {"old_token": "env:OLD"}, "auth_user": s.admin}
+    p = make(jk, **kw)
+    try:
+        with pytest.raises(ProviderError, match="adminCanGenerateNewTokens") as err:
+            p.mint(MintRequest(display_name="by-admin", scopes=("user",), expires_at=None))
+        assert "sign in as keyturn-bot" in str(err.value)
+        jk.world.admin_can_generate_new_tokens = True
+        minted = p.mint(MintRequest(display_name="by-admin", scopes=("user",), expires_at=None))
+        p.verify(minted)
+        p.revoke(SEED_TOKEN_UUID)
+    finally:
+        p.close()
+    assert jk.world.token_status(CANARY) == "revoked"
+    assert jk.world.token_status(s.admin_token) == "active"
+
+
+def test_cloudbees_controller_is_refused(jk: JenkinsStandalone) -> None:
+    jk.world.cloudbees = "controller"
+    p = make(jk)
+    try:
+        with pytest.raises(ProviderError, match="Operations Center"):
+            p.sign_in()
+        jk.world.cloudbees = "operations-center"
+        p.sign_in()  # minting on the Operations Center is the right place
+    finally:
+        p.close()
+    assert jk.world.counters["generated"] == 0
+
+
+def test_no_valid_crumb_is_explained(jk: JenkinsStandalone) -> None:
+    p = make(jk, account={"api_token": None, "password": "env:PW"}, target={"old_token": "env:OLD"})
+    try:
+        p.sign_in()
+        jk.world.drop_sessions()  # a restart: the cookie means nothing, its crumb is bound to a dead session
+        with pytest.raises(ProviderError, match="crumb is bound to the session cookie") as err:
+            p.mint(MintRequest(display_name="x", scopes=("user",), expires_at=None))
+        assert "\n" not in str(err.value)
+        minted = p.mint(MintRequest(display_name="x", scopes=("user",), expires_at=None))  # signs in again
+        p.verify(minted)
+    finally:
+        p.close()
+
+
+def test_unknown_uuid_names_the_ways_out(jk: JenkinsStandalone) -> None:
+    warnings: list[str] = []
+    p = make(jk, warnings=warnings, target={"token_uuid": None})
+    try:
+        p.sign_in()
+        assert p.list_tokens() == []
+    finally:
+        p.close()
+    (w,) = warnings
+    assert "/user/keyturn-bot/security/" in w and "script console" in w and "revokeAllExcept" in w
+
+
+def test_refused_token_and_missing_settings(jk: JenkinsStandalone, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    jk.world.revoke(SEED_TOKEN_UUID)
+    p = make(jk)
+    try:
+        with pytest.raises(ProviderError, match="refused") as err:
+            p.sign_in()
+    finally:
+        p.close()
+    assert CANARY not in str(err.value) and CANARY not in caplog.text
+    with pytest.raises(KeyturnError, match="base_url"):
+        make(jk, account={"base_url": None})
+
+
+def test_stateless_client_jar_refuses_cookies(jk: JenkinsStandalone) -> None:
+    from providers.jenkins.client import stateless_client
+
+    s = jk.world.seeded
+    assert s is not None
+    with stateless_client(jk.ca_path, s.user, SecretValue(CANARY)) as c:
+        r = c.get(jk.url + "/whoAmI/api/json")
+        assert "set-cookie" in r.headers  # Jenkins offered a session...
+        assert isinstance(c.cookies.jar, CookieJar) and len(c.cookies.jar) == 0  # ...and it was not kept
