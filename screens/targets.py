@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 PLATFORMS = {"azure-devops": "Azure DevOps", "buildkite": "Buildkite", "jenkins": "Jenkins"}
 SANDBOX_NOTICE = (
-    "SANDBOX: Azure DevOps, Entra sign-in, Key Vault and ConductorOne are emulated on 127.0.0.1 and "
-    "the Flux repo is a local git clone. Nothing real is touched; rotate away."
+    "SANDBOX: Azure DevOps, Entra sign-in, Key Vault, Buildkite and ConductorOne are emulated on "
+    "127.0.0.1 and the Flux repo is a local git clone. Nothing real is touched; rotate away."
 )
 
 # state -> (glyph, style): the glyph and the words carry the meaning without colour (NO_COLOR)
