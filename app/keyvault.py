@@ -6,7 +6,6 @@ Imported on first use: the Azure SDK costs ~330 ms to import.
 from __future__ import annotations
 
 import logging
-from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -127,15 +126,14 @@ class VaultClient:
         self._client.close()
 
 
-@cache
-def _clients() -> dict[tuple[int, str], VaultClient]:
-    return {}
+_CLIENTS: dict[tuple[int, str], tuple[Config, VaultClient]] = {}
 
 
 def vault_client(config: Config, name: str) -> VaultClient:
-    """One client per (config, vault) so its bearer token is reused across calls."""
+    """One client per (config, vault) so its bearer token is reused across calls.
+
+    The config is kept beside its client so its id() cannot be reused by another config object."""
     key = (id(config), name)
-    cache_ = _clients()
-    if key not in cache_:
-        cache_[key] = VaultClient(config, name)
-    return cache_[key]
+    if key not in _CLIENTS:
+        _CLIENTS[key] = (config, VaultClient(config, name))
+    return _CLIENTS[key][1]
