@@ -34,8 +34,9 @@ def parse_duration(text: str) -> timedelta:
 
 def _check_ref(value: str) -> str:
     if not SECRET_REF.match(value):
+        # never echo the value: a pasted token here is exactly what must not reach a terminal or a log
         raise ValueError(
-            f"{value!r} is not a secret reference; use vault:VAULT/SECRET, keyring:SERVICE/USER, "
+            "this value is not a secret reference; use vault:VAULT/SECRET, keyring:SERVICE/USER, "
             "env:VAR, file:PATH or prompt"
         )
     return value

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from app.errors import NotBuiltError
 
 if TYPE_CHECKING:
-    from app.config import Config, FollowUp, Target
+    from app.config import Config, Target
     from app.secret import SecretValue
     from providers.base import Interaction, TokenInfo
 
@@ -114,7 +114,3 @@ def build_steps(config: Config, target: Target) -> list[FollowUpStep]:
             )
         steps.append(cls(f"{i + 1}-{spec.kind}", spec))
     return steps
-
-
-def step_title(spec: FollowUp) -> str:
-    return spec.name or spec.kind

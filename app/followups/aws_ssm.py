@@ -54,7 +54,7 @@ class AwsSsmStep(StepDefaults):
         self._ssm = session.client("ssm", **kwargs)
         return self._ssm
 
-    def _fail(self, exc: Exception, action: str) -> FollowUpError:
+    def _fail(self, exc: Exception, action: str, value: SecretValue | None = None) -> FollowUpError:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         where = f"{self.title}: {action}"
@@ -62,7 +62,10 @@ class AwsSsmStep(StepDefaults):
             return FollowUpError(f"{where}: no AWS credentials", hint="run `aws sso login` or set profile")
         if isinstance(exc, ClientError):
             err = exc.response.get("Error", {})
-            return FollowUpError(f"{where} refused: {err.get('Code', 'error')}: {' '.join(str(err.get('Message', '')).split())[:200]}")
+            message = str(err.get("Message", ""))
+            if value is not None:  # AWS validation errors may quote the rejected field
+                message = message.replace(value.reveal(), "********")
+            return FollowUpError(f"{where} refused: {err.get('Code', 'error')}: {' '.join(message.split())[:200]}")
         if isinstance(exc, BotoCoreError):
             return FollowUpError(f"{where} failed: {exc.__class__.__name__}")
         return FollowUpError(f"{where} failed: {exc.__class__.__name__}")
@@ -103,7 +106,7 @@ class AwsSsmStep(StepDefaults):
         try:
             out = self._client(ctx.config).put_parameter(**kwargs)
         except Exception as exc:
-            raise self._fail(exc, "writing the parameter") from None
+            raise self._fail(exc, "writing the parameter", ctx.value) from None
         return StepResult(f"AWS SSM {self.spec.parameter} version {out['Version']}", {"parameter": self.spec.parameter, "version": out["Version"]})
 
     def recover_value(self, ctx: StepContext, fp: str) -> SecretValue | None:

@@ -468,8 +468,6 @@ class ConductorOneStep(StepDefaults):
     def recover_value(self, ctx: StepContext, fp: str) -> SecretValue | None:
         return None  # ConductorOne never gives the api_token back
 
-    def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
-        return None
 
     def undo(self, ctx: StepContext, detail: dict[str, Any]) -> str:
         if self.spec.self_hosted or not detail:

@@ -65,7 +65,9 @@ class FluxSopsStep(StepDefaults):
             env["SOPS_AGE_KEY_FILE"] = str(config.resolve_path(self.spec.age_key_file))
         return env
 
-    def _run(self, config: Config, args: list[str], *, what: str, stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def _run(
+        self, config: Config, args: list[str], *, what: str, stdin: bytes | None = None, check: bool = True, redact: str | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         try:
             proc = subprocess.run(args, cwd=self._repo(config), env=self._env(config), input=stdin, capture_output=True, timeout=120, check=False)
         except FileNotFoundError:
@@ -73,8 +75,10 @@ class FluxSopsStep(StepDefaults):
         except subprocess.TimeoutExpired:
             raise FollowUpError(f"{self.title}: {what} timed out") from None
         if check and proc.returncode != 0:
-            # sops and git never print the value we pass on stdin; stderr is still cut to one line
-            raise FollowUpError(f"{self.title}: {what} failed: {_one_line(proc.stderr.decode(errors='replace')) or f'exit {proc.returncode}'}")
+            err = proc.stderr.decode(errors="replace")
+            if redact:  # whatever a child prints about its stdin, the value is masked
+                err = err.replace(redact, "********")
+            raise FollowUpError(f"{self.title}: {what} failed: {_one_line(err) or f'exit {proc.returncode}'}")
         return proc
 
     def _git(self, config: Config, *args: str, what: str, check: bool = True) -> str:
@@ -199,7 +203,10 @@ class FluxSopsStep(StepDefaults):
         try:
             payload = json.dumps(self._encoded(value)).encode()
             for f in self.spec.files:
-                self._run(config, [self._sops_bin(), "set", "--value-stdin", f, self._path_expr()], what=f"sops set in {f}", stdin=payload)
+                self._run(
+                    config, [self._sops_bin(), "set", "--value-stdin", f, self._path_expr()], what=f"sops set in {f}",
+                    stdin=payload, redact=self._encoded(value),
+                )
                 stored = self._decrypt_field(config, f)
                 if stored is None or self._decoded_fingerprint(stored) != value.fingerprint:
                     raise FollowUpError(f"{self.title}: {f} does not decrypt to the new value after sops set")

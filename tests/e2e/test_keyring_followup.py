@@ -10,8 +10,11 @@ from tests.e2e.test_secret_sources import MemoryKeyring, memory_keyring  # noqa:
 
 
 def test_keyring_store_and_read_back(sandbox: Sandbox, memory_keyring: MemoryKeyring) -> None:  # noqa: F811
+    # the keyring is daily-checks' only store here, so the read-back below can only come from it
+    kv_block = '[[targets.daily-checks.follow_ups]]\nkind = "keyvault-secret-version"\nvault = "cftptl-intsvc"\nsecret = "azure-devops-token"\n'
     text = sandbox.config_path.read_text()
-    text += '\n[[targets.daily-checks.follow_ups]]\nkind = "keyring"\nservice = "keyturn-test"\nusername = "daily-checks"\n'
+    assert kv_block in text
+    text = text.replace(kv_block, '[[targets.daily-checks.follow_ups]]\nkind = "keyring"\nservice = "keyturn-test"\nusername = "daily-checks"\n')
     sandbox.config_path.write_text(text)
     engine = Engine(load_config(sandbox.config_path), interaction=Interaction(on_device_code=lambda p: None))
     rotation = engine.begin(engine.plan("daily-checks"))
@@ -25,5 +28,7 @@ def test_keyring_store_and_read_back(sandbox: Sandbox, memory_keyring: MemoryKey
     resumed = engine.open(rotation.id)
     assert resumed.value is None
     assert resumed.run_to_end() == "revoked 1 old token(s)"
+    assert resumed.value is not None and resumed.value.reveal() == new.value  # type: ignore[union-attr]
+    assert [e["event"] for e in resumed.record.events].count("minted") == 1  # read back, not minted again
     assert resumed.state == "done"
     engine.close()

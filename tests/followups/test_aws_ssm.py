@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.config import parse_config
-from app.errors import FollowUpError
+from app.errors import FollowUpError, KeyturnError
 from app.followups import StepContext
 from app.followups.aws_ssm import AwsSsmStep
 from app.secret import SecretValue
@@ -82,5 +82,5 @@ def test_no_credentials_is_one_line(tmp_path: Path, moto_url: str, monkeypatch: 
 
 def test_plain_http_refused_off_loopback(tmp_path: Path, creds: Path) -> None:
     step, ctx = make(tmp_path, "http://ssm.example.com", creds, "/x")
-    with pytest.raises(Exception, match="plain HTTP"):
+    with pytest.raises(KeyturnError, match="plain HTTP"):
         step.preflight(ctx.config)

@@ -58,6 +58,8 @@ def test_bad_config_one_line(data: dict, key: str, fix: str) -> None:
     assert msg.startswith("/etc/keyturn.toml: ")
     assert key in msg
     assert fix in msg
+    for secret in ("hunter2", "bkua_123"):  # a value pasted where a reference belongs is never echoed
+        assert secret not in msg
 
 
 def test_missing_file(tmp_path: Path) -> None:
