@@ -246,7 +246,11 @@ class Engine:
             provider.sign_in()
             self.emit("progress", "listing the account's tokens")
             old = [t for t in provider.list_tokens() if t.active and is_target_token(target.token_name, t.name)]
-            # platforms that cannot list tokens (Jenkins) rely on what the last rotation of this target minted
+            # platforms that cannot list tokens (Jenkins) rely on the journal: what earlier rotations of this
+            # target revoked is gone (whatever a stale config says), and what the last one minted is current
+            history = [r for r in self.journal.all() if r.target == target_name]
+            revoked_before = {tid for r in history for tid in r.revoked}
+            old = [t for t in old if t.id not in revoked_before]
             last = self.journal.last_done(target_name)
             if last and last.new_token and last.new_token["id"] not in {t.id for t in old}:
                 known = provider.get_token(last.new_token["id"])

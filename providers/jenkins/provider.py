@@ -208,8 +208,16 @@ class JenkinsProvider:
         if value is not None:
             status, name = self._alive(value)
             return self._info(token_id, "minted by keyturn") if status == 200 and name == self.user else None
-        if token_id == self.target.token_uuid:
-            return next(iter(self.list_tokens()), None)
+        # No API lists tokens: a uuid the caller knows (the config's, or the one the journal says the last
+        # rotation minted and stored where api_token points) counts as current while the current value works.
+        # Revoking it is proven afterwards with that value (401), so a wrong guess fails loudly, never silently.
+        current = self._current_token()
+        if current is None:
+            return self._info(token_id, self.target.token_name)
+        status, name = self._alive(current)
+        if status == 200 and name == self.user:
+            return TokenInfo(id=token_id, name=self.target.token_name, expires_at=None, scopes=("user",), active=True,
+                             extra={"user": self.user})
         return None
 
     def mint(self, request: MintRequest) -> MintedToken:
