@@ -3,7 +3,7 @@
 Two servers, like the real hosts ``graphql.buildkite.com`` and ``api.buildkite.com``:
 
 - :class:`BuildkiteGraphQLService` (``name = "buildkite-graphql"``): ``POST /v1``. Each request is parsed,
-  validated and executed by graphql-core against ``contracts/buildkite/schema.graphql`` (the schema Buildkite
+  validated and executed by graphql-core against ``providers/buildkite/schema.graphql`` (the schema Buildkite
   publishes by introspection), so a document Buildkite would reject is rejected here too, with graphql-core's
   message, in an HTTP 200 ``{"errors": [{"message", "locations"}]}``. The resolvers (``buildkite_graphql.py``)
   cover what keyturn uses: ``viewer``, ``organization`` (clusters, cluster, agentTokens, apiAccessTokens),
@@ -59,7 +59,9 @@ from app.sandbox.http import Request, Response, Service, html_response, json_res
 if TYPE_CHECKING:
     from app.sandbox.state import SandboxState
 
-SCHEMA_PATH = Path(__file__).with_name("contracts") / "buildkite" / "schema.graphql"
+# One vendored copy of Buildkite's schema: the provider's operations are validated against the very
+# schema the emulator executes (see providers/buildkite/SOURCE.md)
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "providers" / "buildkite" / "schema.graphql"
 GRAPHQL_PATH = "/v1"
 ACCESS_TOKEN_PATH = "/v2/access-token"  # noqa: S105 (a route)
 NEW_TOKEN_PATH = "/user/api-access-tokens/new"  # noqa: S105 (a route)

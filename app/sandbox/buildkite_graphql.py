@@ -1,6 +1,6 @@
 """Buildkite's GraphQL API, executed by graphql-core on the vendored schema: resolvers and the request flow.
 
-``buildkite_schema()`` builds the schema from ``contracts/buildkite/schema.graphql`` once and attaches
+``buildkite_schema()`` builds the schema from ``providers/buildkite/schema.graphql`` once and attaches
 resolvers to the root fields; below the root, objects are dicts whose values are plain data or callables
 ``(info, **args)`` (graphql-core's default resolution). A field the sandbox does not fill in answers an
 error naming it (``The keyturn sandbox does not emulate Organization.pipelines``) rather than a silent null.

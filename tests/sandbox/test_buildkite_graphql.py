@@ -21,7 +21,7 @@ from app.sandbox.buildkite import (
     parse_node_id,
 )
 
-OPERATIONS_PATH = SCHEMA_PATH.with_name("operations.graphql")
+OPERATIONS_PATH = Path(__file__).resolve().parents[2] / "app" / "sandbox" / "contracts" / "buildkite" / "operations.graphql"
 OPERATIONS = OPERATIONS_PATH.read_text(encoding="utf-8")
 ORG = "contoso-sandbox"
 
