@@ -5,6 +5,17 @@ Never put a secret value in a message; messages reach the terminal, logs and the
 
 from __future__ import annotations
 
+MESSAGE_LIMIT = 300
+
+
+def one_line(text: object, *, redact: tuple[str, ...] = (), limit: int = MESSAGE_LIMIT) -> str:
+    """Text from a server or a child process made fit for a message: one line, known secrets masked, bounded."""
+    out = " ".join(str(text).split())
+    for secret in redact:
+        if secret:
+            out = out.replace(secret, "<redacted>")
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
 
 class KeyturnError(Exception):
     """An error the user can act on. ``str(err)`` is the one-line message."""

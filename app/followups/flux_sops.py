@@ -17,15 +17,12 @@ import sys
 from pathlib import Path
 
 from app.config import Config, FluxSopsSecret
-from app.errors import FollowUpError
+from app.errors import FollowUpError, one_line
 from app.followups import StepContext, StepDefaults, StepResult
 from app.secret import SecretValue, fingerprint
 
 MIN_SOPS = (3, 11)
 
-
-def _one_line(text: str, limit: int = 240) -> str:
-    return " ".join(text.split())[:limit]
 
 
 class FluxSopsStep(StepDefaults):
@@ -78,7 +75,7 @@ class FluxSopsStep(StepDefaults):
             err = proc.stderr.decode(errors="replace")
             if redact:  # whatever a child prints about its stdin, the value is masked
                 err = err.replace(redact, "********")
-            raise FollowUpError(f"{self.title}: {what} failed: {_one_line(err) or f'exit {proc.returncode}'}")
+            raise FollowUpError(f"{self.title}: {what} failed: {one_line(err) or f'exit {proc.returncode}'}")
         return proc
 
     def _git(self, config: Config, *args: str, what: str, check: bool = True) -> str:
@@ -106,7 +103,7 @@ class FluxSopsStep(StepDefaults):
         out = self._run(config, [self._sops_bin(), "--version"], what="sops --version").stdout.decode()
         m = re.search(r"sops (\d+)\.(\d+)\.(\d+)", out)
         if not m:
-            raise FollowUpError(f"{self.title}: cannot read the sops version from {_one_line(out)!r}")
+            raise FollowUpError(f"{self.title}: cannot read the sops version from {one_line(out)!r}")
         if (int(m.group(1)), int(m.group(2))) < MIN_SOPS:
             raise FollowUpError(
                 f"{self.title}: sops {m.group(0)[5:]} is older than 3.11 and cannot read a value from stdin",
@@ -125,7 +122,7 @@ class FluxSopsStep(StepDefaults):
                 f"{self.title}: cannot decrypt {file}: no decryption key available",
                 hint="set age_key_file, SOPS_AGE_KEY_FILE, or sign in for the file's Key Vault key",
             )
-        raise FollowUpError(f"{self.title}: decrypting {file} failed: {_one_line(err)}")
+        raise FollowUpError(f"{self.title}: decrypting {file} failed: {one_line(err)}")
 
     def _branch(self, ctx: StepContext) -> str:
         return f"keyturn/rotate-{ctx.target_name}-{ctx.options.get('date', '')}".rstrip("-")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError
+from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError, one_line
 from app.net import check_url, http_client
 from app.secret import SecretValue
 from providers.azure_devops.scopes import FULL_ACCESS, scope_string
@@ -44,7 +44,6 @@ POOL_SCOPES = frozenset({"vso.agentpools", "vso.agentpools_manage", FULL_ACCESS}
 NOT_FOUND_ERRORS = frozenset(
     {"tokenNotFound", "authorizationNotFound", "hostAuthorizationNotFound", "invalidAuthorizationId"}
 )
-MESSAGE_LIMIT = 300
 
 _GLOBAL_PAT = (
     "all-organizations PATs are blocked by policy (and stop working on 2026-12-01 anyway): "
@@ -110,14 +109,6 @@ PAT_TOKEN_ERRORS: dict[str, str] = {
     "expiredPatCannotBeExtended": "an expired PAT cannot be extended: create a new one",
 }
 
-
-def one_line(text: object, *, redact: tuple[str, ...] = (), limit: int = MESSAGE_LIMIT) -> str:
-    """Server-provided text made safe for a one-line message: no newlines, no known secret, bounded."""
-    out = " ".join(str(text).split())
-    for secret in redact:
-        if secret:
-            out = out.replace(secret, "<redacted>")
-    return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
 def parse_time(value: object) -> datetime | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.errors import AmbiguousResultError, ProviderError
+from app.errors import AmbiguousResultError, ProviderError, one_line
 from app.net import USER_AGENT, check_url, ssl_context
 from app.secret import SecretValue
 
@@ -32,16 +32,8 @@ OPERATIONS_DIR = Path(__file__).with_name("operations")
 
 MAX_ATTEMPTS = 3  # idempotent calls only
 RATE_LIMIT_CAP = 60.0  # seconds: a longer RateLimit-Reset is not waited for
-MESSAGE_LIMIT = 300
 GRAPHQL_SCOPE = "graphql"  # how /v2/access-token lists "Enable GraphQL API access"
 
-
-def one_line(text: object, *, redact: tuple[str, ...] = (), limit: int = MESSAGE_LIMIT) -> str:
-    out = " ".join(str(text).split())
-    for secret in redact:
-        if secret:
-            out = out.replace(secret, "<redacted>")
-    return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
 def parse_time(value: object) -> datetime | None:

@@ -21,7 +21,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError
+from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError, one_line
 from app.net import check_url, http_client
 from app.secret import SecretValue
 
@@ -37,15 +37,7 @@ CRUMB_EXPLAINED = (
     "Jenkins refused the POST: no valid crumb (a crumb is bound to the session cookie it was issued with; "
     "sign in again so the cookie and the crumb come from the same session)"
 )
-MESSAGE_LIMIT = 300
 
-
-def one_line(text: object, *, redact: tuple[str, ...] = (), limit: int = MESSAGE_LIMIT) -> str:
-    out = " ".join(str(text).split())
-    for secret in redact:
-        if secret:
-            out = out.replace(secret, "<redacted>")
-    return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
 def version_tuple(version: str | None) -> tuple[int, ...]:
