@@ -181,9 +181,7 @@ def rotate(ctx: click.Context, target: str, no_input: bool, dry_run: bool, as_js
         return
     engine = _engine(config, no_input=no_input)
     try:
-        from app.followups import build_steps
-
-        manual = [s for s in build_steps(config, engine.target(target)) if s.manual]
+        manual = [s for s in engine.steps(target) if s.manual]
         if manual and not skip_manual and not dry_run:
             raise KeyturnError(
                 f"target {target} has manual step {manual[0].title!r}, which only a person can tick",

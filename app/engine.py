@@ -215,6 +215,18 @@ class Engine:
             )
         return self._providers[key]
 
+    def steps(self, target_name: str) -> list[FollowUpStep]:
+        """The target's follow-ups, then the manual steps its provider adds (Buildkite: cycle the agents
+        that cache the old token before it is revoked). Built the same way on resume, so ids are stable."""
+        from app.followups.manual import ManualStep
+
+        target = self.target(target_name)
+        steps = build_steps(self.config, target)
+        extra = getattr(self.provider(target.account, target_name), "manual_follow_ups", None)
+        for i, spec in enumerate(extra() if extra else (), start=len(steps) + 1):
+            steps.append(ManualStep(f"{i}-manual-{self.config.accounts[target.account].platform}", spec))
+        return steps
+
     def emit(self, kind: str, text: str) -> None:
         if self.on_event:
             self.on_event(kind, text)
@@ -232,7 +244,7 @@ class Engine:
         options = options or MintOptions()
         target = self.target(target_name)
         account = self.config.accounts[target.account]
-        steps = build_steps(self.config, target)
+        steps = self.steps(target_name)
         scopes = options.scopes or resolve_scopes(self.config, target_name, target)
         token_name = options.token_name or target.token_name
         now = self.clock()
@@ -294,7 +306,7 @@ class Engine:
     def open(self, rotation_id: str) -> Rotation:
         record = self.journal.load(rotation_id)
         target = self.target(record.target)
-        return Rotation(self, record, steps=build_steps(self.config, target))
+        return Rotation(self, record, steps=self.steps(record.target))
 
     # -- the expiry radar ---------------------------------------------------------------------------
     def status(self) -> list[TargetStatus]:

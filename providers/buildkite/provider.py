@@ -24,7 +24,7 @@ from app.secret import SecretValue
 from providers.base import Interaction, MintedToken, MintRequest, TokenInfo
 
 if TYPE_CHECKING:
-    from app.config import Account, Target
+    from app.config import Account, Manual, Target
     from providers.buildkite.client import AccessTokenInfo, BuildkiteClient
 
 CONDUCTORONE_SCOPES = ("read_teams", "read_organizations", "read_user")
@@ -157,6 +157,14 @@ class BuildkiteProvider:
                 "anything still using it (the ConductorOne connector before its update) gets 401."
             )
         return RETIRE_NOTICE
+
+    def manual_follow_ups(self) -> list[Manual]:
+        """Agent tokens: a checklist item, before the old token is revoked, to cycle the agents that cache it."""
+        if self.kind == "api-access-token":
+            return []  # the conductorone-connector follow-up moves the one consumer
+        from app.config import Manual
+
+        return [Manual(kind="manual", name="Cycle agents that cache the old agent token", text=RETIRE_NOTICE)]
 
     def deprecation_notice(self) -> str:
         """Unclustered tokens only (empty otherwise): the feature is deprecated; offer the cluster path."""

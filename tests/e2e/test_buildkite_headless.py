@@ -12,10 +12,16 @@ from app.sandbox import Sandbox
 def test_cluster_agent_token(sandbox: Sandbox, keyturn) -> None:
     bk = sandbox.buildkite
     old = next(t for t in bk.cluster_tokens() if t.description == "Default cluster agents")
-    run = keyturn("rotate", "buildkite-cluster", "--no-input", "--json")
+    # revoking strands agents that cache the old token: a manual step says so, and headless must be told
+    refused = keyturn("rotate", "buildkite-cluster", "--no-input", "--json")
+    assert refused.code == 2 and "Cycle agents that cache the old agent token" in refused.stderr
+    assert not [t for t in bk.cluster_tokens() if t.description.startswith("Default cluster agents-")]
+    run = keyturn("rotate", "buildkite-cluster", "--no-input", "--json", "--skip-manual")
     assert run.code == 0, run.stderr
     result = run.json()
     assert result["state"] == "done"
+    still_to_do = [text for text in result["steps"].values() if "SKIPPED" in text]
+    assert len(still_to_do) == 1 and "Elastic CI Stack" in still_to_do[0]
     tokens = {t.uuid: t for t in bk.cluster_tokens(include_revoked=True)}
     assert tokens[old.uuid].revoked
     live = [t for t in bk.cluster_tokens() if t.description.startswith("Default cluster agents-")]
@@ -29,7 +35,7 @@ def test_cluster_agent_token(sandbox: Sandbox, keyturn) -> None:
 def test_unclustered_agent_token(sandbox: Sandbox, keyturn) -> None:
     bk = sandbox.buildkite
     old = next(t for t in bk.agent_tokens() if t.description == "Legacy macOS agents")
-    run = keyturn("rotate", "buildkite-unclustered", "--no-input", "--json")
+    run = keyturn("rotate", "buildkite-unclustered", "--no-input", "--json", "--skip-manual")
     assert run.code == 0, run.stderr
     after = bk.agent_token(old.uuid)
     assert after is not None and after.revoked
@@ -68,9 +74,9 @@ def test_agent_token_pasted_as_api_token(sandbox: Sandbox, keyturn) -> None:
 
 @pytest.mark.parametrize("point", ["before:minted", "after:minted", "after:stored", "after:verified"])
 def test_cluster_kill_then_resume(sandbox: Sandbox, keyturn, point: str) -> None:
-    crashed = keyturn("rotate", "buildkite-cluster", "--no-input", env={"KEYTURN_TEST_KILL_AT": point})
+    crashed = keyturn("rotate", "buildkite-cluster", "--no-input", "--skip-manual", env={"KEYTURN_TEST_KILL_AT": point})
     assert crashed.code == -signal.SIGKILL
-    resumed = keyturn("resume", "--no-input", "--json")
+    resumed = keyturn("resume", "--no-input", "--json", "--skip-manual")
     assert resumed.code == 0, resumed.stderr
     live = [t for t in sandbox.buildkite.cluster_tokens() if t.description.startswith("Default cluster agents")]
     assert len(live) == 1 and live[0].description != "Default cluster agents"

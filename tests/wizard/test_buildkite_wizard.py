@@ -57,6 +57,12 @@ async def reveal_to_summary(wiz: Any, pilot: Pilot[Any]) -> None:
     app = pilot.app
     await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen", what="the reveal")
     await pilot.press("ctrl+s")
+    await checklist_to_summary(wiz, pilot)
+
+
+async def checklist_to_summary(wiz: Any, pilot: Pilot[Any]) -> None:
+    """Tick the manual steps, wait for the automated ones, revoke now, the summary."""
+    app = pilot.app
     await wiz.wait_until(
         pilot, lambda: wiz.screen_name(app) in ("FollowUpsScreen", "RetireScreen"), what="follow-ups or retire"
     )
@@ -84,12 +90,21 @@ async def test_cluster_agent_token_rotates_end_to_end(wiz, sandbox_wizard, wizar
         assert "Default cluster" in options_text
         assert "cannot be changed" in options_text
         await review_and_mint(wiz, pilot)
-        await reveal_to_summary(wiz, pilot)
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen", what="the reveal")
+        await pilot.press("ctrl+s")
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen", what="the checklist")
+        checklist = " ".join(wiz.screen_text(app).translate({ord("▎"): " ", ord("▊"): " "}).split())  # no borders
+        # the manual step that says what revoking does, before the old token is revoked
+        assert "Cycle agents that cache the old agent token" in checklist
+        assert "buildkite-agent-metrics binary" in checklist and "already connected" in checklist
+        assert not bk.cluster_token(old.uuid).revoked  # type: ignore[union-attr]
+        await checklist_to_summary(wiz, pilot)
         await pilot.press("enter")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "TargetsScreen")
 
     (record,) = journal_of(wizard_sandbox).all()
     assert record.target == "buildkite-cluster" and record.state == "done"
+    assert any(k.endswith("-manual-buildkite") for k in record.steps_done)  # ticked by hand, journaled
     tokens = {t.uuid: t for t in bk.cluster_tokens(include_revoked=True)}
     assert tokens[old.uuid].revoked
     live = [t for t in bk.cluster_tokens() if t.description.startswith("Default cluster agents-")]
@@ -125,6 +140,56 @@ async def test_unclustered_shows_the_deprecation(wiz, sandbox_wizard, wizard_san
         await pilot.press("escape")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "TargetsScreen")
     assert list(journal_of(wizard_sandbox).all()) == []  # nothing planned, nothing changed
+
+
+async def test_unclustered_agent_token_rotates_end_to_end(wiz, sandbox_wizard, wizard_sandbox) -> None:
+    bk = wizard_sandbox.buildkite
+    old = next(t for t in bk.agent_tokens() if t.description == "Legacy macOS agents")
+    app = sandbox_wizard()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_options(wiz, pilot, "buildkite-unclustered")
+        await review_and_mint(wiz, pilot)
+        await reveal_to_summary(wiz, pilot)
+        summary = " ".join(wiz.screen_text(app).split())
+        assert "revoked Legacy macOS agents" in summary and "deprecated" in summary
+
+    (record,) = journal_of(wizard_sandbox).all()
+    assert record.target == "buildkite-unclustered" and record.state == "done"
+    after = bk.agent_token(old.uuid)
+    assert after is not None and after.revoked
+    assert record.rotation_id in (after.revoked_reason or "")  # the reason names the rotation
+    live = [t for t in bk.agent_tokens(include_revoked=False) if t.description.startswith("Legacy macOS agents-")]
+    assert len(live) == 1 and live[0].description == record.plan["display_name"]
+    stored = wizard_sandbox.state.secret_versions("cftptl-intsvc", "buildkite-legacy-agent-token")[-1]
+    assert stored.value == live[0].value
+
+
+async def test_buildkite_rotation_left_at_the_checklist_resumes(wiz, sandbox_wizard, wizard_sandbox) -> None:
+    bk = wizard_sandbox.buildkite
+    old = next(t for t in bk.cluster_tokens() if t.description == "Default cluster agents")
+    app = sandbox_wizard()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_options(wiz, pilot, "buildkite-cluster")
+        await review_and_mint(wiz, pilot)
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen", what="the reveal")
+        await pilot.press("ctrl+s")
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen", what="the checklist")
+        await pilot.press("l")  # leave it; the journal keeps it
+        await wiz.wait_until(
+            pilot, lambda: wiz.screen_name(app) == "TargetsScreen" and not app.screen.reading, what="the targets"
+        )
+        (record,) = journal_of(wizard_sandbox).unfinished()
+        assert not bk.cluster_token(old.uuid).revoked  # type: ignore[union-attr]
+        await pilot.press("tab", "enter")  # the unfinished rotations' table: resume it
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen", what="the resumed checklist")
+        await checklist_to_summary(wiz, pilot)
+
+    (done,) = journal_of(wizard_sandbox).all()
+    assert done.rotation_id == record.rotation_id and done.state == "done"
+    assert bk.cluster_token(old.uuid).revoked  # type: ignore[union-attr]
+    live = [t for t in bk.cluster_tokens() if t.description.startswith("Default cluster agents-")]
+    assert len(live) == 1 and live[0].description == done.plan["display_name"]  # resuming minted nothing more
+    assert wizard_sandbox.state.secret_versions("cftptl-intsvc", "buildkite-agent-token")[-1].value == live[0].value
 
 
 async def conductorone_to_paste(wiz: Any, pilot: Pilot[Any]) -> None:
