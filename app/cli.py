@@ -120,8 +120,10 @@ def sandbox() -> None:
 @click.option("--max-lifespan-days", type=click.IntRange(1, 365), help="Org policy: PATs are clamped to this lifespan.")
 @click.option("--block-full-scope", is_flag=True, help="Org policy: full-access PATs are refused.")
 @click.option("--block-global", is_flag=True, help="Org policy: all-organizations PATs are refused.")
+@click.option("--jenkins-version", type=click.Choice(["old", "new"]), default="new", show_default=True,
+              help="Emulated Jenkins: 'old' (2.479.3, API tokens never expire) or 'new' (2.548, token expiry).")
 @_guard
-def sandbox_up(directory: Path, aws: bool, max_lifespan_days: int | None, block_full_scope: bool, block_global: bool) -> None:
+def sandbox_up(directory: Path, aws: bool, max_lifespan_days: int | None, block_full_scope: bool, block_global: bool, jenkins_version: str) -> None:
     """Start the sandbox services, write DIR/keyturn.toml, and run until stopped (Ctrl-C)."""
     from app.sandbox import Sandbox, serve
 
@@ -131,7 +133,9 @@ def sandbox_up(directory: Path, aws: bool, max_lifespan_days: int | None, block_
             click.echo(f"  {name:<22} {url}", err=True)
         click.echo(f"sandbox ready: keyturn --config {sb.config_path} status", err=True)
 
-    serve(directory, ready=ready, aws=aws)
+    from app.sandbox.jenkins import NEW_VERSION, OLD_VERSION
+
+    serve(directory, ready=ready, aws=aws, jenkins_version=OLD_VERSION if jenkins_version == "old" else NEW_VERSION)
 
 
 @cli.command()
@@ -169,9 +173,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.option("--reveal", is_flag=True, help="Print the new value on stdout (and nothing else there).")
 @click.option("--skip-manual", is_flag=True, help="Pass manual steps unticked (they are listed as still to do).")
 @click.option("--revoke-now", is_flag=True, help="Revoke the old token now even if the target defers it.")
+@click.option("--revoke-all-other-tokens", "revoke_all_others", is_flag=True,
+              help="Jenkins, when the old token's uuid is unknown: once the new token works, revoke EVERY other API token of the user.")
 @click.pass_context
 @_guard
-def rotate(ctx: click.Context, target: str, no_input: bool, dry_run: bool, as_json: bool, reveal: bool, skip_manual: bool, revoke_now: bool) -> None:
+def rotate(ctx: click.Context, target: str, no_input: bool, dry_run: bool, as_json: bool, reveal: bool, skip_manual: bool, revoke_now: bool, revoke_all_others: bool) -> None:
     """Rotate TARGET's token: mint, store, verify, propagate, retire the old one."""
     config = _load(ctx)
     if not no_input and not dry_run and sys.stdin.isatty() and not as_json and not reveal:
@@ -188,6 +194,14 @@ def rotate(ctx: click.Context, target: str, no_input: bool, dry_run: bool, as_js
                 hint="rotate it in the wizard, or pass --skip-manual and do the step yourself",
             )
         plan = engine.plan(target)
+        if revoke_all_others:
+            provider = engine.provider(plan.account_name, target)
+            if not hasattr(provider, "revoke_all_except"):
+                raise KeyturnError(f"--revoke-all-other-tokens: {plan.platform} cannot revoke every other token", hint="drop the option")
+            plan.revoke_all_others = True
+            user = getattr(provider, "user", plan.account_name)
+            _stderr("warning", f"--revoke-all-other-tokens: once the new token works, EVERY other API token of {user} "
+                               "dies with the old one (other jobs', scripts' and people's tokens too)")
         if dry_run:
             _emit_plan(plan, as_json)
             return
@@ -245,9 +259,11 @@ def _report(rotation: Any, outcome: str, *, as_json: bool, reveal: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
 @click.option("--skip-manual", is_flag=True, help="Pass manual steps unticked.")
 @click.option("--revoke-now", is_flag=True, help="Revoke a deferred old token now.")
+@click.option("--orphan-checked", is_flag=True,
+              help="You looked for a token an interrupted mint may have left (and revoked it): mint again without looking.")
 @click.pass_context
 @_guard
-def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json: bool, skip_manual: bool, revoke_now: bool) -> None:
+def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json: bool, skip_manual: bool, revoke_now: bool, orphan_checked: bool) -> None:
     """Continue unfinished rotations from their last durable state (all of them, or ROTATION_ID)."""
     config = _load(ctx)
     engine = _engine(config, no_input=no_input)
@@ -266,6 +282,8 @@ def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json:
                 raise KeyturnError(f"rotation {rotation.id} is already {rotation.state}")
             _stderr("progress", f"resuming {rotation.id} of {rotation.record.target} from state {rotation.state}")
             rotation.options["skip_manual"] = skip_manual
+            if orphan_checked:
+                rotation.orphan_checked()
             outcome = rotation.run_to_end(revoke_now=revoke_now)
             results.append({"rotation_id": rotation.id, "target": rotation.record.target, "state": rotation.state, "retire": outcome})
         if as_json:

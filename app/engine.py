@@ -88,6 +88,7 @@ class RotationPlan:
     revoke_after: timedelta
     rotation_id: str = ""
     warnings: list[str] = field(default_factory=list)
+    revoke_all_others: bool = False  # Jenkins, old uuid unknown: revokeAllExcept the new token (confirmed by the engineer)
 
     def lines(self) -> list[str]:
         """The plan, step by step: the dry run prints exactly this and the review screen shows it."""
@@ -107,7 +108,9 @@ class RotationPlan:
             if not s.is_store:
                 out.append(f"{n}. {'follow-up' if not s.manual else 'check'}: {s.describe()}")
                 n += 1
-        if self.old_tokens:
+        if self.revoke_all_others:
+            out.append(f"{n}. retire: revoke EVERY other API token of the user (revokeAllExcept the new one), then prove the old one is dead")
+        elif self.old_tokens:
             olds = ", ".join(f"{t.name!r} ({t.id}, expires {t.expires_at:%Y-%m-%d})" if t.expires_at else f"{t.name!r} ({t.id})" for t in self.old_tokens)
             when = "after the new token is verified and propagated" if not self.revoke_after else f"{self.revoke_after} after propagation (deferred)"
             out.append(f"{n}. retire: revoke {olds} {when}")
@@ -127,6 +130,7 @@ class RotationPlan:
             "old_tokens": [_token_dict(t) for t in self.old_tokens],
             "steps": [{"id": s.id, "kind": s.kind, "title": s.title} for s in self.steps],
             "revoke_after_s": int(self.revoke_after.total_seconds()),
+            "revoke_all_others": self.revoke_all_others,
             "lines": self.lines(),
         }
 
@@ -306,7 +310,9 @@ class Engine:
     def open(self, rotation_id: str) -> Rotation:
         record = self.journal.load(rotation_id)
         target = self.target(record.target)
-        return Rotation(self, record, steps=self.steps(record.target))
+        rotation = Rotation(self, record, steps=self.steps(record.target))
+        rotation.tell_provider()
+        return rotation
 
     # -- the expiry radar ---------------------------------------------------------------------------
     def status(self) -> list[TargetStatus]:
@@ -425,7 +431,15 @@ class Rotation:
         """Revoke any live token carrying this rotation's name that the journal does not know (value lost)."""
         name = self.record.plan["display_name"]
         self.engine.emit("progress", f"reconciling: looking for tokens named {name!r}")
-        orphans = [t for t in self.provider.list_tokens() if t.active and t.name == name]
+        listed = self.provider.list_tokens()
+        if getattr(self.provider, "lists_tokens", True) is False:  # Jenkins without a readable security page
+            raise KeyturnError(
+                f"an interrupted attempt may have created token {name!r}, and keyturn cannot list "
+                f"{self.record.plan['platform']} tokens here to find it",
+                hint=f"look for a token named {name!r} on the user's security page and revoke it if it is there, "
+                f"then `keyturn resume {self.id[:8]} --orphan-checked`",
+            )
+        orphans = [t for t in listed if t.active and t.name == name]
         for t in orphans:
             self.provider.revoke(t.id)
             self._write("revoked", token_id=t.id, role="orphan", reason="created by an interrupted attempt; its value was never seen")
@@ -439,7 +453,7 @@ class Rotation:
             return self.new_token
         self.provider.sign_in()
         attempts = [e for e in self.record.events if e["event"] == "mint_attempt"]
-        last_reset = max((i for i, e in enumerate(self.record.events) if e["event"] in ("planned", "compensated")), default=0)
+        last_reset = max((i for i, e in enumerate(self.record.events) if e["event"] in ("planned", "compensated", "orphan_checked")), default=0)
         if any(self.record.events.index(e) > last_reset for e in attempts):
             self._reconcile()  # an earlier attempt may have created a token we never saw
         tries = 0
@@ -464,6 +478,18 @@ class Rotation:
             self.engine.emit("warning", n)
         return minted.info
 
+    def orphan_checked(self) -> None:
+        """The engineer looked for (and revoked) a token an interrupted mint may have left: mint without reconciling."""
+        if not self._at_least("minted"):
+            self._write("orphan_checked")
+
+    def tell_provider(self) -> None:
+        """Optional hook (Jenkins): which token this rotation minted, so a provider that reads the current token from
+        a reference the rotation has since overwritten does not take the new token for the old one."""
+        hook = getattr(self.provider, "known_token", None)
+        if hook and self.new_token is not None and self.record.new_token:
+            hook(self.new_token, self.record.new_token.get("fingerprint"), self.value)
+
     def _ensure_value(self) -> bool:
         """Have the new value in memory, reading it back from a store if needed. False when it is lost."""
         if self.value is not None:
@@ -475,6 +501,7 @@ class Rotation:
                 v = s.recover_value(ctx, fp)
                 if v is not None:
                     self.value = v
+                    self.tell_provider()
                     self.engine.emit("progress", f"read the new value back from {s.title}")
                     return True
         return False
@@ -581,6 +608,14 @@ class Rotation:
                 self.engine.emit("progress", f"revoking old token {t.name!r} ({t.id})")
                 self.provider.revoke(t.id)
                 self._write("revoked", token_id=t.id, role="old")
+        if self.record.plan.get("revoke_all_others") and new is not None:
+            everyone_else = getattr(self.provider, "revoke_all_except", None)
+            if everyone_else is None:
+                raise KeyturnError(f"{self.record.plan['platform']} has no 'revoke every other token'", hint="drop --revoke-all-other-tokens")
+            if "all-others" not in {e.get("role") for e in self.record.events if e["event"] == "revoked"}:
+                self.engine.emit("progress", f"revoking every API token of the user except {new.id}")
+                everyone_else(new.id)
+                self._write("revoked", token_id="*", role="all-others", kept=new.id)
         if olds:  # proof: revoke calls may answer 200 without effect
             still = {t.id for t in self.provider.list_tokens()} & {t.id for t in olds}
             if still:
@@ -601,7 +636,25 @@ class Rotation:
 
     def finish(self) -> None:
         if self.state != "done":
+            self._record_in_config()
             self._write("done")
+
+    def _record_in_config(self) -> None:
+        """Optional hook (Jenkins): settings the config file should now hold (the current token's uuid)."""
+        hook = getattr(self.provider, "config_updates", None)
+        path = self.engine.config.path
+        if hook is None or self.new_token is None or path is None:
+            return
+        from app.config_edit import set_target_values
+
+        updates = hook(self.new_token)
+        try:
+            changed = set_target_values(path, self.record.target, updates)
+        except KeyturnError as exc:
+            self.engine.emit("warning", f"{exc}; set it by hand")
+            return
+        for key, value in changed.items():
+            self.engine.emit("step", f"{path.name}: targets.{self.record.target}.{key} = {value!r}")
 
     def abort(self, reason: str) -> list[str]:
         """Give up: undo the stores, revoke the new token (it would be an orphan), keep the old one."""

@@ -12,6 +12,11 @@ One server (``name = "jenkins"``), like one controller. Endpoints (what keyturn 
   tokenValue}}`` (+ ``expirationDate`` from 2.548); bad input: HTTP 200 ``{"status":"error","message"}``.
 - ``POST .../ApiTokenProperty/revoke`` (``tokenUuid``): 200 whether or not the uuid exists.
 - ``POST .../ApiTokenProperty/revokeAllExcept`` (``tokenUuid``): revokes every other token of the user.
+- ``GET /user/{id}/security/`` (and the older ``/user/{id}/configure``): the user's page, whose token list is
+  rendered like Jenkins' ``ApiTokenProperty/config.jelly``: one ``div.token-list-existing-item`` per live token
+  with a hidden ``tokenUuid`` input and a ``tokenName`` text box. Only the user (or an administrator) sees it.
+  The only place Jenkins lists a user's tokens; ``world.security_page = False`` makes it 404 (a controller whose
+  page keyturn cannot read).
 
 Semantics reproduced (Jenkins' source): a valid session cookie takes precedence over an ``Authorization: Basic``
 header (a revoked token's header rides along unnoticed); a POST authenticated by a session needs the crumb of
@@ -141,6 +146,7 @@ class JenkinsWorld:
         self.admin_can_generate_new_tokens = False
         self.cloudbees: Role | None = None
         self.sessions_on_basic = True
+        self.security_page = True
         self.lock = threading.RLock()
         self.users: dict[str, JenkinsUser] = {}
         self._tokens: dict[str, JenkinsToken] = {}
@@ -293,6 +299,12 @@ def seed_jenkins(
 # -- the service -------------------------------------------------------------------------------------
 
 
+def _attr(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
+
+
 def _cookie_session(req: Request) -> str | None:
     raw = req.header("Cookie") or ""
     for part in raw.split(";"):
@@ -316,6 +328,8 @@ class JenkinsService(Service):
         self.route("POST", DESCRIPTOR + "/generateNewToken", self._generate)
         self.route("POST", DESCRIPTOR + "/revoke", self._revoke)
         self.route("POST", DESCRIPTOR + "/revokeAllExcept", self._revoke_all_except)
+        self.route("GET", "/user/{user}/security/", self._security_page)
+        self.route("GET", "/user/{user}/configure", self._security_page)
 
     def handle(self, req: Request) -> Response:
         resp = super().handle(req)
@@ -499,6 +513,46 @@ class JenkinsService(Service):
                 self.world.revoke(t.uuid)
                 self._count("revoked")
         return self._with_cookie(auth, Response(200))  # even for an unknown uuid
+
+    def _security_page(self, req: Request) -> Response:
+        auth = self._auth(req)
+        if isinstance(auth, Response):
+            return auth
+        target = req.params["user"]
+        with self.world.lock:
+            known = target in self.world.users
+            caller = self.world.users.get(auth.user or "")
+        if not self.world.security_page or not known:
+            return html_response(404, "<html><body>Not Found</body></html>")
+        if auth.user is None:  # Jenkins sends anonymous to the login page
+            return Response(302, b"", {"Location": f"{self.base_url}/login?from=%2Fuser%2F{target}%2Fsecurity%2F"})
+        if auth.user != target and not (caller is not None and caller.admin):
+            return self._forbidden(f"{auth.user} is missing the Overall/Administer permission")
+        now = self.world.clock()
+        items = []
+        for t in self.world.tokens(target):
+            if t.revoked:
+                continue  # revokeToken removes it from the user's token store
+            days = int((now - t.created_at) // 86400)
+            items.append(
+                '<div class="token-list-item token-list-existing-item force-dirty-panel ">'
+                f'<input type="hidden" class="token-uuid-input" name="tokenUuid" value="{_attr(t.uuid)}" />'
+                f'<input name="tokenName" type="text" class="jenkins-input validated token-name" value="{_attr(t.name)}" />'
+                f'<span class="token-creation age-ok">Created {days} day(s) ago</span>'
+                '<span class="to-right"><a href="#" class="jenkins-button token-revoke" '
+                f'data-target-url="/user/{_attr(target)}/descriptorByName/jenkins.security.ApiTokenProperty/revoke">'
+                "Revoke</a></span></div>"
+            )
+        empty = "" if items else "<div class=\"list-empty-message\">There are no registered tokens for this user.</div>"
+        body = (
+            "<!DOCTYPE html><html><head><title>Security [Jenkins]</title></head><body>"
+            f'<form method="post" action="configSubmit"><div class="jenkins-form-item"><div class="jenkins-form-label">'
+            f"Current token(s)</div><div class=\"token-list ignore-dirty-panel\">{empty}{''.join(items)}"
+            '<div class="token-list-item token-list-new-item"><input type="hidden" class="token-uuid-input" '
+            'name="tokenUuid" value="" /><input name="tokenName" type="text" class="jenkins-input token-name" '
+            'placeholder="Default name" /></div></div></div></form></body></html>'
+        )
+        return self._with_cookie(auth, html_response(200, body))
 
     def _revoke_all_except(self, req: Request) -> Response:
         form = self._form(req)

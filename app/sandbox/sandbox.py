@@ -80,6 +80,7 @@ class Sandbox:
         auto_approve_device_code: float = 0.0,
         org: str = "contoso-sandbox",
         aws: bool = False,
+        jenkins_version: str | None = None,
     ) -> None:
         self.directory = Path(directory)
         # AWS SSM through moto's server mode (the `sandbox-aws` extra): opt-in, its import costs ~0.7 s
@@ -101,10 +102,15 @@ class Sandbox:
             tags={"created-by": "hand"}, content_type="buildkite-api-access-token",
         )
         self.conductorone.token_check = self.buildkite.connector_token_check  # a sync fails with a bad token
-        from app.sandbox.jenkins import seed_jenkins
+        from app.sandbox.jenkins import NEW_VERSION, seed_jenkins
 
-        # Jenkins: the emulator runs; its target joins the config once the engine keeps the token uuid (issue 6)
-        self.jenkins = seed_jenkins(self.state)
+        # Jenkins: the bot's current API token is kept in Key Vault; the rotation reads it there and writes the new one
+        self.jenkins = seed_jenkins(self.state, version=jenkins_version or NEW_VERSION)
+        assert self.jenkins.seeded is not None
+        self.state.set_secret(
+            "cftptl-intsvc", "jenkins-api-token", self.jenkins.seeded.token_value,
+            tags={"created-by": "hand"}, content_type="jenkins-api-token",
+        )
         self.jenkins_token_path = self.directory / "sandbox-jenkins.token"
         self.c1_secret_path = self.directory / "sandbox-c1.secret"
         self.config_path = self.directory / "keyturn.toml"
@@ -328,6 +334,16 @@ class Sandbox:
             'secret = "buildkite-conductorone-token"',
             "",
             self.conductorone.follow_up_toml("buildkite-conductorone", base_url=u["conductorone"]),
+            f"# Jenkins {self.jenkins.version} (token expiry from 2.548): the bot signs in with its current API token",
+            self.jenkins.config_toml(u["jenkins"], api_token_ref="vault:cftptl-intsvc/jenkins-api-token").rstrip("\n"),
+            "validity_days = 90",
+            'description = "The API token the deploy jobs call Jenkins with"',
+            "",
+            "[[targets.jenkins.follow_ups]]",
+            'kind = "keyvault-secret-version"',
+            'vault = "cftptl-intsvc"',
+            'secret = "jenkins-api-token"',
+            "",
         ]
         if "aws" in u:
             lines += [

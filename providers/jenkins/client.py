@@ -139,6 +139,19 @@ class JenkinsClient:
         body = self._json(resp, what)
         return 200, None if body.get("anonymous") else str(body.get("name") or "")
 
+    def security_page(self, user: str, *, what: str) -> str | None:
+        """The HTML of the user's security page (``/security/``, else the older ``/configure``); None when neither
+        can be read (404, a redirect to the login page, 403)."""
+        from urllib.parse import quote
+
+        for page in ("security/", "configure"):
+            resp = self._send("GET", f"/user/{quote(user, safe='')}/{page}", what=what)
+            if resp.status_code == 200 and "html" in resp.headers.get("content-type", ""):
+                return resp.text
+            if resp.status_code != 404:
+                return None
+        return None
+
     def root_class(self) -> str:
         resp = self._send("GET", "/api/json?tree=_class", what="could not read the Jenkins root API")
         if resp.status_code != 200:

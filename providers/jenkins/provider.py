@@ -4,9 +4,10 @@
   ``expirationDuration`` in days only when ``X-Jenkins`` is 2.548 or newer), ``status`` checked (errors come in 200).
 - verify: ``GET /whoAmI/api/json`` with the new token on a fresh client without cookies; the name must be the user.
 - revoke: ``POST .../revoke`` (``tokenUuid``) answers 200 even for an unknown uuid, so the revoked token's value
-  (when known) must then get 401 on a fresh client.
-- list: Jenkins has no API that lists tokens: the current token is ``target.token_uuid`` (kept in the journal and
-  the config), alive when ``account.api_token`` still authenticates.
+  (when known) must then get 401 on a fresh client, and the uuid must be gone from the user's security page.
+- list: Jenkins has no API that lists tokens. The user's security page does (names and uuids, see
+  :mod:`providers.jenkins.security_page`); when it cannot be read, the current token is ``target.token_uuid``
+  (kept in the journal and the config), alive when ``account.api_token`` still authenticates.
 
 Auth: Basic ``user:<current API token>`` on a stateless client (no cookie jar, no crumb needed); only when there is
 no ``api_token`` but a ``password``, a session (cookie + crumb on every POST). Importing this module loads no httpx.
@@ -37,14 +38,22 @@ RETIRE_NOTICE = (
 )
 
 
+def script_console_snippet(user: str) -> str:
+    """Groovy for an administrator's script console (Manage Jenkins > Script Console): the user's token uuids and names."""
+    return (
+        f"User.get({user!r}, false).getProperty(jenkins.security.ApiTokenProperty)"
+        ".tokenList.each {{ println(it.uuid + '  ' + it.name) }}"
+    )
+
+
 def unknown_uuid_message(target_name: str, user: str, base_url: str, token_name: str) -> str:
     return (
-        f"targets.{target_name}.token_uuid is not set: Jenkins cannot list API tokens, so keyturn does not know which "
-        f"token of {user} to revoke. Three ways out: (1) open {base_url}/user/{user}/security/ (or /configure), find "
-        f"the token named {token_name!r} and copy its uuid into targets.{target_name}.token_uuid; (2) ask an "
-        "administrator to list the user's tokens in the script console (User.get(...).getProperty(ApiTokenProperty)"
-        ".tokenList) and set token_uuid; (3) after the rotation, revoke every other token of the user with "
-        "revokeAllExcept, only after confirming which other tokens (other jobs, other people's scripts) die with it"
+        f"targets.{target_name}.token_uuid is not set and keyturn cannot read {user}'s security page, so it does not "
+        f"know which token to revoke. In this order: (1) open {base_url}/user/{user}/security/ (or /configure), find "
+        f"the token named {token_name!r} and copy its uuid into targets.{target_name}.token_uuid; (2) have an "
+        f"administrator run `{script_console_snippet(user)}` in the script console and set token_uuid; (3) rotate "
+        f"with --revoke-all-other-tokens, which revokes EVERY other API token of {user} (other jobs', scripts' and "
+        "people's too) after the new one works"
     )
 
 
@@ -87,6 +96,8 @@ class JenkinsProvider:
         self._current: SecretValue | None = None  # the current (old) token value, read once
         self._current_read = False
         self._minted: dict[str, SecretValue] = {}  # uuid -> value of tokens this provider minted
+        self._known: dict[str, str] = {}  # uuid -> fingerprint of tokens the journal says this rotation minted
+        self.lists_tokens: bool | None = None  # the security page was readable (None: not tried yet)
         self._version: str | None = None
         self._revoker: tuple[str, JenkinsClient] | None = None
 
@@ -178,7 +189,7 @@ class JenkinsProvider:
                     "by the Operations Center's",
                     hint="point accounts.*.base_url at the Operations Center and mint the token there",
                 )
-        if self.target.token_uuid is None and self.account.api_token:
+        if self.target.token_uuid is None and self.account.api_token and self._page() is None:
             self.interaction.warn(
                 unknown_uuid_message(self.target_name, self.user, self.base_url, self.target.token_name)
                 + " — this rotation will not revoke the old token"
@@ -187,13 +198,42 @@ class JenkinsProvider:
     def _info(self, uuid: str, name: str, expires_at: datetime | None = None, **extra: str) -> TokenInfo:
         return TokenInfo(id=uuid, name=name, expires_at=expires_at, scopes=("user",), extra={"user": self.user, **extra})
 
+    def _page(self) -> list[tuple[str, str]] | None:
+        """The live tokens (uuid, name) listed on the user's security page; None when it cannot be read."""
+        from providers.jenkins.security_page import parse_token_list
+
+        reader = self._revoke_client("")  # the newest token keyturn minted once there is one: the old may be dead
+        html = reader.security_page(self.user, what=f"could not read the security page of Jenkins user {self.user}")
+        tokens = parse_token_list(html) if html is not None else None
+        self.lists_tokens = tokens is not None
+        return tokens
+
+    def known_token(self, info: TokenInfo, fingerprint: str | None, value: SecretValue | None = None) -> None:
+        """The engine tells which token this rotation minted (on resume, from the journal): its uuid, its value's
+        fingerprint, and the value when it has it. A reference that now holds that value no longer holds the old one."""
+        if fingerprint:
+            self._known[info.id] = fingerprint
+        if value is not None:
+            self._minted[info.id] = value
+
+    def _old_value(self) -> SecretValue | None:
+        """The current (old) token's value: what the reference held when first read, unless that is a new token."""
+        value = self._current_token()
+        new = set(self._known.values()) | {v.fingerprint for v in self._minted.values()}
+        return value if value is not None and value.fingerprint not in new else None
+
     def list_tokens(self, *, include_inactive: bool = False) -> list[TokenInfo]:
+        page = self._page()
+        if page is not None:
+            return [self._info(uuid, name) for uuid, name in page]
         uuid = self.target.token_uuid
         if not uuid:
             return []
-        current = self._current_token()
-        if current is None:  # nothing to test it with: trust the config
+        if self._current_token() is None:  # nothing to test it with: trust the config
             return [self._info(uuid, self.target.token_name)]
+        current = self._old_value()
+        if current is None:  # the reference already holds this rotation's new token: the old one is not knowable
+            return []
         status, name = self._alive(current)
         active = status == 200 and name == self.user
         if status not in (200, 401):
@@ -204,13 +244,16 @@ class JenkinsProvider:
                           extra={"user": self.user})]
 
     def get_token(self, token_id: str) -> TokenInfo | None:
+        page = self._page()
+        if page is not None:
+            return next((self._info(uuid, name) for uuid, name in page if uuid == token_id), None)
         value = self._minted.get(token_id)
         if value is not None:
             status, name = self._alive(value)
             return self._info(token_id, "minted by keyturn") if status == 200 and name == self.user else None
-        # No API lists tokens: a uuid the caller knows (the config's, or the one the journal says the last
-        # rotation minted and stored where api_token points) counts as current while the current value works.
-        # Revoking it is proven afterwards with that value (401), so a wrong guess fails loudly, never silently.
+        # No list: a uuid the caller knows (the config's, or the one the journal says the last rotation minted and
+        # stored where api_token points) counts as current while the current value works. Revoking it is proven
+        # afterwards with that value (401), so a wrong guess fails loudly, never silently.
         current = self._current_token()
         if current is None:
             return self._info(token_id, self.target.token_name)
@@ -280,20 +323,49 @@ class JenkinsProvider:
         what = f"could not revoke API token {token_id} of Jenkins user {self.user}"
         resp = client.post(client.descriptor_path(self.user) + "/revoke", {"tokenUuid": token_id}, what=what)
         client.check(resp, what, forbidden=self._forbidden_reason())
-        # revoke answers 200 even for a uuid it does not know: only a 401 for the token's value proves it
+        # revoke answers 200 even for a uuid it does not know: only the token's value getting 401, or the uuid
+        # being gone from the user's security page, proves it
+        proven = False
         value = self._minted.get(token_id)
         if value is None and token_id == self.target.token_uuid:
-            value = self._current_token()
-        if value is None:
-            self.interaction.warn(f"Jenkins answered 200 to revoking {token_id}, but keyturn has no value to prove it is dead")
-            return
-        status, _name = self._alive(value)
-        if status != 401:
-            raise ProviderError(
-                f"Jenkins answered 200 to revoking API token {token_id}, but the token still works "
-                f"(GET /whoAmI/api/json -> {status} on a fresh client)",
-                hint=f"targets.{self.target_name}.token_uuid may not be this token's uuid: check the user's security page",
+            value = self._old_value()
+        if value is not None:
+            status, _name = self._alive(value)
+            if status != 401:
+                raise ProviderError(
+                    f"Jenkins answered 200 to revoking API token {token_id}, but the token still works "
+                    f"(GET /whoAmI/api/json -> {status} on a fresh client)",
+                    hint=f"targets.{self.target_name}.token_uuid may not be this token's uuid: check the user's security page",
+                )
+            proven = True
+        page = self._page()
+        if page is not None:
+            if any(uuid == token_id for uuid, _name in page):
+                raise ProviderError(
+                    f"Jenkins answered 200 to revoking API token {token_id}, but the user's security page still lists it",
+                    hint=f"revoke it by hand on {self.base_url}/user/{self.user}/security/",
+                )
+            proven = True
+        if not proven:
+            self.interaction.warn(
+                f"Jenkins answered 200 to revoking {token_id}, but keyturn can neither test its value nor read the "
+                f"security page to prove it is gone; check {self.base_url}/user/{self.user}/security/"
             )
+
+    def revoke_all_except(self, keep_uuid: str) -> None:
+        """``revokeAllExcept``: every API token of the user but ``keep_uuid`` dies (the last way out when the old
+        token's uuid is unknown). Callers must have the engineer confirm first, naming what else dies."""
+        client = self._revoke_client("")
+        what = f"could not revoke the other API tokens of Jenkins user {self.user}"
+        resp = client.post(client.descriptor_path(self.user) + "/revokeAllExcept", {"tokenUuid": keep_uuid}, what=what)
+        client.check(resp, what, forbidden=self._forbidden_reason())
+        old = self._old_value()
+        if old is not None and self._alive(old)[0] != 401:
+            raise ProviderError("Jenkins answered 200 to revokeAllExcept, but the old token still works")
+
+    def config_updates(self, token: TokenInfo) -> dict[str, str]:
+        """What the config should now say about this target: the uuid of the token that is current."""
+        return {"token_uuid": token.id}
 
     def _revoke_client(self, token_id: str) -> JenkinsClient:
         """Revoke with a token that survives the call: the newest token keyturn minted, when it is not the one."""

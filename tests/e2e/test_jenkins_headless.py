@@ -1,41 +1,166 @@
-"""Issue 6 (in progress), headless: a Jenkins user API token rotates through the engine against the emulator."""
+"""Issue 6, headless: the sandbox's `jenkins` target rotates through the real CLI against the emulator.
+
+The bot's current API token lives in Key Vault; the rotation signs in with it, mints the new one, stores it in
+the same secret, verifies it on a fresh client, revokes the old uuid and proves the old value gets 401.
+"""
 
 from __future__ import annotations
 
+import json
+import signal
+import tomllib
+
+import pytest
+
 from app.sandbox import Sandbox
+from app.sandbox.jenkins import NEW_VERSION, OLD_VERSION, SEED_TOKEN_UUID
+
+KV = ("cftptl-intsvc", "jenkins-api-token")
 
 
-def add_jenkins(sandbox: Sandbox) -> str:
-    """The current token lives in Key Vault; the rotation reads it there and writes the new one back."""
+def stored(sandbox: Sandbox) -> str:
+    return sandbox.state.secret_versions(*KV)[-1].value
+
+
+def live_tokens(sandbox: Sandbox) -> list:
     seeded = sandbox.jenkins.seeded
     assert seeded is not None
-    sandbox.state.set_secret("cftptl-intsvc", "jenkins-api-token", seeded.token_value)
-    block = sandbox.jenkins.config_toml(sandbox.urls["jenkins"], api_token_ref="vault:cftptl-intsvc/jenkins-api-token")
-    block += '\n[[targets.jenkins.follow_ups]]\nkind = "keyvault-secret-version"\nvault = "cftptl-intsvc"\nsecret = "jenkins-api-token"\n'
-    sandbox.config_path.write_text(sandbox.config_path.read_text() + "\n" + block)
-    return seeded.token_value
+    return [t for t in sandbox.jenkins.tokens(seeded.user) if sandbox.jenkins.token_status(t.value) == "active"]
 
 
-def test_jenkins_rotation_new_token_works_old_gets_401(sandbox: Sandbox, keyturn) -> None:
-    old_value = add_jenkins(sandbox)
+def config_uuid(sandbox: Sandbox) -> str | None:
+    return tomllib.loads(sandbox.config_path.read_text())["targets"]["jenkins"].get("token_uuid")
+
+
+@pytest.mark.parametrize("version", [NEW_VERSION, OLD_VERSION])
+def test_rotation_new_token_works_old_gets_401(sandbox: Sandbox, keyturn, version: str) -> None:
+    sandbox.jenkins.version = version
+    seeded = sandbox.jenkins.seeded
+    assert seeded is not None
+    old_value = stored(sandbox)
+    assert old_value == seeded.token_value and config_uuid(sandbox) == SEED_TOKEN_UUID
     run = keyturn("rotate", "jenkins", "--no-input", "--json")
     assert run.code == 0, run.stderr
     result = run.json()
     assert result["state"] == "done"
-    new_value = sandbox.state.secret_versions("cftptl-intsvc", "jenkins-api-token")[-1].value
+    new_value = stored(sandbox)
     assert new_value != old_value
     assert sandbox.jenkins.token_status(new_value) == "active"
     assert sandbox.jenkins.token_status(old_value) == "revoked"
+    (new,) = live_tokens(sandbox)
+    assert new.value == new_value
+    if version == NEW_VERSION:
+        assert new.expires_at is not None  # validity_days = 90 became expirationDuration
+        assert 89 * 86400 < new.expires_at - new.created_at <= 90 * 86400
+    else:
+        assert new.expires_at is None
+        assert "never expires" in run.stderr  # said, not hidden
+    # the config now names the current token's uuid (comments and the rest of the file untouched)
+    assert config_uuid(sandbox) == new.uuid
+    assert "# Jenkins" in sandbox.config_path.read_text()
     assert new_value not in run.stdout + run.stderr and old_value not in run.stdout + run.stderr
+    assert new_value not in sandbox.config_path.read_text()
 
 
 def test_second_rotation_retires_the_first_rotations_token(sandbox: Sandbox, keyturn) -> None:
-    """No API lists Jenkins tokens: the second rotation finds the token to retire in the journal."""
-    add_jenkins(sandbox)
     assert keyturn("rotate", "jenkins", "--no-input").code == 0
-    first = sandbox.state.secret_versions("cftptl-intsvc", "jenkins-api-token")[-1].value
+    first = stored(sandbox)
     run = keyturn("rotate", "jenkins", "--no-input", "--json")
     assert run.code == 0, run.stderr
-    second = sandbox.state.secret_versions("cftptl-intsvc", "jenkins-api-token")[-1].value
+    second = stored(sandbox)
     assert sandbox.jenkins.token_status(first) == "revoked"
     assert sandbox.jenkins.token_status(second) == "active"
+    assert [t.value for t in live_tokens(sandbox)] == [second]
+
+
+def test_first_rotation_of_a_hand_made_token_finds_it_by_name(sandbox: Sandbox, keyturn) -> None:
+    """No token_uuid in the config: the user's security page lists the token named like the target."""
+    text = sandbox.config_path.read_text().replace(f'token_uuid = "{SEED_TOKEN_UUID}"\n', "")
+    sandbox.config_path.write_text(text)
+    assert config_uuid(sandbox) is None
+    seeded = sandbox.jenkins.seeded
+    assert seeded is not None
+    other = sandbox.jenkins.add_token(seeded.user, "someone else's script")
+    dry = keyturn("rotate", "jenkins", "--no-input", "--dry-run")
+    assert dry.code == 0 and SEED_TOKEN_UUID in dry.stdout  # the plan names the token it will revoke
+    run = keyturn("rotate", "jenkins", "--no-input", "--json")
+    assert run.code == 0, run.stderr
+    assert sandbox.jenkins.token_status(seeded.token_value) == "revoked"
+    assert sandbox.jenkins.token_status(other.value) == "active"  # only the target's token
+    assert config_uuid(sandbox) == next(t.uuid for t in live_tokens(sandbox) if t.value == stored(sandbox))
+
+
+def test_unreadable_page_and_no_uuid_then_revoke_all_other_tokens(sandbox: Sandbox, keyturn) -> None:
+    sandbox.jenkins.security_page = False
+    text = sandbox.config_path.read_text().replace(f'token_uuid = "{SEED_TOKEN_UUID}"\n', "")
+    sandbox.config_path.write_text(text)
+    seeded = sandbox.jenkins.seeded
+    assert seeded is not None
+    other = sandbox.jenkins.add_token(seeded.user, "old laptop")
+    dry = keyturn("rotate", "jenkins", "--no-input", "--dry-run")
+    assert dry.code == 0
+    assert "script console" in dry.stderr and "--revoke-all-other-tokens" in dry.stderr
+    assert "nothing to revoke" in dry.stdout
+    run = keyturn("rotate", "jenkins", "--no-input", "--json", "--revoke-all-other-tokens")
+    assert run.code == 0, run.stderr
+    assert f"EVERY other API token of {seeded.user}" in run.stderr  # named before it happens
+    assert sandbox.jenkins.token_status(seeded.token_value) == "revoked"
+    assert sandbox.jenkins.token_status(other.value) == "revoked"
+    assert [t.value for t in live_tokens(sandbox)] == [stored(sandbox)]
+    assert sandbox.jenkins.token_status(seeded.admin_token) == "active"  # other users untouched
+
+
+KILL_POINTS = [
+    "after:planned",
+    "after:mint_attempt",  # before the generate call
+    "before:minted",  # the token exists in Jenkins, the journal does not know it
+    "after:minted",  # the value was only in memory: lost
+    "before:step_done",  # Key Vault has the new value, the journal does not know it
+    "after:step_done",
+    "after:stored",  # from here on, api_token's reference holds the NEW token
+    "after:verified",
+    "after:propagated",
+    "before:revoked",  # the old token is revoked in Jenkins, not in the journal
+    "after:old_retired",
+]
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_kill_then_resume(sandbox: Sandbox, keyturn, point: str) -> None:
+    seeded = sandbox.jenkins.seeded
+    assert seeded is not None
+    crashed = keyturn("rotate", "jenkins", "--no-input", env={"KEYTURN_TEST_KILL_AT": point})
+    assert crashed.code == -signal.SIGKILL, crashed.stderr
+    resumed = keyturn("resume", "--no-input", "--json")
+    assert resumed.code == 0, resumed.stderr
+    assert [r["state"] for r in resumed.json()["resumed"]] == ["done"]
+    (live,) = live_tokens(sandbox)  # exactly one live token of the user: no orphan
+    assert live.value == stored(sandbox) and live.uuid != SEED_TOKEN_UUID
+    assert sandbox.jenkins.token_status(seeded.token_value) == "revoked"
+    ours = [v for v in sandbox.state.secret_versions(*KV) if (v.tags or {}).get("keyturn-token-id") == live.uuid]
+    assert len(ours) == 1  # stored once
+    assert config_uuid(sandbox) == live.uuid
+    journal = "".join(p.read_text() for p in (sandbox.config_path.parent / "journal").glob("*"))
+    assert live.value not in journal and seeded.token_value not in journal
+    assert [json.loads(x)["event"] for x in journal.splitlines()][-1] == "done"
+
+
+def test_interrupted_mint_without_a_list_stops_and_asks(sandbox: Sandbox, keyturn) -> None:
+    """Killed after Jenkins made the token, with no readable security page: keyturn cannot find the orphan, so it
+    stops and asks instead of minting a second token; once the engineer has revoked it, resume finishes."""
+    sandbox.jenkins.security_page = False
+    seeded = sandbox.jenkins.seeded
+    assert seeded is not None
+    crashed = keyturn("rotate", "jenkins", "--no-input", env={"KEYTURN_TEST_KILL_AT": "before:minted"})
+    assert crashed.code == -signal.SIGKILL
+    (orphan,) = [t for t in live_tokens(sandbox) if t.uuid != SEED_TOKEN_UUID]
+    asked = keyturn("resume", "--no-input")
+    assert asked.code != 0
+    (line,) = [x for x in asked.stderr.splitlines() if x.startswith("keyturn: error:")]
+    assert orphan.name in line and "--orphan-checked" in line
+    assert len(live_tokens(sandbox)) == 2  # nothing minted meanwhile
+    sandbox.jenkins.revoke(orphan.uuid)  # what the engineer does on the security page
+    resumed = keyturn("resume", "--no-input", "--json", "--orphan-checked")
+    assert resumed.code == 0, resumed.stderr
+    (live,) = live_tokens(sandbox)
+    assert live.value == stored(sandbox) and sandbox.jenkins.token_status(seeded.token_value) == "revoked"

@@ -60,8 +60,8 @@ def rotate(p: JenkinsProvider, expires_at: datetime | None) -> Any:
     assert [(t.id, t.name) for t in old] == [(SEED_TOKEN_UUID, "ci-deploy")]
     minted = p.mint(MintRequest(display_name="ci-deploy-20260101-abcdef12", scopes=("user",), expires_at=expires_at))
     assert "200 as keyturn-bot" in p.verify(minted)
-    p.revoke(old[0].id)
-    assert p.list_tokens() == []  # the old value now gets 401
+    p.revoke(old[0].id)  # proven: the old value now gets 401, and the uuid left the security page
+    assert [t.id for t in p.list_tokens()] == [minted.info.id]
     return minted
 
 
@@ -199,16 +199,85 @@ def test_no_valid_crumb_is_explained(jk: JenkinsStandalone) -> None:
         p.close()
 
 
-def test_unknown_uuid_names_the_ways_out(jk: JenkinsStandalone) -> None:
+def test_unknown_uuid_is_found_by_name_on_the_security_page(jk: JenkinsStandalone) -> None:
+    """First rotation of a token made by hand: the user's security page lists it (uuid and name)."""
+    s = jk.world.seeded
+    assert s is not None
+    jk.world.add_token(s.user, "someone's <laptop> & script")  # another token of the user, awkward name
     warnings: list[str] = []
     p = make(jk, warnings=warnings, target={"token_uuid": None})
     try:
         p.sign_in()
-        assert p.list_tokens() == []
+        listed = {t.id: t.name for t in p.list_tokens()}
+        assert listed[SEED_TOKEN_UUID] == "ci-deploy"
+        assert "someone's <laptop> & script" in listed.values()
+        assert p.lists_tokens is True
+        minted = p.mint(MintRequest(display_name="ci-deploy-20260101-abcdef12", scopes=("user",), expires_at=None))
+        p.revoke(SEED_TOKEN_UUID)  # proven by the old value's 401 and by the page
+        assert SEED_TOKEN_UUID not in {t.id for t in p.list_tokens()}
+        assert minted.info.id in {t.id for t in p.list_tokens()}
+    finally:
+        p.close()
+    assert warnings == []
+    assert len([t for t in jk.world.tokens(s.user) if not t.revoked]) == 2  # the other token lives on
+
+
+def test_unknown_uuid_and_no_page_names_the_ways_out_in_order(jk: JenkinsStandalone) -> None:
+    jk.world.security_page = False  # a controller whose page keyturn cannot read
+    warnings: list[str] = []
+    p = make(jk, warnings=warnings, target={"token_uuid": None})
+    try:
+        p.sign_in()
+        assert p.list_tokens() == [] and p.lists_tokens is False
     finally:
         p.close()
     (w,) = warnings
-    assert "/user/keyturn-bot/security/" in w and "script console" in w and "revokeAllExcept" in w
+    page, console, everything = (w.index(x) for x in ("/user/keyturn-bot/security/", "script console", "--revoke-all-other-tokens"))
+    assert page < console < everything  # offered in this order
+    assert "ApiTokenProperty" in w and "tokenList" in w  # the script to run
+    assert "EVERY other API token of keyturn-bot" in w
+
+
+def test_revoke_all_except_keeps_only_the_new_token(jk: JenkinsStandalone) -> None:
+    s = jk.world.seeded
+    assert s is not None
+    other = jk.world.add_token(s.user, "old laptop")
+    jk.world.security_page = False
+    p = make(jk, target={"token_uuid": None})
+    try:
+        p.sign_in()
+        minted = p.mint(MintRequest(display_name="ci-deploy-20260101-abcdef12", scopes=("user",), expires_at=None))
+        p.verify(minted)
+        p.revoke_all_except(minted.info.id)
+    finally:
+        p.close()
+    assert jk.world.token_status(s.token_value) == "revoked"
+    assert jk.world.token_status(other.value) == "revoked"
+    assert jk.world.token_status(minted.value.reveal()) == "active"
+    assert jk.world.token_status(s.admin_token) == "active"  # another user's tokens are untouched
+
+
+def test_revoke_proof_by_the_page_when_no_value_is_known(jk: JenkinsStandalone) -> None:
+    """Resuming after the store step: the reference now holds the new token; the page proves the old uuid gone."""
+    s = jk.world.seeded
+    assert s is not None
+    first = make(jk)
+    try:
+        first.sign_in()
+        minted = first.mint(MintRequest(display_name="ci-deploy-20260101-abcdef12", scopes=("user",), expires_at=None))
+    finally:
+        first.close()
+    warnings: list[str] = []
+    resumed = make(jk, warnings=warnings, secrets={"env:JK": minted.value.reveal()})  # a new process, new value stored
+    try:
+        resumed.known_token(minted.info, minted.value.fingerprint)
+        resumed.sign_in()
+        resumed.revoke(SEED_TOKEN_UUID)  # the reference's value is the new token: not taken for the old one
+    finally:
+        resumed.close()
+    assert warnings == []
+    assert jk.world.token_status(s.token_value) == "revoked"
+    assert jk.world.token_status(minted.value.reveal()) == "active"
 
 
 def test_refused_token_and_missing_settings(jk: JenkinsStandalone, caplog: pytest.LogCaptureFixture) -> None:
