@@ -309,7 +309,6 @@ class Engine:
 
     def open(self, rotation_id: str) -> Rotation:
         record = self.journal.load(rotation_id)
-        target = self.target(record.target)
         rotation = Rotation(self, record, steps=self.steps(record.target))
         rotation.tell_provider()
         return rotation
@@ -615,7 +614,7 @@ class Rotation:
             if "all-others" not in {e.get("role") for e in self.record.events if e["event"] == "revoked"}:
                 self.engine.emit("progress", f"revoking every API token of the user except {new.id}")
                 everyone_else(new.id)
-                self._write("revoked", token_id="*", role="all-others", kept=new.id)
+                self._write("revoked", token_id="*", role="all-others", kept=new.id)  # noqa: S106 (not a secret)
         if olds:  # proof: revoke calls may answer 200 without effect
             still = {t.id for t in self.provider.list_tokens()} & {t.id for t in olds}
             if still:

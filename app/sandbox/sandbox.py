@@ -335,7 +335,7 @@ class Sandbox:
             "",
             self.conductorone.follow_up_toml("buildkite-conductorone", base_url=u["conductorone"]),
             f"# Jenkins {self.jenkins.version} (token expiry from 2.548): the bot signs in with its current API token",
-            self.jenkins.config_toml(u["jenkins"], api_token_ref="vault:cftptl-intsvc/jenkins-api-token").rstrip("\n"),
+            self.jenkins.config_toml(u["jenkins"], api_token_ref="vault:cftptl-intsvc/jenkins-api-token").rstrip("\n"),  # noqa: S106
             "validity_days = 90",
             'description = "The API token the deploy jobs call Jenkins with"',
             "",
