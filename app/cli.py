@@ -50,7 +50,7 @@ def _stderr(kind: str, text: str) -> None:
     import logging
 
     logging.getLogger("keyturn.cli").info("%s: %s", kind, text)
-    prefix = {"warning": "warning: ", "step": "  done: ", "progress": "  ... "}.get(kind, "")
+    prefix = {"warning": "warning: ", "notice": "note: ", "step": "  done: ", "progress": "  ... "}.get(kind, "")
     click.echo(f"{prefix}{text}", err=True)
 
 
@@ -179,6 +179,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @_guard
 def rotate(ctx: click.Context, target: str, no_input: bool, dry_run: bool, as_json: bool, reveal: bool, skip_manual: bool, revoke_now: bool, revoke_all_others: bool) -> None:
     """Rotate TARGET's token: mint, store, verify, propagate, retire the old one."""
+    if reveal and dry_run:
+        raise KeyturnError("--reveal and --dry-run conflict: a dry run mints no value to reveal", hint="drop one of them")
     config = _load(ctx)
     if not no_input and not dry_run and sys.stdin.isatty() and not as_json and not reveal:
         from app.tui import run_wizard
@@ -296,7 +298,18 @@ def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json:
 
 
 def main() -> None:
-    cli(prog_name="keyturn")
+    # click's own usage errors (unknown option, missing argument, bad value) follow keyturn's rule too:
+    # one `keyturn: error:` line and exit 2, with the help command to run instead of the usage block
+    try:
+        code = cli.main(prog_name="keyturn", standalone_mode=False)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "keyturn"
+        _fail(KeyturnError(exc.format_message(), hint=f"see `{where} --help`").__str__(), exc.exit_code)
+    except click.ClickException as exc:
+        _fail(KeyturnError(exc.format_message()).__str__(), exc.exit_code)
+    except click.Abort:
+        _fail("interrupted", 130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

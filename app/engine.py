@@ -69,6 +69,7 @@ class MintOptions:
     token_name: str | None = None
     expires_at: datetime | None = None
     all_orgs: bool | None = None
+    no_expiry: bool = False  # the engineer chose "never" (else a missing expires_at means the target's validity_days)
 
 
 @dataclass
@@ -252,7 +253,9 @@ class Engine:
         scopes = options.scopes or resolve_scopes(self.config, target_name, target)
         token_name = options.token_name or target.token_name
         now = self.clock()
-        expires_at = options.expires_at or (now + timedelta(days=target.validity_days) if target.validity_days else None)
+        expires_at = options.expires_at or (
+            now + timedelta(days=target.validity_days) if target.validity_days and not options.no_expiry else None
+        )
         if expires_at is not None and expires_at <= now:
             raise KeyturnError(f"the expiry {expires_at:%Y-%m-%d} is in the past", hint="choose a future date")
         old: list[TokenInfo] = []
@@ -599,7 +602,7 @@ class Rotation:
         olds = [t for t in olds if not (new and t.id == new.id)]
         # optional provider hooks (Buildkite): what revocation does to running agents, and the reason it records
         if olds and (notice := getattr(self.provider, "retire_notice", None)):
-            self.engine.emit("warning", notice())
+            self.engine.emit("notice", notice())  # the CLI prints it; the wizard's retire screen already shows it
         if reason := getattr(self.provider, "set_revoke_reason", None):
             reason(f"rotated by keyturn (rotation {self.id})")
         for t in olds:

@@ -37,7 +37,8 @@ def summary_rows(rotation: Rotation, outcome: str) -> list[tuple[str, str]]:
             rows.append(("Note", note))
     scopes = plan.get("scopes", [])
     platform = plan.get("platform", "")
-    rows.append(("Scopes", ", ".join(f"{scope_label(platform, s)} ({s})" for s in scopes) or "-"))
+    labels = ((scope_label(platform, s), s) for s in scopes)
+    rows.append(("Scopes", ", ".join(label if label == s else f"{label} ({s})" for label, s in labels) or "-"))
     stored = rotation.stored_in()
     rows.append(
         ("Stored in", "\n".join(stored) if stored else "nowhere: no store follow-up (the value was only revealed)")

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 PLATFORMS = {"azure-devops": "Azure DevOps", "buildkite": "Buildkite", "jenkins": "Jenkins"}
 SANDBOX_NOTICE = (
-    "SANDBOX: Azure DevOps, Entra sign-in, Key Vault, Buildkite and ConductorOne are emulated on "
+    "SANDBOX: Azure DevOps, Entra sign-in, Key Vault, Buildkite, ConductorOne and Jenkins are emulated on "
     "127.0.0.1 and the Flux repo is a local git clone. Nothing real is touched; rotate away."
 )
 

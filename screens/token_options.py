@@ -1,10 +1,12 @@
-"""Choose what the new Buildkite token will be, before the plan: one screen for the three token kinds.
+"""Choose what the new token will be, before the plan: Buildkite's three token kinds and Jenkins' API token.
 
 - cluster agent token: the cluster, a description, an optional expiry (fixed once minted), the allowed IP
   ranges, and what revoking the old token does to running agents;
 - unclustered agent token: the deprecation notice first, then the description;
 - API access token: no API creates one, so the pre-filled creation page (copyable, openable) and the exact
-  scopes it must carry.
+  scopes it must carry;
+- Jenkins / CloudBees CI API token: its name, its expiry (only from Jenkins 2.548, read from ``X-Jenkins``;
+  older releases make tokens that never expire, and the screen says so) and the user it belongs to.
 
 The screen mints nothing: it dismisses with :class:`app.engine.MintOptions`, or ``None`` on escape.
 """
@@ -33,7 +35,9 @@ KIND_TITLES = {
     "cluster-agent-token": "New cluster agent token",
     "unclustered-agent-token": "New agent token (unclustered)",
     "api-access-token": "New API access token",
+    "jenkins-api-token": "New Jenkins API token",
 }
+JENKINS = "jenkins-api-token"
 
 
 class Body(VerticalScroll, can_focus=False):
@@ -52,7 +56,7 @@ class Choice(RadioButton):
         return super().render()
 
 
-def parse_expiry(mode: str, days: str, when: str, now: datetime) -> datetime | None:
+def parse_expiry(mode: str, days: str, when: str, now: datetime, *, platform: str = "Buildkite") -> datetime | None:
     """The chosen expiry (UTC) or None; raises ValueError with a one-line reason."""
     if mode == EXPIRY_NONE:
         return None
@@ -75,7 +79,7 @@ def parse_expiry(mode: str, days: str, when: str, now: datetime) -> datetime | N
     if expires is None:
         raise ValueError("expiry: write the date as YYYY-MM-DD or YYYY-MM-DD HH:MM (UTC)")
     if expires < now + MIN_EXPIRY:
-        raise ValueError(f"expiry {expires:%Y-%m-%d %H:%M} UTC is less than 10 minutes ahead; Buildkite refuses it")
+        raise ValueError(f"expiry {expires:%Y-%m-%d %H:%M} UTC is less than 10 minutes ahead; {platform} refuses it")
     return expires
 
 
@@ -112,7 +116,7 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
         self.target_name = target_name
         self.target = target
         self.provider = provider
-        self.kind = target.token_type or "cluster-agent-token"
+        self.kind = JENKINS if getattr(provider, "platform", "") == "jenkins" else (target.token_type or "cluster-agent-token")
         self.error: str | None = None
 
     @property
@@ -137,7 +141,7 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
                     yield Label("Cluster", classes="field-label")
                     yield Static(self.target.cluster or "(not set)", id="cluster", markup=False)
             with Horizontal(classes="field"):
-                yield Label("Description", classes="field-label")
+                yield Label("Token name" if self.kind == JENKINS else "Description", classes="field-label")
                 yield Input(self.target.token_name, id="description", compact=True, max_length=DESCRIPTION_MAX)
             yield Static(
                 "keyturn adds the date and the rotation id to it, so the next rotation finds this token.",
@@ -146,24 +150,64 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
             )
             if self.kind == "cluster-agent-token":
                 yield from self._compose_cluster()
+            if self.kind == JENKINS:
+                yield from self._compose_jenkins()
             if self.is_api_token:
                 yield from self._compose_api_token()
         yield Static("", id="error", classes="error-line", markup=False)
         yield Footer()
 
-    def _compose_cluster(self) -> ComposeResult:
+    def _compose_expiry(self, *, default_days: int | None) -> ComposeResult:
         with Horizontal(classes="field", id="expiry-field"):
             yield Label("Expiry", classes="field-label")
             with RadioSet(id="expiry", compact=True):
-                yield Choice("None", value=True, id=EXPIRY_NONE)
-                yield Choice("In days", id=EXPIRY_DAYS)
+                yield Choice("None", value=default_days is None, id=EXPIRY_NONE)
+                yield Choice("In days", value=default_days is not None, id=EXPIRY_DAYS)
                 yield Choice("On date", id=EXPIRY_DATE)
         with Horizontal(classes="field", id="expiry-inputs"):
             yield Label("", classes="field-label")
-            yield Input("90", id="expiry-days", compact=True, max_length=4, type="integer")
+            yield Input(str(default_days or 90), id="expiry-days", compact=True, max_length=4, type="integer")
             yield Static("days from now", id="days-unit", classes="unit", markup=False)
             yield Input(placeholder="YYYY-MM-DD HH:MM", id="expiry-date", compact=True, max_length=16)
             yield Static("UTC", id="date-unit", classes="unit", markup=False)
+
+    @property
+    def has_expiry(self) -> bool:
+        if self.kind == JENKINS:
+            return bool(self.provider.supports_expiry)
+        return self.kind == "cluster-agent-token"
+
+    def _compose_jenkins(self) -> ComposeResult:
+        version = self.provider.server_version or "?"
+        if self.has_expiry:
+            yield from self._compose_expiry(default_days=self.target.validity_days)
+            yield Static(
+                f"ⓘ Jenkins {version} sends the expiry as whole days (expirationDuration).", classes="note", markup=False
+            )
+        else:
+            with Horizontal(classes="field"):
+                yield Label("Expiry", classes="field-label")
+                yield Static("never", id="expiry-never", markup=False)
+            yield Static(
+                f"⚠ Jenkins {version} has no API token expiry (it arrived in 2.548): the new token never expires. "
+                "Rotate it on schedule and let keyturn revoke the old one.",
+                id="no-expiry",
+                markup=False,
+            )
+        with Horizontal(classes="field"):
+            yield Label("User", classes="field-label")
+            yield Input(self.provider.user, id="user", compact=True, max_length=100)
+        yield Static(
+            "Only the user mints their own API tokens: keyturn signs in as "
+            f"{self.provider.auth_user} with that user's current token.",
+            classes="note",
+            markup=False,
+        )
+        yield Static("Before the old token is revoked", classes="section")
+        yield Static(self.provider.retire_notice(), id="retire-notice", markup=False)
+
+    def _compose_cluster(self) -> ComposeResult:
+        yield from self._compose_expiry(default_days=None)
         yield Static(
             "ⓘ An agent token's expiry cannot be changed after it is created; at least 10 minutes ahead (UTC).",
             classes="note",
@@ -197,7 +241,7 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
 
     def on_mount(self) -> None:
         self.query_one("#error").display = False
-        if self.kind == "cluster-agent-token":
+        if self.has_expiry:
             self._show_expiry_inputs()
         if self.is_api_token:
             self._show_url()
@@ -260,18 +304,28 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
             self._fail("description: give the token a description")
             return
         expires_at = None
-        if self.kind == "cluster-agent-token":
+        if self.has_expiry:
             try:
                 expires_at = parse_expiry(
                     self._expiry_mode(),
                     self.query_one("#expiry-days", Input).value,
                     self.query_one("#expiry-date", Input).value,
                     self.wizard.now(),
+                    platform="Jenkins" if self.kind == JENKINS else "Buildkite",
                 )
             except ValueError as exc:
                 self._fail(str(exc))
                 return
-        self.dismiss(MintOptions(token_name=description, expires_at=expires_at))
+        if self.kind == JENKINS:
+            user = self.query_one("#user", Input).value.strip()
+            if user != self.provider.user:
+                self._fail(
+                    f"user: only {user or 'that user'} can mint their own API token; sign in as them (their current "
+                    "token in accounts.*.api_token), or have Jenkins started with "
+                    "-Djenkins.security.ApiTokenProperty.adminCanGenerateNewTokens=true"
+                )
+                return
+        self.dismiss(MintOptions(token_name=description, expires_at=expires_at, no_expiry=expires_at is None))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -384,6 +384,59 @@ def scripted_wizard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable
         p.release.set()
 
 
+# -- flows shared by the token-options targets (Buildkite, Jenkins) ------------------------------
+# Each takes the ``wiz`` namespace first, as the tests call them: ``await wiz.open_options(wiz, pilot, name)``.
+
+async def open_options(wiz: Any, pilot: Pilot[Any], target: str) -> None:
+    """From launch to the target's TokenOptionsScreen: the expiry radar, then Enter on the target's row."""
+    app = pilot.app
+    await wiz.wait_until(
+        pilot, lambda: wiz.screen_name(app) == "TargetsScreen" and not app.screen.reading, what="the targets' expiry"
+    )
+    for _ in range(list(app.config.targets).index(target)):
+        await pilot.press("down")
+    await pilot.press("enter")
+    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "TokenOptionsScreen", what="the token options")
+
+
+async def review_and_mint(wiz: Any, pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    await pilot.press("ctrl+s")
+    await wiz.wait_until(
+        pilot, lambda: wiz.screen_name(app) == "ReviewScreen" and app.screen.plan is not None, what="the plan"
+    )
+    await pilot.press("enter")
+
+
+async def reveal_to_summary(wiz: Any, pilot: Pilot[Any]) -> None:
+    """Reveal (stored in Key Vault), the automated follow-ups, revoke now, the summary."""
+    app = pilot.app
+    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen", what="the reveal")
+    await pilot.press("ctrl+s")
+    await checklist_to_summary(wiz, pilot)
+
+
+async def checklist_to_summary(wiz: Any, pilot: Pilot[Any]) -> None:
+    """Tick the manual steps, wait for the automated ones, revoke now, the summary."""
+    app = pilot.app
+    await wiz.wait_until(
+        pilot, lambda: wiz.screen_name(app) in ("FollowUpsScreen", "RetireScreen"), what="follow-ups or retire"
+    )
+    if wiz.screen_name(app) == "FollowUpsScreen":
+        screen = app.screen
+        for step in [s for s in screen.rotation.steps if s.manual and screen.states[s.id] != "done"]:
+            await pilot.press("space")  # tick the highlighted manual step; the highlight moves on
+            await wiz.wait_until(pilot, lambda s=step: screen.states[s.id] == "done", what=f"step {step.id}")
+        await wiz.wait_until(pilot, lambda: all(s == "done" for s in screen.states.values()), what="the follow-ups")
+        await pilot.press("ctrl+s")
+    await wiz.wait_until(
+        pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready, what="verify and retire"
+    )
+    await pilot.press("enter")  # revoke now
+    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "SummaryScreen", what="the summary")
+
+
+
 @pytest.fixture
 def wiz() -> Any:
     """The helpers above, for test modules (importing conftest by name is ambiguous: there are several)."""
@@ -396,4 +449,8 @@ def wiz() -> Any:
         KeyCounter=KeyCounter,
         FROZEN_NOW=FROZEN_NOW,
         SNAPSHOT_VALUE=SNAPSHOT_VALUE,
+        open_options=open_options,
+        review_and_mint=review_and_mint,
+        reveal_to_summary=reveal_to_summary,
+        checklist_to_summary=checklist_to_summary,
     )

@@ -30,66 +30,17 @@ def journal_of(sandbox: Any) -> RotationJournal:
     return RotationJournal(sandbox.directory / "journal")
 
 
-async def open_options(wiz: Any, pilot: Pilot[Any], target: str) -> None:
-    """From launch to the target's TokenOptionsScreen: the expiry radar, then Enter on the target's row."""
-    app = pilot.app
-    await wiz.wait_until(
-        pilot, lambda: wiz.screen_name(app) == "TargetsScreen" and not app.screen.reading, what="the targets' expiry"
-    )
-    assert "Buildkite" in wiz.screen_text(app)  # the platform column
-    for _ in range(list(app.config.targets).index(target)):
-        await pilot.press("down")
-    await pilot.press("enter")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "TokenOptionsScreen", what="the token options")
-
-
-async def review_and_mint(wiz: Any, pilot: Pilot[Any]) -> None:
-    app = pilot.app
-    await pilot.press("ctrl+s")
-    await wiz.wait_until(
-        pilot, lambda: wiz.screen_name(app) == "ReviewScreen" and app.screen.plan is not None, what="the plan"
-    )
-    await pilot.press("enter")
-
-
-async def reveal_to_summary(wiz: Any, pilot: Pilot[Any]) -> None:
-    """Reveal (stored in Key Vault), the automated follow-ups, revoke now, the summary."""
-    app = pilot.app
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen", what="the reveal")
-    await pilot.press("ctrl+s")
-    await checklist_to_summary(wiz, pilot)
-
-
-async def checklist_to_summary(wiz: Any, pilot: Pilot[Any]) -> None:
-    """Tick the manual steps, wait for the automated ones, revoke now, the summary."""
-    app = pilot.app
-    await wiz.wait_until(
-        pilot, lambda: wiz.screen_name(app) in ("FollowUpsScreen", "RetireScreen"), what="follow-ups or retire"
-    )
-    if wiz.screen_name(app) == "FollowUpsScreen":
-        screen = app.screen
-        for step in [s for s in screen.rotation.steps if s.manual and screen.states[s.id] != "done"]:
-            await pilot.press("space")  # tick the highlighted manual step; the highlight moves on
-            await wiz.wait_until(pilot, lambda s=step: screen.states[s.id] == "done", what=f"step {step.id}")
-        await wiz.wait_until(pilot, lambda: all(s == "done" for s in screen.states.values()), what="the follow-ups")
-        await pilot.press("ctrl+s")
-    await wiz.wait_until(
-        pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready, what="verify and retire"
-    )
-    await pilot.press("enter")  # revoke now
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "SummaryScreen", what="the summary")
-
-
 async def test_cluster_agent_token_rotates_end_to_end(wiz, sandbox_wizard, wizard_sandbox) -> None:
     bk = wizard_sandbox.buildkite
     old = next(t for t in bk.cluster_tokens() if t.description == "Default cluster agents")
     app = sandbox_wizard()
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_options(wiz, pilot, "buildkite-cluster")
+        await wiz.open_options(wiz, pilot, "buildkite-cluster")
+        assert "New cluster agent token" in wiz.screen_text(app)
         options_text = " ".join(wiz.screen_text(app).split())
         assert "Default cluster" in options_text
         assert "cannot be changed" in options_text
-        await review_and_mint(wiz, pilot)
+        await wiz.review_and_mint(wiz, pilot)
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen", what="the reveal")
         await pilot.press("ctrl+s")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen", what="the checklist")
@@ -98,7 +49,7 @@ async def test_cluster_agent_token_rotates_end_to_end(wiz, sandbox_wizard, wizar
         assert "Cycle agents that cache the old agent token" in checklist
         assert "buildkite-agent-metrics binary" in checklist and "already connected" in checklist
         assert not bk.cluster_token(old.uuid).revoked  # type: ignore[union-attr]
-        await checklist_to_summary(wiz, pilot)
+        await wiz.checklist_to_summary(wiz, pilot)
         await pilot.press("enter")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "TargetsScreen")
 
@@ -115,7 +66,7 @@ async def test_cluster_agent_token_rotates_end_to_end(wiz, sandbox_wizard, wizar
 async def test_cluster_expiry_too_soon_is_refused_then_a_date_is_taken(wiz, sandbox_wizard, wizard_sandbox) -> None:
     app = sandbox_wizard()
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_options(wiz, pilot, "buildkite-cluster")
+        await wiz.open_options(wiz, pilot, "buildkite-cluster")
         screen = app.screen
         screen.query_one("#expiry-date", Input).value = (app.now() + timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M")
         await pilot.press("tab", "right", "right", "space")  # description -> expiry: "On date"
@@ -134,7 +85,7 @@ async def test_cluster_expiry_too_soon_is_refused_then_a_date_is_taken(wiz, sand
 async def test_unclustered_shows_the_deprecation(wiz, sandbox_wizard, wizard_sandbox) -> None:
     app = sandbox_wizard()
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_options(wiz, pilot, "buildkite-unclustered")
+        await wiz.open_options(wiz, pilot, "buildkite-unclustered")
         text = " ".join(wiz.screen_text(app).split())
         assert "deprecated" in text and "cluster-agent-token" in text
         await pilot.press("escape")
@@ -147,9 +98,9 @@ async def test_unclustered_agent_token_rotates_end_to_end(wiz, sandbox_wizard, w
     old = next(t for t in bk.agent_tokens() if t.description == "Legacy macOS agents")
     app = sandbox_wizard()
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_options(wiz, pilot, "buildkite-unclustered")
-        await review_and_mint(wiz, pilot)
-        await reveal_to_summary(wiz, pilot)
+        await wiz.open_options(wiz, pilot, "buildkite-unclustered")
+        await wiz.review_and_mint(wiz, pilot)
+        await wiz.reveal_to_summary(wiz, pilot)
         summary = " ".join(wiz.screen_text(app).split())
         assert "revoked Legacy macOS agents" in summary and "deprecated" in summary
 
@@ -169,8 +120,8 @@ async def test_buildkite_rotation_left_at_the_checklist_resumes(wiz, sandbox_wiz
     old = next(t for t in bk.cluster_tokens() if t.description == "Default cluster agents")
     app = sandbox_wizard()
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_options(wiz, pilot, "buildkite-cluster")
-        await review_and_mint(wiz, pilot)
+        await wiz.open_options(wiz, pilot, "buildkite-cluster")
+        await wiz.review_and_mint(wiz, pilot)
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen", what="the reveal")
         await pilot.press("ctrl+s")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen", what="the checklist")
@@ -182,7 +133,7 @@ async def test_buildkite_rotation_left_at_the_checklist_resumes(wiz, sandbox_wiz
         assert not bk.cluster_token(old.uuid).revoked  # type: ignore[union-attr]
         await pilot.press("tab", "enter")  # the unfinished rotations' table: resume it
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen", what="the resumed checklist")
-        await checklist_to_summary(wiz, pilot)
+        await wiz.checklist_to_summary(wiz, pilot)
 
     (done,) = journal_of(wizard_sandbox).all()
     assert done.rotation_id == record.rotation_id and done.state == "done"
@@ -194,7 +145,7 @@ async def test_buildkite_rotation_left_at_the_checklist_resumes(wiz, sandbox_wiz
 
 async def conductorone_to_paste(wiz: Any, pilot: Pilot[Any]) -> None:
     app = pilot.app
-    await open_options(wiz, pilot, "buildkite-conductorone")
+    await wiz.open_options(wiz, pilot, "buildkite-conductorone")
     text = " ".join(wiz.screen_text(app).split())
     assert "no API that creates" in text
     for scope in CONNECTOR_SCOPES:
@@ -202,7 +153,7 @@ async def conductorone_to_paste(wiz: Any, pilot: Pilot[Any]) -> None:
     await pilot.press("c")  # copy the page's address (the creation-url line has the focus)
     assert app.secret_clipboard._backend.text == app.screen.creation_url()
     assert "/user/api-access-tokens/new?" in app.screen.creation_url()
-    await review_and_mint(wiz, pilot)
+    await wiz.review_and_mint(wiz, pilot)
     await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "PasteTokenScreen", what="the paste screen")
 
 
@@ -228,7 +179,7 @@ async def test_conductorone_api_token_is_pasted_and_rotated(wiz, sandbox_wizard,
         await pilot.press("enter")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) != "PasteTokenScreen")
         seen += [app.export_screenshot(), wiz.screen_text(app)]
-        await reveal_to_summary(wiz, pilot)
+        await wiz.reveal_to_summary(wiz, pilot)
         seen += [app.export_screenshot(), wiz.screen_text(app)]
 
     (record,) = journal_of(wizard_sandbox).all()
