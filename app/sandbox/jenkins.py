@@ -26,8 +26,8 @@ the crumb check (and has no session to bind one to). Only the user may mint or r
 the controller runs with ``adminCanGenerateNewTokens`` and the caller is an administrator (otherwise a bare 403,
 as Jenkins answers). Every answer carries ``X-Jenkins: <version>``; ``world.version`` switches between an old
 release without token expiry (:data:`OLD_VERSION`) and one with it (:data:`NEW_VERSION`). ``world.cloudbees``
-(``"controller"`` or ``"operations-center"``) adds ``X-CloudBees-CI: <role>`` and, for an Operations Center,
-changes the root ``_class``. Like Jenkins, a request authenticated with an API token gets a session cookie
+(``"controller"`` or ``"operations-center"``) appends the product to ``X-Jenkins`` as CloudBees does
+(``2.548 (CloudBees CI Client Controller 2.548)``) and, for an Operations Center, changes the root ``_class``. Like Jenkins, a request authenticated with an API token gets a session cookie
 back (``world.sessions_on_basic``): a client that keeps cookies carries that session from then on.
 
 The world is :class:`JenkinsWorld` (not in ``SandboxState``); :class:`JenkinsStandalone` serves it alone.
@@ -63,7 +63,9 @@ CRUMB_FIELD = "Jenkins-Crumb"
 NO_CRUMB = "No valid crumb was included in the request"
 NODE = "node0keyturn"  # the cookie name's suffix (JSESSIONID.<hash> in real Jenkins)
 COOKIE = f"JSESSIONID.{NODE}"
-CLOUDBEES_HEADER = "X-CloudBees-CI"
+# CloudBees products name themselves in X-Jenkins after the core version, e.g. "1.625.16.2 (CloudBees Jenkins
+# Operations Center 1.8)" (CloudBees KB "Customer environment validation tests for a CJOC environment")
+CLOUDBEES_PRODUCTS = {"controller": "CloudBees CI Client Controller", "operations-center": "CloudBees CI Operations Center"}
 OC_CLASS = "com.cloudbees.opscenter.server.model.OperationsCenter"
 
 SEED_USER = "keyturn-bot"
@@ -333,9 +335,10 @@ class JenkinsService(Service):
 
     def handle(self, req: Request) -> Response:
         resp = super().handle(req)
-        resp.headers["X-Jenkins"] = self.world.version
+        version = self.world.version
         if self.world.cloudbees:
-            resp.headers[CLOUDBEES_HEADER] = self.world.cloudbees
+            version = f"{version} ({CLOUDBEES_PRODUCTS[self.world.cloudbees]} {version})"
+        resp.headers["X-Jenkins"] = version
         return resp
 
     # -- helpers -------------------------------------------------------------------------------

@@ -41,8 +41,9 @@ CRUMB_EXPLAINED = (
 
 
 def version_tuple(version: str | None) -> tuple[int, ...]:
+    """``"2.548"`` -> (2, 548); CloudBees' ``"2.479.3.4 (CloudBees CI Client Controller 2.479.3.4)"`` -> (2, 479, 3, 4)."""
     out: list[int] = []
-    for part in (version or "").split("."):
+    for part in (version or "").split(" ", 1)[0].split("."):
         digits = "".join(c for c in part if c.isdigit())
         if not digits:
             break
@@ -65,14 +66,25 @@ def stateless_client(ca_bundle: Path | None, user: str, token: SecretValue, *, t
 
 @dataclass(frozen=True)
 class ServerInfo:
-    version: str | None
-    cloudbees: bool  # an X-CloudBees-* / X-Jenkins-CloudBees header was seen
+    version: str | None  # the core version: X-Jenkins up to the first space
+    product: str  # what CloudBees appends in parentheses ("CloudBees CI Operations Center 2.479.3.4"), else ""
+
+    @property
+    def cloudbees(self) -> bool:
+        return "cloudbees" in self.product.lower()
+
+    @property
+    def operations_center(self) -> bool:
+        return "operations center" in self.product.lower()
 
 
 def server_info(resp: httpx.Response) -> ServerInfo:
-    names = [k.lower() for k in resp.headers]
-    cloudbees = any(n.startswith(("x-cloudbees", "x-jenkins-cloudbees")) for n in names)
-    return ServerInfo(resp.headers.get("X-Jenkins"), cloudbees)
+    """From ``X-Jenkins``: Jenkins sends its version; CloudBees products add their name, e.g.
+    ``1.625.16.2 (CloudBees Jenkins Operations Center 1.8)`` (CloudBees KB, CJOC environment validation tests)."""
+    raw = (resp.headers.get("X-Jenkins") or "").strip()
+    version, _, rest = raw.partition(" ")
+    product = rest.strip().removeprefix("(").removesuffix(")") if rest else ""
+    return ServerInfo(version or None, product)
 
 
 class JenkinsClient:
@@ -98,7 +110,7 @@ class JenkinsClient:
         self._password = password
         self._crumb: tuple[str, str] | None = None
         self._signed_in = False
-        self.info = ServerInfo(None, False)
+        self.info = ServerInfo(None, "")
         self._secrets = tuple(s.reveal() for s in (token, password) if s is not None)
         if token is not None:
             self._http = stateless_client(ca_bundle, auth_user, token, transport=transport)

@@ -181,12 +181,12 @@ class JenkinsProvider:
             raise ProviderError(f"{what}: Jenkins treats the request as anonymous")
         if name != self.auth_user:
             raise ProviderError(f"{what}: Jenkins says the credentials belong to {name!r}")
-        if client.info.cloudbees:
-            root = client.root_class()
+        if client.info.cloudbees and not client.info.operations_center:
+            root = client.root_class()  # an Operations Center's root object says so too
             if "opscenter" not in root.lower() and "operationscenter" not in root.lower():
                 raise ProviderError(
-                    f"{self.base_url} is a CloudBees CI controller: API tokens made on a controller are overwritten "
-                    "by the Operations Center's",
+                    f"{self.base_url} is a CloudBees CI controller ({client.info.product}): API tokens made on a "
+                    "controller are overwritten by the Operations Center's",
                     hint="point accounts.*.base_url at the Operations Center and mint the token there",
                 )
         if self.target.token_uuid is None and self.account.api_token and self._page() is None:

@@ -303,3 +303,22 @@ def test_stateless_client_jar_refuses_cookies(jk: JenkinsStandalone) -> None:
         r = c.get(jk.url + "/whoAmI/api/json")
         assert "set-cookie" in r.headers  # Jenkins offered a session...
         assert isinstance(c.cookies.jar, CookieJar) and len(c.cookies.jar) == 0  # ...and it was not kept
+
+
+@pytest.mark.parametrize(
+    ("header", "version", "product", "expiry"),
+    [
+        ("2.548", (2, 548), "", True),
+        ("2.479.3", (2, 479, 3), "", False),
+        ("2.548.1.2 (CloudBees CI Operations Center 2.548.1.2)", (2, 548, 1, 2), "CloudBees CI Operations Center 2.548.1.2", True),
+        ("1.625.16.2 (CloudBees Jenkins Operations Center 1.8)", (1, 625, 16, 2), "CloudBees Jenkins Operations Center 1.8", False),
+    ],
+)
+def test_x_jenkins_header(header: str, version: tuple[int, ...], product: str, expiry: bool) -> None:
+    from providers.jenkins.client import server_info, version_tuple
+    from providers.jenkins.provider import EXPIRY_SINCE
+
+    info = server_info(httpx.Response(200, headers={"X-Jenkins": header}))
+    assert version_tuple(info.version) == version and info.product == product
+    assert (version_tuple(info.version) >= EXPIRY_SINCE) is expiry
+    assert info.cloudbees is bool(product) and info.operations_center is ("Operations Center" in product)
