@@ -37,4 +37,6 @@ def setup_logging(path: Path, level: int = logging.INFO) -> Path:
     quiet_azure_logging()
     # httpx logs full URLs at INFO (query strings such as continuation tokens): keep it to warnings
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpcore's DEBUG trace prints response headers (Jenkins' legacy token endpoint answers with the token in one)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     return path
