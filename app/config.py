@@ -254,12 +254,19 @@ class Config(_Model):
     def _secret_refs(self) -> list[tuple[str, str]]:
         refs = []
         for name, acc in self.accounts.items():
-            for key in ("email", "password"):
+            for key in ("email", "password", "api_token"):
                 if (v := getattr(acc, key)) is not None:
                     refs.append((f"accounts.{name}.{key}", v))
         for name, vault in self.vaults.items():
             if vault.client_secret:
                 refs.append((f"vaults.{name}.client_secret", vault.client_secret))
+        for name, target in self.targets.items():
+            for key in ("old_token", "new_token"):
+                if (v := getattr(target, key)) is not None:
+                    refs.append((f"targets.{name}.{key}", v))
+            for i, step in enumerate(target.follow_ups):
+                if isinstance(step, ConductorOneConnector):
+                    refs.append((f"targets.{name}.follow_ups.{i}.client_secret", step.client_secret))
         return refs
 
     def resolve_path(self, p: Path | str) -> Path:

@@ -29,13 +29,28 @@ def utcnow() -> datetime:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    """``path`` as a 0700 folder; the folders created on the way are 0700 too (XDG), whatever the umask."""
+    try:
+        missing, folder = [], path
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)
+        path.mkdir(exist_ok=True, mode=0o700)  # raises if path is a file
+        os.chmod(path, 0o700)
+    except OSError as exc:
+        raise KeyturnError(
+            f"{path}: cannot use it as keyturn's private folder ({exc.strerror or exc.__class__.__name__})",
+            hint="set settings.journal_dir to a folder you can write",
+        ) from None
     return path
 
 
-def _crash_point(where: str) -> None:
-    """Fault injection for the crash tests: KEYTURN_TEST_KILL_AT=after:minted SIGKILLs this process there."""
+def crash_point(where: str) -> None:
+    """Fault injection for the crash tests: KEYTURN_TEST_KILL_AT=after:minted (a journal event) or a named point
+    inside a follow-up (e.g. ``flux:committed``) SIGKILLs this process there."""
     if os.environ.get("KEYTURN_TEST_KILL_AT") == where:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -121,7 +136,7 @@ class RotationJournal:
 
     def append(self, rotation_id: str, event: str, **fields: Any) -> dict[str, Any]:
         _refuse_values(fields)
-        _crash_point(f"before:{event}")
+        crash_point(f"before:{event}")
         ensure_private_dir(self.directory)
         rec = {"ts": utcnow().isoformat(timespec="milliseconds"), "rotation_id": rotation_id, "event": event, **fields}
         line = (json.dumps(rec, sort_keys=True, default=str) + "\n").encode()
@@ -139,7 +154,7 @@ class RotationJournal:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
-        _crash_point(f"after:{event}")
+        crash_point(f"after:{event}")
         return rec
 
     def load(self, rotation_id: str) -> RotationRecord:

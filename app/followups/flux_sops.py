@@ -19,6 +19,7 @@ from pathlib import Path
 from app.config import Config, FluxSopsSecret
 from app.errors import FollowUpError, one_line
 from app.followups import StepContext, StepDefaults, StepResult
+from app.journal import crash_point
 from app.secret import SecretValue, fingerprint
 
 MIN_SOPS = (3, 11)
@@ -149,7 +150,8 @@ class FluxSopsStep(StepDefaults):
                 hint="commit or stash them first",
             )
 
-    def find_done(self, ctx: StepContext) -> StepResult | None:
+    def _our_commit(self, ctx: StepContext) -> tuple[str, str] | None:
+        """(branch, sha) of this rotation's commit for this token, if an earlier attempt made it."""
         sha = self._git(
             ctx.config, "log", "--all", "--format=%H", f"--grep=rotation {ctx.rotation_id}", f"--grep=token {ctx.token.id}", "--all-match",
             what="git log",
@@ -157,7 +159,23 @@ class FluxSopsStep(StepDefaults):
         if not sha:
             return None
         branch = self._git(ctx.config, "branch", "--format=%(refname:short)", "--contains", sha[0], what="git branch").splitlines()
-        return self._result(ctx, branch[0] if branch else "", sha[0], pushed=self._pushed(ctx.config, sha[0]))
+        return (branch[0] if branch else "", sha[0])
+
+    def _leave_branch(self, config: Config, branch: str) -> None:
+        """A crash right after our commit left the clone on our branch: go back to where the engineer was."""
+        if branch and self._git(config, "rev-parse", "--abbrev-ref", "HEAD", what="git rev-parse") == branch:
+            base = self._git(config, "config", "--get", f"branch.{branch}.keyturn-base", what="git config", check=False)
+            self._git(config, "switch", "-q", base or "-", what=f"git switch {base or '-'}")
+
+    def find_done(self, ctx: StepContext) -> StepResult | None:
+        ours = self._our_commit(ctx)
+        if ours is None:
+            return None
+        branch, sha = ours
+        pushed = self._pushed(ctx.config, sha)
+        if self.spec.push and not pushed:
+            return None  # committed before a crash, not pushed: `run` pushes that commit (and makes no second one)
+        return self._result(ctx, branch, sha, pushed=pushed)
 
     def _pushed(self, config: Config, sha: str) -> bool:
         if not self.spec.push:
@@ -178,10 +196,13 @@ class FluxSopsStep(StepDefaults):
         config, value = ctx.config, ctx.value
         assert value is not None
         done = self.find_done(ctx)
-        if done and (done.detail.get("pushed") or not self.spec.push):
+        if done:
             return done
-        if done:  # committed before a crash, not pushed yet
-            return self._push(ctx, done.detail["branch"], done.detail["commit"])
+        ours = self._our_commit(ctx)
+        if ours is not None:  # committed before a crash, not pushed yet
+            branch, sha = ours
+            self._leave_branch(config, branch)
+            return self._push(ctx, branch, sha)
         self._check_sops_version(config)
         branch = self._branch(ctx)
         original = self._git(config, "rev-parse", "--abbrev-ref", "HEAD", what="git rev-parse")
@@ -207,6 +228,7 @@ class FluxSopsStep(StepDefaults):
                 stored = self._decrypt_field(config, f)
                 if stored is None or self._decoded_fingerprint(stored) != value.fingerprint:
                     raise FollowUpError(f"{self.title}: {f} does not decrypt to the new value after sops set")
+                crash_point("flux:file-set")  # crash tests: one file edited, the others not, nothing committed
             self._git(config, "add", "--", *self.spec.files, what="git add")
             message = (
                 f"keyturn: rotate {ctx.target_name} token\n\n"
@@ -216,6 +238,7 @@ class FluxSopsStep(StepDefaults):
             ident = [] if self._git(config, "config", "user.email", what="git config", check=False) else ["-c", "user.name=keyturn", "-c", "user.email=keyturn@localhost"]
             self._run(config, ["git", *ident, "commit", "-q", "-F", "-"], what="git commit", stdin=message.encode())
             sha = self._git(config, "rev-parse", "HEAD", what="git rev-parse")
+            crash_point("flux:committed")  # crash tests: committed on our branch, still checked out, not pushed
         finally:
             self._git(config, "checkout", "-q", "--", *self.spec.files, what="git checkout", check=False)
             if original and original != branch:
@@ -223,16 +246,16 @@ class FluxSopsStep(StepDefaults):
         return self._push(ctx, branch, sha) if self.spec.push else self._result(ctx, branch, sha, pushed=False)
 
     def recover_value(self, ctx: StepContext, fp: str) -> SecretValue | None:
-        """After a crash: our commit holds the value, encrypted; decrypt it in memory (never to disk)."""
-        done = self.find_done(ctx)
-        if done is None:
+        """After a crash: our commit (pushed or not) holds the value, encrypted; decrypt it in memory (never to disk)."""
+        ours = self._our_commit(ctx)
+        if ours is None:
             return None
         import tempfile
 
         config = ctx.config
         with tempfile.TemporaryDirectory(prefix="keyturn-") as tmp:
             encrypted = Path(tmp) / Path(self.spec.files[0]).name
-            blob = self._run(config, ["git", "show", f"{done.detail['commit']}:{self.spec.files[0]}"], what="git show").stdout
+            blob = self._run(config, ["git", "show", f"{ours[1]}:{self.spec.files[0]}"], what="git show").stdout
             encrypted.write_bytes(blob)  # still encrypted: the same bytes as in the repository
             stored = self._decrypt_field(config, str(encrypted))
         if stored is None:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-
-import pytest
-
 from app.sandbox import Sandbox
 
 
@@ -70,14 +66,3 @@ def test_agent_token_pasted_as_api_token(sandbox: Sandbox, keyturn) -> None:
     line = next(x for x in run.stderr.splitlines() if x.startswith("keyturn: error:"))
     assert "agent token" in line.lower()
     assert agent_value not in run.stderr
-
-
-@pytest.mark.parametrize("point", ["before:minted", "after:minted", "after:stored", "after:verified"])
-def test_cluster_kill_then_resume(sandbox: Sandbox, keyturn, point: str) -> None:
-    crashed = keyturn("rotate", "buildkite-cluster", "--no-input", "--skip-manual", env={"KEYTURN_TEST_KILL_AT": point})
-    assert crashed.code == -signal.SIGKILL
-    resumed = keyturn("resume", "--no-input", "--json", "--skip-manual")
-    assert resumed.code == 0, resumed.stderr
-    live = [t for t in sandbox.buildkite.cluster_tokens() if t.description.startswith("Default cluster agents")]
-    assert len(live) == 1 and live[0].description != "Default cluster agents"
-    assert sandbox.state.secret_versions("cftptl-intsvc", "buildkite-agent-token")[-1].value == live[0].value

@@ -6,7 +6,6 @@ the same secret, verifies it on a fresh client, revokes the old uuid and proves 
 
 from __future__ import annotations
 
-import json
 import signal
 import tomllib
 
@@ -108,41 +107,6 @@ def test_unreadable_page_and_no_uuid_then_revoke_all_other_tokens(sandbox: Sandb
     assert sandbox.jenkins.token_status(other.value) == "revoked"
     assert [t.value for t in live_tokens(sandbox)] == [stored(sandbox)]
     assert sandbox.jenkins.token_status(seeded.admin_token) == "active"  # other users untouched
-
-
-KILL_POINTS = [
-    "after:planned",
-    "after:mint_attempt",  # before the generate call
-    "before:minted",  # the token exists in Jenkins, the journal does not know it
-    "after:minted",  # the value was only in memory: lost
-    "before:step_done",  # Key Vault has the new value, the journal does not know it
-    "after:step_done",
-    "after:stored",  # from here on, api_token's reference holds the NEW token
-    "after:verified",
-    "after:propagated",
-    "before:revoked",  # the old token is revoked in Jenkins, not in the journal
-    "after:old_retired",
-]
-
-
-@pytest.mark.parametrize("point", KILL_POINTS)
-def test_kill_then_resume(sandbox: Sandbox, keyturn, point: str) -> None:
-    seeded = sandbox.jenkins.seeded
-    assert seeded is not None
-    crashed = keyturn("rotate", "jenkins", "--no-input", env={"KEYTURN_TEST_KILL_AT": point})
-    assert crashed.code == -signal.SIGKILL, crashed.stderr
-    resumed = keyturn("resume", "--no-input", "--json")
-    assert resumed.code == 0, resumed.stderr
-    assert [r["state"] for r in resumed.json()["resumed"]] == ["done"]
-    (live,) = live_tokens(sandbox)  # exactly one live token of the user: no orphan
-    assert live.value == stored(sandbox) and live.uuid != SEED_TOKEN_UUID
-    assert sandbox.jenkins.token_status(seeded.token_value) == "revoked"
-    ours = [v for v in sandbox.state.secret_versions(*KV) if (v.tags or {}).get("keyturn-token-id") == live.uuid]
-    assert len(ours) == 1  # stored once
-    assert config_uuid(sandbox) == live.uuid
-    journal = "".join(p.read_text() for p in (sandbox.config_path.parent / "journal").glob("*"))
-    assert live.value not in journal and seeded.token_value not in journal
-    assert [json.loads(x)["event"] for x in journal.splitlines()][-1] == "done"
 
 
 def test_interrupted_mint_without_a_list_stops_and_asks(sandbox: Sandbox, keyturn) -> None:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import subprocess
-
-import pytest
 
 from app.sandbox import Sandbox
 from app.sandbox.flux import sops_binary
@@ -76,13 +73,3 @@ def test_missing_decryption_key_stops_before_minting(sandbox: Sandbox, keyturn) 
     run = keyturn("rotate", "keda", "--no-input", env={"SOPS_AGE_KEY_FILE": "/nonexistent"})
     assert run.code == 2 and "no decryption key available" in run.stderr
     assert len(sandbox.state.pats()) == before
-
-
-@pytest.mark.parametrize("point", ["after:verified", "before:step_done", "after:step_done", "after:propagated"])
-def test_kill_in_the_follow_ups_then_resume(sandbox: Sandbox, keyturn, point: str) -> None:
-    crashed = keyturn("rotate", "keda", "--no-input", env={"KEYTURN_TEST_KILL_AT": point})
-    assert crashed.code == -signal.SIGKILL
-    resumed = keyturn("resume", "--no-input", "--json")
-    assert resumed.code == 0, resumed.stderr
-    git(sandbox.flux.clone, "fetch", "-q", "origin")  # type: ignore[union-attr]
-    check_outcome(sandbox)  # exactly one live token, one commit, both files hold it
