@@ -85,7 +85,9 @@ class JenkinsProvider:
             raise KeyturnError(f"accounts.{account_name}.base_url is not set: give the Jenkins controller's URL")
         if not account.user:
             raise KeyturnError(f"accounts.{account_name}.user is not set: give the Jenkins user id whose token rotates")
-        self.base_url = account.base_url.rstrip("/")
+        from app.net import check_url
+
+        self.base_url = check_url(account.base_url.rstrip("/"), f"accounts.{account_name}.base_url")
         self.user = account.user
         self.auth_user = auth_user or account.user
         self._ca_bundle = ca_bundle

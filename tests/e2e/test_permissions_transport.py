@@ -138,7 +138,6 @@ def test_plain_http_to_a_remote_host_is_refused(sandbox: Sandbox, tmp_path: Path
     assert len(sandbox.state.pats()) == before
 
 
-@pytest.mark.xfail(strict=True, reason="providers/jenkins/client.py calls check_url(base_url, 'accounts.*.base_url'): the key is not named")
 def test_plain_http_jenkins_names_the_account(sandbox: Sandbox, tmp_path: Path) -> None:
     config = variant(sandbox, "http", http_edit(sandbox, "jenkins", "jenkins.example.com"))
     proc = cli(config, "rotate", "jenkins", "--no-input", "--dry-run", home=tmp_path / "home")
