@@ -143,14 +143,15 @@ def sandbox_up(directory: Path, aws: bool, max_lifespan_days: int | None, block_
 @click.pass_context
 @_guard
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Expiry radar over every target. Exit 0 when all are fine, 1 when any is expiring or expired."""
+    """Expiry radar over every target. Exit 0 when all are fine; 1 when any is expiring, expired, missing, or
+    could not be checked (a monitor must not read "could not look" as healthy)."""
     config = _load(ctx)
     engine = _engine(config, no_input=True)
     try:
         rows = engine.status()
     finally:
         engine.close()
-    bad = [r for r in rows if r.state in ("expiring", "expired", "missing")]
+    bad = [r for r in rows if r.state in ("expiring", "expired", "missing", "unknown")]
     if as_json:
         click.echo(json.dumps({"targets": [r.to_json() for r in rows], "attention": len(bad)}, indent=2))
     else:
