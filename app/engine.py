@@ -491,6 +491,23 @@ class Rotation:
         hook = getattr(self.provider, "known_token", None)
         if hook and self.new_token is not None and self.record.new_token:
             hook(self.new_token, self.record.new_token.get("fingerprint"), self.value)
+        if (supply := getattr(self.provider, "previous_values_from", None)) and self.new_token is not None:
+            supply(self.previous_values)
+
+    def previous_values(self) -> list[SecretValue]:
+        """What the stores held before this rotation wrote to them (the old token, e.g. Key Vault's previous
+        version): a provider that authenticates a revoke with the old value reads it here on resume."""
+        if self.new_token is None:
+            return []
+        ctx = self._ctx()
+        out: list[SecretValue] = []
+        for s in self.steps:
+            read = getattr(s, "previous_value", None)
+            if s.is_store and read is not None and s.id in self.record.steps_done:
+                value = read(ctx, self.record.steps_done[s.id])
+                if value is not None:
+                    out.append(value)
+        return out
 
     def _ensure_value(self) -> bool:
         """Have the new value in memory, reading it back from a store if needed. False when it is lost."""
@@ -506,6 +523,14 @@ class Rotation:
                     self.tell_provider()
                     self.engine.emit("progress", f"read the new value back from {s.title}")
                     return True
+            # optional provider hook (Buildkite API token): a value made by hand is still where it was read from
+            read = getattr(self.provider, "recover_value", None)
+            assert self.new_token is not None
+            if read is not None and (v := read(self.new_token, fp)) is not None:
+                self.value = v
+                self.tell_provider()
+                self.engine.emit("progress", "read the new value again from targets.*.new_token")
+                return True
         return False
 
     def _compensate(self) -> None:

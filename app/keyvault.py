@@ -5,17 +5,22 @@ Imported on first use: the Azure SDK costs ~330 ms to import.
 
 from __future__ import annotations
 
+import hmac
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from app.errors import KeyturnError, SecretSourceError
-from app.net import check_url, is_loopback
+from app.net import MAX_ATTEMPTS, RETRY_WAIT_CAP, backoff, check_url, http_timeout, is_loopback, retry_sleep, times
 
 if TYPE_CHECKING:
     from app.config import Config, Vault
 
 API_VERSION = "7.5"  # pinned: the vendored contract is secrets 7.5
+
+log = logging.getLogger("keyturn.keyvault")
+T = TypeVar("T")
 
 
 def quiet_azure_logging() -> None:
@@ -66,7 +71,64 @@ class VaultClient:
             kwargs["connection_verify"] = str(config.resolve_path(config.settings.ca_bundle))
         if is_loopback(urlsplit(self.url).hostname or ""):
             kwargs["verify_challenge_resource"] = False  # a local vault is not *.vault.azure.net
+        # keyturn retries itself (see _call and set): bounded, with its own waits, never a blind second
+        # SetSecret (the SDK's policy would repeat a PUT after a reset, making a second version)
+        kwargs.update(retry_total=0, connection_timeout=http_timeout(), read_timeout=http_timeout())
         self._client = SecretClient(self.url, _credential(config, name, vault), **kwargs)
+        self.sleep: Callable[[float], None] = retry_sleep
+
+    @staticmethod
+    def _transient(exc: Exception) -> tuple[str, float | None, bool] | None:
+        """(what happened, the announced wait, whether the request may have had an effect) for a failure
+        worth another attempt; None for the rest (403, 404, a bad request, a sign-in failure)."""
+        from azure.core.exceptions import (
+            DecodeError,
+            DeserializationError,
+            HttpResponseError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+
+        if isinstance(exc, ServiceRequestError):
+            return "could not connect", None, False
+        if isinstance(exc, ServiceResponseError):
+            said = "timed out" if "timed out" in str(exc).lower() else "the connection was reset"
+            return said, None, True
+        if isinstance(exc, DecodeError | DeserializationError):
+            return "an unreadable answer", None, True
+        if isinstance(exc, HttpResponseError) and exc.status_code in (429, 500, 502, 503, 504):
+            wait = None
+            if exc.response is not None:
+                try:
+                    headers = getattr(exc.response, "headers", None) or {}
+                    wait = min(max(float(headers.get("Retry-After") or ""), 0.0), RETRY_WAIT_CAP)
+                except ValueError:
+                    wait = None
+            return f"HTTP {exc.status_code}", wait, exc.status_code != 429
+        return None
+
+    def _gave_up(self, action: str, secret: str, problems: list[str]) -> SecretSourceError:
+        distinct = list(dict.fromkeys(problems))
+        said = f"{distinct[0]} {times(len(problems))}" if len(distinct) == 1 else ", then ".join(problems)
+        return SecretSourceError(f"Key Vault {self.name} / secret {secret}: {action} failed: {said}; try again later")
+
+    def _call(self, fn: Callable[[], T], action: str, secret: str) -> T:
+        """An idempotent call, retried (timeouts, resets, 429 after its Retry-After, 5xx, unreadable answers)."""
+        problems: list[str] = []
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return fn()
+            except Exception as exc:
+                transient = self._transient(exc)
+                if transient is None:
+                    raise self._fail(exc, action, secret) from None
+                problem, wait, _maybe = transient
+                problems.append(problem)
+                log.warning("Key Vault %s: %s %s: %s (attempt %d/%d)", self.name, action, secret, problem, attempt, MAX_ATTEMPTS)
+                if attempt == MAX_ATTEMPTS:
+                    raise self._gave_up(action, secret, problems) from None
+                self.sleep(wait if wait is not None else backoff(attempt))
+        raise AssertionError("unreachable")
 
     def _fail(self, exc: Exception, action: str, secret: str) -> KeyturnError:
         from azure.core.exceptions import (
@@ -95,32 +157,64 @@ class VaultClient:
         return SecretSourceError(f"{where}: {action} failed ({exc.__class__.__name__})")
 
     def get(self, secret: str, version: str | None = None) -> Any:
-        try:
-            return self._client.get_secret(secret, version)
-        except Exception as exc:
-            raise self._fail(exc, "read", secret) from None
+        return self._call(lambda: self._client.get_secret(secret, version), "read", secret)
 
     def versions(self, secret: str) -> list[Any]:
-        try:
-            return list(self._client.list_properties_of_secret_versions(secret))
-        except Exception as exc:
-            from azure.core.exceptions import ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError
 
-            if isinstance(exc, ResourceNotFoundError):
+        def listing() -> list[Any]:
+            try:
+                return list(self._client.list_properties_of_secret_versions(secret))
+            except ResourceNotFoundError:
                 return []
-            raise self._fail(exc, "list versions of", secret) from None
+
+        return self._call(listing, "list versions of", secret)
 
     def set(self, secret: str, value: str, **kwargs: Any) -> Any:
-        try:
-            return self._client.set_secret(secret, value, **kwargs)
-        except Exception as exc:
-            raise self._fail(exc, "write", secret) from None
+        """SetSecret, which adds a version each time: never repeated blindly. After a failure that may have
+        written it (a timeout, a reset, a 5xx, an unreadable answer) the versions are read back: a version
+        with these tags and this value is the one we wrote; only when there is none is it written again."""
+        problems: list[str] = []
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return self._client.set_secret(secret, value, **kwargs)
+            except Exception as exc:
+                transient = self._transient(exc)
+                if transient is None:
+                    raise self._fail(exc, "write", secret) from None
+                problem, wait, maybe_written = transient
+                problems.append(problem)
+                log.warning("Key Vault %s: write %s: %s (attempt %d/%d)", self.name, secret, problem, attempt, MAX_ATTEMPTS)
+                if maybe_written:
+                    try:
+                        written = self._written(secret, value, kwargs.get("tags"))
+                    except KeyturnError as check:
+                        raise SecretSourceError(
+                            f"Key Vault {self.name} / secret {secret}: write failed ({problem}) and whether it "
+                            f"happened cannot be checked: {check.message}",
+                            hint="look at the secret's versions before trying again",
+                        ) from None
+                    if written is not None:
+                        log.info("Key Vault %s: write %s: %s, but the version was written", self.name, secret, problem)
+                        return written
+                if attempt == MAX_ATTEMPTS:
+                    raise self._gave_up("write", secret, problems) from None
+                self.sleep(wait if wait is not None else backoff(attempt))
+        raise AssertionError("unreachable")
+
+    def _written(self, secret: str, value: str, tags: dict[str, str] | None) -> Any | None:
+        """The version a failed SetSecret wrote anyway (same tags, same value), or None."""
+        versions = sorted(self.versions(secret), key=lambda p: p.created_on or 0)
+        candidates = [p for p in versions if (p.tags or None) == (tags or None)] if tags else versions[-1:]
+        for props in reversed(candidates[-3:]):
+            bundle = self.get(secret, props.version)
+            if bundle.value is not None and hmac.compare_digest(bundle.value.encode(), value.encode()):
+                return bundle
+        return None
 
     def update(self, secret: str, version: str, **kwargs: Any) -> Any:
-        try:
-            return self._client.update_secret_properties(secret, version, **kwargs)
-        except Exception as exc:
-            raise self._fail(exc, "update", secret) from None
+        """UpdateSecret sets the same properties again when repeated: retried like a read."""
+        return self._call(lambda: self._client.update_secret_properties(secret, version, **kwargs), "update", secret)
 
     def close(self) -> None:
         self._client.close()

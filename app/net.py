@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,44 @@ from urllib.parse import urlsplit
 from app.errors import KeyturnError
 
 USER_AGENT = "keyturn/0.1 (+https://github.com/keyturn)"
+
+# Retries (idempotent calls only; creations are never repeated blindly): how many attempts, the backoff
+# between them (1 s, 2 s, ...) and the longest server-announced wait (Retry-After, RateLimit-Reset) honoured.
+MAX_ATTEMPTS = 3
+RETRY_WAIT_CAP = 30.0
+DEFAULT_TIMEOUT = 30.0
+
+# Tests of the real CLI shorten the timeout and the waits through the environment (a child process
+# cannot be handed a fake clock): KEYTURN_HTTP_TIMEOUT (seconds) and KEYTURN_RETRY_SLEEP_SCALE (factor).
+TIMEOUT_ENV = "KEYTURN_HTTP_TIMEOUT"
+SLEEP_SCALE_ENV = "KEYTURN_RETRY_SLEEP_SCALE"
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value >= 0 else default
+
+
+def http_timeout() -> float:
+    """Seconds a call may take to connect, or between two reads of its answer (default 30)."""
+    return _env_float(TIMEOUT_ENV, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
+
+
+def retry_sleep(seconds: float) -> None:
+    """Wait before a retry (scaled by KEYTURN_RETRY_SLEEP_SCALE; clients take a ``sleep`` to replace it)."""
+    time.sleep(max(seconds, 0.0) * _env_float(SLEEP_SCALE_ENV, 1.0))
+
+
+def backoff(attempt: int) -> float:
+    """The wait after failed attempt ``attempt`` (1-based): 1 s, 2 s, 4 s..."""
+    return float(2 ** (attempt - 1))
+
+
+def times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
 def is_loopback(host: str) -> bool:
@@ -45,9 +85,11 @@ def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
     return ctx
 
 
-def http_client(ca_bundle: Path | None, *, timeout: float = 30.0, **kwargs: Any) -> Any:
+def http_client(ca_bundle: Path | None, *, timeout: float | None = None, **kwargs: Any) -> Any:
     """An httpx.Client with keyturn's TLS settings. No cookie persistence is relied upon."""
     import httpx  # imported on first use: ~190 ms
 
     headers = {"User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
-    return httpx.Client(verify=ssl_context(ca_bundle), timeout=timeout, headers=headers, **kwargs)
+    return httpx.Client(
+        verify=ssl_context(ca_bundle), timeout=timeout or http_timeout(), headers=headers, **kwargs
+    )

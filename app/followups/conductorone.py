@@ -46,13 +46,13 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from app.config import ConductorOneConnector, Config
 from app.errors import FollowUpError, KeyturnError
 from app.followups import StepContext, StepDefaults, StepResult
-from app.net import check_url, http_client
+from app.net import MAX_ATTEMPTS, RETRY_WAIT_CAP, backoff, check_url, http_client, retry_sleep, times
 from app.secret import SecretValue
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 log = logging.getLogger("keyturn.followups.conductorone")
+T = TypeVar("T")
 
 ENV_CONFIG_TYPE = "type.googleapis.com/c1.api.app.v1.EnvConfig"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -141,6 +142,29 @@ def client_assertion(client_id: str, key: Ed25519PrivateKey, aud: str, now: floa
     return signing_input + "." + _b64url(key.sign(signing_input.encode("ascii")))
 
 
+class _Transient(Exception):
+    """A failure another attempt may cure: ``maybe_happened`` when the server may have acted on the request."""
+
+    def __init__(self, problem: str, maybe_happened: bool, wait: float | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.maybe_happened = maybe_happened
+        self.wait = wait
+
+
+def _raise_transient(resp: httpx.Response) -> None:
+    """429 (nothing happened; wait for Retry-After) and 5xx (it may have happened) -> _Transient."""
+    status = resp.status_code
+    if status == 429:
+        try:
+            wait: float | None = min(max(float(resp.headers.get("Retry-After") or ""), 0.0), RETRY_WAIT_CAP)
+        except ValueError:
+            wait = None
+        raise _Transient("HTTP 429", False, wait)
+    if status in (500, 502, 503, 504):
+        raise _Transient(f"HTTP {status}", True)
+
+
 def _one_line(text: str, limit: int = 200, value: SecretValue | None = None) -> str:
     """Server text for a message: the value scrubbed out, one line, at most ``limit`` characters."""
     text = str(text)
@@ -166,7 +190,8 @@ class ConductorOneStep(StepDefaults):
         self.manual = spec.self_hosted
         self.title = spec.name or f"ConductorOne connector {spec.connector_id}"
         self.sync_timeout_s: float = float(spec.sync_timeout_s)
-        self.sleep: Callable[[float], None] = time.sleep
+        self.sleep: Callable[[float], None] = time.sleep  # between sync polls
+        self.retry_wait: Callable[[float], None] = retry_sleep  # before another attempt of a failed call
         self.clock: Callable[[], float] = time.monotonic
         self._access: tuple[SecretValue, float] | None = None  # (access token, monotonic expiry)
 
@@ -208,21 +233,53 @@ class ConductorOneStep(StepDefaults):
 
     def _http(self, config: Config) -> httpx.Client:
         ca = config.resolve_path(config.settings.ca_bundle) if config.settings.ca_bundle else None
-        client: httpx.Client = http_client(ca, timeout=30.0)
+        client: httpx.Client = http_client(ca)
         return client
 
     def _send(self, client: httpx.Client, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
+        """One request; a transport failure becomes _Transient (the caller decides whether to try again)."""
         import httpx
 
         try:
             resp = client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
-            raise FollowUpError(
-                f"{self.where}: {what} failed: cannot reach {urlsplit(url).netloc} ({exc.__class__.__name__})",
-                hint="check the tenant / base_url and the network",
-            ) from None
+            if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+                problem, sent = "could not connect", False
+            elif isinstance(exc, httpx.TimeoutException):
+                problem, sent = "timed out", True
+            else:
+                problem, sent = "the connection was reset", True
+            log.warning("ConductorOne %s %s -> %s", method, urlsplit(url).path, problem)
+            host = urlsplit(url).netloc
+            raise _Transient(f"cannot reach {host}" if not sent else f"{problem} ({host})", sent) from None
         log.info("ConductorOne %s %s -> %s", method, urlsplit(url).path, resp.status_code)
         return resp
+
+    def _with_retries(self, call: Callable[[], T], what: str, *, idempotent: bool) -> T:
+        """Run ``call`` (one request) up to MAX_ATTEMPTS times when it is idempotent: timeouts, resets, 429, 5xx
+        and unreadable answers are tried again. A non-idempotent call is tried again only after a 429 or a
+        failed connection (nothing happened); otherwise FollowUpError (``keyturn resume`` repeats the step)."""
+        problems: list[str] = []
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return call()
+            except _Transient as exc:
+                problems.append(exc.problem)
+                again = idempotent or not exc.maybe_happened
+                if not again or attempt == MAX_ATTEMPTS:
+                    distinct = list(dict.fromkeys(problems))
+                    said = f"{distinct[0]} {times(len(problems))}" if len(distinct) == 1 else ", then ".join(problems)
+                    if again or not exc.maybe_happened:
+                        raise FollowUpError(
+                            f"{self.where}: {what} failed: {said}; try again later",
+                            hint="check the tenant / base_url and the network, then `keyturn resume`",
+                        ) from None
+                    raise FollowUpError(
+                        f"{self.where}: {what}: {said}; it may or may not have happened",
+                        hint="`keyturn resume` repeats it (setting the connector again is safe)",
+                    ) from None
+                self.retry_wait(exc.wait if exc.wait is not None else backoff(attempt))
+        raise AssertionError("unreachable")
 
     def _refused(self, resp: httpx.Response, what: str, value: SecretValue | None = None) -> FollowUpError:
         text = ""
@@ -257,13 +314,24 @@ class ConductorOneStep(StepDefaults):
         key = parse_client_secret(resolve_plain(config, self.spec.client_secret, what=what), what)
         base = self._base_url()
         host = token_host(base)
-        form = {
-            "client_id": self.spec.client_id,
-            "grant_type": "client_credentials",
-            "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": client_assertion(self.spec.client_id, key, audience(host)),
-        }
-        resp = self._send(client, "POST", base + TOKEN_PATH, "sign-in", data=form)
+
+        def once() -> httpx.Response:
+            form = {  # a new assertion each attempt: ConductorOne refuses a replayed nonce
+                "client_id": self.spec.client_id,
+                "grant_type": "client_credentials",
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": client_assertion(self.spec.client_id, key, audience(host)),
+            }
+            resp = self._send(client, "POST", base + TOKEN_PATH, "sign-in", data=form)
+            _raise_transient(resp)
+            if resp.status_code == 200:
+                try:
+                    resp.json()
+                except ValueError:
+                    raise _Transient("an unreadable answer (HTTP 200)", True) from None
+            return resp
+
+        resp = self._with_retries(once, f"sign-in (POST {TOKEN_PATH})", idempotent=True)  # another access token is harmless
         if resp.status_code != 200:
             raise self._refused(resp, f"sign-in as {self.spec.client_id}")
         try:
@@ -287,30 +355,35 @@ class ConductorOneStep(StepDefaults):
         *,
         body: Any = None,
         value: SecretValue | None = None,
+        idempotent: bool = True,
     ) -> dict[str, Any]:
         """One API call with the bearer token (signs in again once on 401); the JSON answer or FollowUpError."""
         url = self._base_url() + path
         kwargs: dict[str, Any] = {}
         if body is not None:
             kwargs["json"] = body
-        resp = None
-        for attempt in range(2):
-            token = self._sign_in(config, client, fresh=attempt > 0)
-            resp = self._send(client, method, url, what, headers={"Authorization": f"Bearer {token}"}, **kwargs)
-            if resp.status_code != 401:
-                break
-            self._access = None
-        assert resp is not None
-        if resp.status_code != 200:
-            raise self._refused(resp, what, value)
-        try:
-            data = resp.json()
-        except ValueError:
-            raise FollowUpError(f"{self.where}: {what}: the answer is not JSON") from None
-        if not isinstance(data, dict):
-            raise FollowUpError(f"{self.where}: {what}: unexpected answer")
-        return data
 
+        def once() -> dict[str, Any]:
+            resp = None
+            for attempt in range(2):
+                token = self._sign_in(config, client, fresh=attempt > 0)
+                resp = self._send(client, method, url, what, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+                if resp.status_code != 401:
+                    break
+                self._access = None
+            assert resp is not None
+            _raise_transient(resp)
+            if resp.status_code != 200:
+                raise self._refused(resp, what, value)
+            try:
+                data = resp.json()
+            except ValueError:
+                raise _Transient("an unreadable answer (HTTP 200)", True) from None
+            if not isinstance(data, dict):
+                raise FollowUpError(f"{self.where}: {what}: unexpected answer")
+            return data
+
+        return self._with_retries(once, what, idempotent=idempotent)
     def _connector_path(self) -> str:
         from urllib.parse import quote
 
@@ -376,7 +449,9 @@ class ConductorOneStep(StepDefaults):
         }
         with self._http(ctx.config) as client:
             what = f"connector {s.connector_id} update"
-            answer = self._api(ctx.config, client, "POST", self._connector_path(), what, body=body, value=ctx.value)
+            answer = self._api(
+                ctx.config, client, "POST", self._connector_path(), what, body=body, value=ctx.value, idempotent=False
+            )
             connector = self._connector_of(answer) or self._get(ctx.config, client)
             before = connector.get("status") if isinstance(connector.get("status"), dict) else {}
             config_updated_at = connector.get("configUpdatedAt") or connector.get("updatedAt")

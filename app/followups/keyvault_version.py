@@ -74,6 +74,20 @@ class KeyVaultVersionStep(StepDefaults):
             return SecretValue(bundle.value)
         return None
 
+    def previous_value(self, ctx: StepContext, detail: dict[str, Any]) -> SecretValue | None:
+        """What consumers read before this rotation: the newest enabled version older than ours (the old token, so a
+        resumed rotation can still prove or revoke it after the secret's latest version became the new one)."""
+        client = self._client(ctx)
+        versions = sorted(client.versions(self.spec.secret), key=lambda p: p.created_on or 0)
+        ours = next((i for i, p in enumerate(versions) if p.version == detail.get("version")), None)
+        if not ours:
+            return None
+        earlier = [p for p in versions[:ours] if p.enabled]
+        if not earlier:
+            return None
+        bundle = client.get(self.spec.secret, earlier[-1].version)
+        return SecretValue(bundle.value) if bundle.value else None
+
     def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
         tags = {TAG_ROTATION: ctx.rotation_id, TAG_TOKEN: ctx.token.id, TAG_STATE: "active"}
         self._client(ctx).update(self.spec.secret, detail["version"], tags=tags)  # idempotent

@@ -201,6 +201,15 @@ class _AdoBase(Service):
         m = re.search(r"api-version\s*=\s*([^;,\s]+)", accept)
         return m.group(1) if m else None
 
+    def injected_error(self, status: int, req: Request) -> Response:
+        if status == 429:
+            return ado_error(
+                429,
+                "TF400733: The request has been throttled (keyturn sandbox fault injection). Retry after the delay.",
+                "RequestThrottledException",
+            )
+        return self.fault_response(str(status))
+
     def fault_response(self, kind: str) -> Response:
         if kind == "503":
             return ado_error(
@@ -213,6 +222,15 @@ class _AdoBase(Service):
 
 class VsspsService(_AdoBase):
     """The PAT Lifecycle Management API (vssps.dev.azure.com)."""
+
+    _OPERATIONS = {"POST": "pats.create", "PUT": "pats.update", "DELETE": "pats.revoke"}
+
+    def call_names(self, req: Request, template: str) -> list[str]:
+        names = super().call_names(req, template)
+        if template == PATS_ROUTE:
+            op = "pats.get" if req.method == "GET" and req.arg("authorizationId") else self._OPERATIONS.get(req.method, "pats.list")
+            names.append(op)
+        return names
 
     name = "vssps"
 
@@ -636,6 +654,14 @@ class DevOpsService(_AdoBase):
         super().__init__(state)
         self.route("GET", "/{org}/_apis/connectionData", self.connection_data, ignore_case=True)
         self.route("GET", "/{org}/_apis/distributedtask/pools", self.pools, ignore_case=True)
+
+    def call_names(self, req: Request, template: str) -> list[str]:
+        names = super().call_names(req, template)
+        if template.endswith("/connectionData"):
+            names.append("devops.connectionData")
+        elif template.endswith("/pools"):
+            names.append("devops.pools")
+        return names
 
     def _unauthorized(self, message: str) -> Response:
         return html_response(

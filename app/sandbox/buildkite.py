@@ -684,6 +684,13 @@ def seed_buildkite(
 # -- the services ------------------------------------------------------------------------------------
 
 
+def _rate_limit_headers(world: BuildkiteWorld, api: Api, seconds: int) -> dict[str, str]:
+    """The headers of an injected 429: the window's budget is spent and resets in ``seconds``."""
+    with world.lock:
+        limit = world.limits[api].limit
+    return {"RateLimit-Remaining": "0", "RateLimit-Limit": str(limit), "RateLimit-Reset": str(seconds)}
+
+
 class BuildkiteGraphQLService(Service):
     """``graphql.buildkite.com``: ``POST /v1``."""
 
@@ -699,6 +706,31 @@ class BuildkiteGraphQLService(Service):
 
     def internal_error(self, req: Request) -> Response:
         return json_response(500, {"errors": [{"message": "the keyturn sandbox emulator failed (see its log)"}]})
+
+    def call_names(self, req: Request, template: str) -> list[str]:
+        """Faults name GraphQL calls by their operation name (``operationName``, else the document's first)."""
+        names = super().call_names(req, template)
+        try:
+            body = json.loads(req.body.decode("utf-8-sig")) if req.body else {}
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return names
+        op = body.get("operationName") if isinstance(body, dict) else None
+        if not op and isinstance(body, dict) and isinstance(body.get("query"), str):
+            m = re.search(r"\b(?:query|mutation)\s+([A-Za-z_][A-Za-z0-9_]*)", body["query"])
+            op = m.group(1) if m else None
+        if isinstance(op, str) and op:
+            names.append(op)
+        return names
+
+    def rate_limit_headers(self, seconds: int) -> dict[str, str]:
+        return _rate_limit_headers(self.world, "graphql", seconds)
+
+    def injected_error(self, status: int, req: Request) -> Response:
+        if status == 429:
+            message = f"Your organization has exceeded the limit of complexity points. Please try again in {self.state.fault_retry_after} seconds."
+        else:
+            message = f"Buildkite is having trouble (HTTP {status}; keyturn sandbox fault injection)."
+        return json_response(status, {"errors": [{"message": message}]})
 
     def graphql(self, req: Request) -> Response:
         from app.sandbox.buildkite_graphql import execute_request
@@ -753,6 +785,16 @@ class BuildkiteRestService(Service):
 
     def internal_error(self, req: Request) -> Response:
         return json_response(500, {"message": "the keyturn sandbox emulator failed (see its log)"})
+
+    def rate_limit_headers(self, seconds: int) -> dict[str, str]:
+        return {"RateLimit-Scope": "rest", **_rate_limit_headers(self.world, "rest", seconds)}
+
+    def injected_error(self, status: int, req: Request) -> Response:
+        if status == 429:
+            message = f"You have exceeded your API rate limit. Please wait {self.state.fault_retry_after} seconds before making more requests."
+        else:
+            message = f"Buildkite is having trouble (HTTP {status}; keyturn sandbox fault injection)."
+        return json_response(status, {"message": message})
 
     def hello(self, req: Request) -> Response:
         return json_response(200, {"message": "\U0001f6e0", "timestamp": int(self.world.clock())})

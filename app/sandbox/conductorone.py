@@ -616,6 +616,11 @@ class ConductorOneService(Service):
     def internal_error(self, req: Request) -> Response:
         return c1_error(500, INTERNAL, "the keyturn sandbox emulator failed (see its log)")
 
+    def injected_error(self, status: int, req: Request) -> Response:
+        # gRPC codes: 8 RESOURCE_EXHAUSTED, 13 INTERNAL, 14 UNAVAILABLE
+        code = {429: 8, 500: INTERNAL, 503: 14}.get(status, INTERNAL)
+        return c1_error(status, code, f"HTTP {status} (keyturn sandbox fault injection)")
+
     def _bad(self, message: str) -> Response:
         with self.world.lock:
             self.world.counters["request.invalid"] += 1

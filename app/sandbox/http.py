@@ -18,6 +18,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -121,6 +122,10 @@ def text_response(status: int, text: str, headers: dict[str, str] | None = None)
     return Response(status, text.encode("utf-8"), hdrs)
 
 
+# what an injected "malformed" fault answers: HTTP 200, a JSON content type, a body cut short
+MALFORMED_BODY = b'{"keyturn-sandbox": "malformed answer (fault injection)", "value": [{"id": '
+
+
 def drop_connection() -> Response:
     return Response(0, drop=True)
 
@@ -175,6 +180,31 @@ class Service:
     def internal_error(self, req: Request) -> Response:
         return json_response(500, {"error": "sandbox_internal_error", "message": "the sandbox emulator failed"})
 
+    # -- injected network faults (SandboxState.inject_fault with a NET_FAULT_KINDS kind) ----------
+
+    def call_names(self, req: Request, template: str) -> list[str]:
+        """The names a fault can target this request by: ``"METHOD template"`` plus any the service adds."""
+        return [f"{req.method} {template}"]
+
+    def rate_limit_headers(self, seconds: int) -> dict[str, str]:
+        """What this vendor sends with a 429 (Azure: ``Retry-After``; Buildkite overrides it)."""
+        return {"Retry-After": str(seconds)}
+
+    def injected_error(self, status: int, req: Request) -> Response:
+        """An injected 429 / 500 / 503 in the vendor's error shape (services override the body)."""
+        messages = {
+            429: "Too many requests (keyturn sandbox fault injection).",
+            500: "An unexpected error occurred (keyturn sandbox fault injection).",
+            503: "The service is temporarily unavailable (keyturn sandbox fault injection).",
+        }
+        return json_response(status, {"error": "injected_fault", "message": messages.get(status, "injected fault")})
+
+    def _injected(self, status: int, req: Request) -> Response:
+        resp = self.injected_error(status, req)
+        if status == 429:
+            resp.headers.update(self.rate_limit_headers(int(self.state.fault_retry_after)))
+        return resp
+
     def handle(self, req: Request) -> Response:
         template = "<unmatched>"
         matched: Route | None = None
@@ -191,8 +221,18 @@ class Service:
             template = route.template
             break
         self.state.requests.add(self.name, req.method, template)
+        fault = None
+        if matched is not None:
+            try:
+                fault = self.state.take_net_fault(self.name, self.call_names(req, template))
+            except Exception:  # a bad body cannot name a call; the handler will say so
+                fault = None
         try:
-            if matched is not None:
+            if fault == "reset":
+                resp = drop_connection()
+            elif fault in ("429", "500", "503"):
+                resp = self._injected(int(fault), req)
+            elif matched is not None:
                 resp = matched.handler(req)
             elif allowed:
                 resp = self.method_not_allowed(req, allowed)
@@ -202,8 +242,14 @@ class Service:
             self.state.record_internal_error(f"{self.name} {req.method} {template}: {exc!r}")
             log.error("%s %s %s: emulator error\n%s", self.name, req.method, template, traceback.format_exc())
             resp = self.internal_error(req)
+        if fault == "reset-after":
+            resp = drop_connection()
+        elif fault == "malformed":
+            resp = Response(200, MALFORMED_BODY, {"Content-Type": "application/json; charset=utf-8"})
+        elif fault == "timeout":
+            time.sleep(self.state.fault_hold)  # the client gave up long ago; the answer goes nowhere
         status = "dropped" if resp.drop else str(resp.status)
-        log.info("%s %s %s -> %s", self.name, req.method, safe_target(req), status)
+        log.info("%s %s %s -> %s%s", self.name, req.method, safe_target(req), status, f" (injected {fault})" if fault else "")
         return resp
 
 

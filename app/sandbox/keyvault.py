@@ -70,6 +70,23 @@ class KeyVaultService(Service):
 
     # -- responses -----------------------------------------------------------------------------
 
+    _OPERATIONS = {"PUT": "keyvault.set", "PATCH": "keyvault.update"}
+
+    def call_names(self, req: Request, template: str) -> list[str]:
+        names = super().call_names(req, template)
+        if req.method == "GET":
+            names.append("keyvault.list" if template in ("/secrets", "/secrets/{name}/versions") else "keyvault.get")
+        elif req.method in self._OPERATIONS:
+            names.append(self._OPERATIONS[req.method])
+        return names
+
+    def injected_error(self, status: int, req: Request) -> Response:
+        if status == 429:
+            return kv_error(429, "Throttled", "Request was not processed because too many requests were received (keyturn sandbox fault injection).")
+        if status == 503:
+            return kv_error(503, "ServiceUnavailable", "The service is unavailable (keyturn sandbox fault injection).")
+        return kv_error(status, "InternalServerError", "An unexpected error occurred (keyturn sandbox fault injection).")
+
     def not_found(self, req: Request) -> Response:
         return kv_error(404, "NotFound", f"The requested resource {req.path} was not found on this vault.")
 

@@ -9,7 +9,8 @@ the benchmark use it to look behind the curtain:
 - ``state.requests``: :class:`RequestCounters` (``count()``, ``by_route()``, ``snapshot()``, ``reset()``).
 - ``state.policy(org=None)``: the live :class:`OrgPolicies` (set its attributes) or ``state.set_policy(**kw)``.
 - ``state.expire_user_tokens()``, ``state.deny(vault, op)`` / ``state.allow(vault, op)``,
-  ``state.inject_fault(op, kind)``, ``state.approve_device_code(user_code)``.
+  ``state.inject_fault(op, kind)`` (``NET_FAULT_KINDS`` at any call: ``inject_fault("PUT /secrets/{name}",
+  "reset-after", service="vault:*")``), ``state.pending_faults()``, ``state.approve_device_code(user_code)``.
 - ``state.bot_email`` / ``state.bot_password`` / ``state.bot_credentials``, ``state.tenant_id``,
   ``state.sp_client_id`` / ``state.sp_client_secret``, ``state.org`` / ``state.org_id``.
 - ``state.internal_errors``: emulator bugs (a handler raised, or produced a body that breaks the
@@ -25,6 +26,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -46,6 +48,14 @@ FAULT_KINDS: dict[str, frozenset[str]] = {
     "keyvault.list": frozenset({"503", "500"}),
     "keyvault.update": frozenset({"503", "500"}),
 }
+
+# The generic network faults every emulator applies at one call (see SandboxState.inject_fault):
+# timeout (the handler runs, the answer is held past the client's read timeout), reset (the connection
+# is reset before the handler runs: nothing happened), reset-after (the handler runs, then the connection
+# is reset: it happened, the client cannot know), 500 / 503 (an error, nothing happened), 429 (rate limited
+# with the vendor's reset headers, nothing happened), malformed (the handler runs, then HTTP 200 with a body
+# that is not the JSON it should be).
+NET_FAULT_KINDS = ("timeout", "reset", "reset-after", "500", "503", "429", "malformed")
 
 # Key Vault access-policy permissions and the operations that need them
 VAULT_PERMISSIONS = frozenset({"get", "list", "set"})
@@ -244,6 +254,10 @@ class SandboxState:
         self._vaults: dict[str, dict[str, list[SecretVersion]]] = {}
         self._vault_order: dict[str, int] = {}
         self._faults: dict[str, list[str]] = {}
+        self._net_faults: list[tuple[str, str, str]] = []  # (service glob, call name, kind), in injection order
+        # network faults: how long a "timeout" holds its answer, and the reset a "429" announces (seconds)
+        self.fault_hold = 5.0
+        self.fault_retry_after = 1
         self._denied: set[tuple[str, str]] = set()
 
         bot = self.add_user("keyturn-bot@sandbox.example", "keyturn bot")
@@ -531,30 +545,65 @@ class SandboxState:
 
     # -- faults --------------------------------------------------------------------------------
 
-    def inject_fault(self, operation: str, kind: str, times: int = 1) -> None:
+    def inject_fault(self, operation: str, kind: str, times: int = 1, *, service: str = "*") -> None:
         """Make the next ``times`` requests of ``operation`` fail with ``kind``.
 
+        Emulator-specific faults (handled inside the handler, after authentication):
         ``pats.create``: "500-after-create" (created, then 500), "reset-after-create" (created, then the
         connection is reset with no response), "500-before-create" (nothing created, 500), "503".
         Other operations (pats.list/get/revoke/update, devops.connectionData/pools, keyvault.get/set/list/update):
         "503" or "500".
+
+        Network faults (any of ``NET_FAULT_KINDS``, applied by every emulator's ``Service`` around the handler):
+        ``operation`` names a call as its service sees it: ``"METHOD /route/{template}"`` (the route template,
+        e.g. ``"PUT /secrets/{name}"``), a Buildkite GraphQL operation name (``"ClusterAgentTokenCreate"``) or one
+        of the names above (``"pats.list"``, ``"keyvault.set"``); ``service`` (a glob on the service name, e.g.
+        ``"vssps"``, ``"vault:*"``, ``"buildkite-graphql"``) narrows it. Faults of one call queue up in order.
         """
-        if operation not in FAULT_KINDS:
-            raise ValueError(f"unknown operation {operation!r}; use one of {sorted(FAULT_KINDS)}")
-        if kind not in FAULT_KINDS[operation]:
-            raise ValueError(f"{operation} has no fault {kind!r}; use one of {sorted(FAULT_KINDS[operation])}")
-        with self.lock:
-            self._faults.setdefault(operation, []).extend([kind] * times)
+        if operation in FAULT_KINDS and kind in FAULT_KINDS[operation]:
+            with self.lock:
+                self._faults.setdefault(operation, []).extend([kind] * times)
+            return
+        if kind in NET_FAULT_KINDS:
+            if not operation.strip():
+                raise ValueError("name the call: 'METHOD /route', a GraphQL operation name or an operation above")
+            with self.lock:
+                self._net_faults.extend([(service, operation, kind)] * times)
+            return
+        if operation in FAULT_KINDS:
+            raise ValueError(
+                f"{operation} has no fault {kind!r}; use one of {sorted(FAULT_KINDS[operation])} or {list(NET_FAULT_KINDS)}"
+            )
+        raise ValueError(f"unknown fault {kind!r} for {operation!r}; network faults are {list(NET_FAULT_KINDS)}")
 
     def take_fault(self, operation: str) -> str | None:
-        """Consume the next injected fault of ``operation`` (None if there is none)."""
+        """Consume the next injected emulator-specific fault of ``operation`` (None if there is none)."""
         with self.lock:
             queue = self._faults.get(operation)
             return queue.pop(0) if queue else None
 
+    def take_net_fault(self, service: str, calls: Iterable[str]) -> str | None:
+        """Consume the first queued network fault for ``service`` and any of the request's call names."""
+        from fnmatch import fnmatchcase
+
+        names = set(calls)
+        with self.lock:
+            for i, (pattern, operation, kind) in enumerate(self._net_faults):
+                if operation in names and fnmatchcase(service, pattern):
+                    del self._net_faults[i]
+                    return kind
+        return None
+
+    def pending_faults(self) -> list[tuple[str, str, str]]:
+        """Injected faults no request has consumed yet: (service glob, operation, kind)."""
+        with self.lock:
+            legacy = [("*", op, kind) for op, kinds in self._faults.items() for kind in kinds]
+            return legacy + list(self._net_faults)
+
     def clear_faults(self) -> None:
         with self.lock:
             self._faults.clear()
+            self._net_faults.clear()
 
     # -- emulator health -----------------------------------------------------------------------
 

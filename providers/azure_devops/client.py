@@ -12,7 +12,6 @@ a body or a token value.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError, one_line
-from app.net import check_url, http_client
+from app.net import MAX_ATTEMPTS, RETRY_WAIT_CAP, backoff, check_url, http_client, retry_sleep, times
 from app.secret import SecretValue
 from providers.azure_devops.scopes import FULL_ACCESS, scope_string
 from providers.base import MintedToken, MintRequest, TokenInfo
@@ -35,8 +34,7 @@ POOLS_API_VERSION = "7.1"
 DEFAULT_VSSPS_URL = "https://vssps.dev.azure.com"
 DEFAULT_BASE_URL = "https://dev.azure.com"
 
-MAX_ATTEMPTS = 3  # idempotent calls only; creation is never retried
-RETRY_AFTER_CAP = 30.0  # seconds: a longer Retry-After is cut to this
+RETRY_AFTER_CAP = RETRY_WAIT_CAP  # seconds: a longer Retry-After is cut to this
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_PAGES = 1000
 CLAMP_TOLERANCE = timedelta(minutes=1)
@@ -233,7 +231,7 @@ class PatClient:
         base_url: str | None = None,
         ca_bundle: Path | None = None,
         transport: Any = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = retry_sleep,
     ) -> None:
         self.account_name = account_name
         self.organization = organization
@@ -510,11 +508,15 @@ class PatClient:
         idempotent: bool,
         what: str,
     ) -> httpx.Response:
+        """One call. Idempotent calls are retried (timeouts, resets, 429 after its Retry-After, 5xx, a 2xx JSON
+        answer that does not parse) up to MAX_ATTEMPTS. The rest are sent once: a 429 stops with "try again
+        in N s"; a reset, timeout or 5xx raises AmbiguousResultError (the caller reconciles)."""
         import httpx
 
         host = urlsplit(url).netloc
         path = urlsplit(url).path
         attempts = MAX_ATTEMPTS if idempotent else 1
+        problems: list[str] = []
         for attempt in range(1, attempts + 1):
             headers = {"Authorization": authorization(), "Accept": "application/json"}
             try:
@@ -527,30 +529,61 @@ class PatClient:
                         f"{what}: {problem} ({host}); the token may or may not have been created",
                         hint="list the tokens by name before minting again",
                     ) from None
+                problems.append(problem)
                 if attempt == attempts:
-                    raise ProviderError(f"{what}: {problem} ({host}) after {attempts} attempts") from None
-                self._sleep(float(2 ** (attempt - 1)))
+                    raise ProviderError(_gave_up(what, host, problems)) from None
+                self._sleep(backoff(attempt))
                 continue
             status = response.status_code
             log.info("%s %s -> %d", method, path, status)
-            if status not in RETRYABLE_STATUS:
-                return response
-            if not idempotent:
-                if status == 429:
-                    wait = _retry_after(response)
+            if status == 429:
+                wait = _retry_after(response)
+                problems.append("HTTP 429")
+                if attempt == attempts or wait is None:
                     raise ProviderError(
-                        f"{what}: Azure DevOps is rate limiting the bot (HTTP 429)",
+                        f"{what}: Azure DevOps is rate limiting the bot (HTTP 429 {times(len(problems))})",
                         hint=f"try again in {wait:.0f} s" if wait is not None else "try again later",
                     )
-                raise AmbiguousResultError(
-                    f"{what}: {host} answered HTTP {status}; the token may or may not have been created",
-                    hint="list the tokens by name before minting again",
-                )
+                log.info("rate limited: waiting %.0f s (Retry-After)", wait)
+                self._sleep(wait)
+                continue
+            if status in RETRYABLE_STATUS:
+                if not idempotent:
+                    raise AmbiguousResultError(
+                        f"{what}: {host} answered HTTP {status}; the token may or may not have been created",
+                        hint="list the tokens by name before minting again",
+                    )
+                problems.append(f"HTTP {status}")
+            elif idempotent and 200 <= status < 300 and _malformed(response):
+                log.warning("%s %s -> %d with a malformed body (attempt %d/%d)", method, path, status, attempt, attempts)
+                problems.append("a malformed answer")
+            else:
+                return response
             if attempt == attempts:
-                raise ProviderError(f"{what}: {host} answered HTTP {status} after {attempts} attempts")
+                raise ProviderError(_gave_up(what, host, problems))
             wait = _retry_after(response)
-            self._sleep(wait if wait is not None else float(2 ** (attempt - 1)))
+            self._sleep(wait if wait is not None else backoff(attempt))
         raise AssertionError("unreachable")
+
+
+def _malformed(response: httpx.Response) -> bool:
+    """A JSON answer whose body does not parse (a proxy or a broken server cut it short)."""
+    if "json" not in response.headers.get("content-type", "").lower() or not response.content.strip():
+        return False
+    try:
+        response.json()
+    except ValueError:
+        return True
+    return False
+
+
+def _gave_up(what: str, host: str, problems: list[str]) -> str:
+    """'could not list the PATs of org: vssps.dev.azure.com answered HTTP 503 after 3 attempts; try again later'."""
+    n = len(problems)
+    if len(set(problems)) == 1 and problems[0].startswith("HTTP "):
+        return f"{what}: {host} answered {problems[0]} after {n} attempts; try again later"
+    said = problems[0] if len(set(problems)) == 1 else ", then ".join(problems)
+    return f"{what}: {said} ({host}) after {n} attempts; try again later"
 
 
 def _b64(text: str) -> str:

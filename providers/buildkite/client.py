@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.errors import AmbiguousResultError, ProviderError, one_line
-from app.net import USER_AGENT, check_url, ssl_context
+from app.net import MAX_ATTEMPTS, USER_AGENT, backoff, check_url, http_timeout, retry_sleep, ssl_context, times
 from app.secret import SecretValue
 
 log = logging.getLogger("keyturn.providers.buildkite")
@@ -30,7 +30,6 @@ DEFAULT_REST_URL = "https://api.buildkite.com"
 ACCESS_TOKEN_PATH = "/v2/access-token"  # noqa: S105 (a path)
 OPERATIONS_DIR = Path(__file__).with_name("operations")
 
-MAX_ATTEMPTS = 3  # idempotent calls only
 RATE_LIMIT_CAP = 60.0  # seconds: a longer RateLimit-Reset is not waited for
 GRAPHQL_SCOPE = "graphql"  # how /v2/access-token lists "Enable GraphQL API access"
 
@@ -166,7 +165,8 @@ class BuildkiteClient:
         self._token = token
         self._ca_bundle = ca_bundle
         self._transport = transport
-        self._sleep = sleep
+        # time.sleep (the provider's default) becomes the scaled retry_sleep (KEYTURN_RETRY_SLEEP_SCALE)
+        self._sleep = retry_sleep if sleep is time.sleep else sleep
         self._sessions: dict[str, Any] = {}  # fingerprint of the bearer -> (gql client, session)
         self._rest: Any = None
         self._org_id: str | None = None
@@ -174,7 +174,7 @@ class BuildkiteClient:
     # -- plumbing ----------------------------------------------------------------------------------
 
     def _httpx_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"verify": ssl_context(self._ca_bundle), "timeout": 30.0}
+        kwargs: dict[str, Any] = {"verify": ssl_context(self._ca_bundle), "timeout": http_timeout()}
         if self._transport is not None:
             kwargs["transport"] = self._transport
         return kwargs
@@ -243,54 +243,65 @@ class BuildkiteClient:
         values = {k: v for k, v in (variables or {}).items() if v is not None}
         token = bearer if bearer is not None else self._token()
         redact = (token.reveal(),)
-        attempts = 1 if mutation else MAX_ATTEMPTS
-        for attempt in range(1, attempts + 1):
+        host = urlsplit(self.graphql_url).netloc
+        problems: list[str] = []
+        # Queries are retried on timeouts, resets, 5xx, 429 and malformed answers; mutations never: a 429
+        # stops with "try again in N s", and after a timeout, a reset, a 5xx or an unreadable answer the
+        # mutation may have happened, which only the caller can find out (AmbiguousResultError).
+        for attempt in range(1, MAX_ATTEMPTS + 1):
             _client, session = self._session(token)
             transport = session.transport
             transport.last_status = None
             request = GraphQLRequest(text, variable_values=values or None, operation_name=operation)
             errors: list[Any] | None = None
             data: Any = None
+            malformed = False
             try:
                 data = session.execute(request)
             except TransportQueryError as exc:
                 errors = list(exc.errors or []) or [{"message": str(exc)}]
             except TransportConnectionFailed as exc:
                 problem, maybe_sent = _transport_problem(exc.__cause__)
-                log.warning("POST graphql %s -> %s (attempt %d/%d)", operation, problem, attempt, attempts)
+                log.warning("POST graphql %s -> %s (attempt %d/%d)", operation, problem, attempt, MAX_ATTEMPTS)
                 if mutation:
                     if maybe_sent:
                         raise AmbiguousResultError(
-                            f"{what}: {problem} ({urlsplit(self.graphql_url).netloc}); it may or may not have happened",
+                            f"{what}: {operation}: {problem} ({host}); it may or may not have happened",
                             hint=ambiguous_hint,
                         ) from None
-                    raise ProviderError(f"{what}: {problem} ({urlsplit(self.graphql_url).netloc})") from None
-                if attempt == attempts:
-                    raise ProviderError(f"{what}: {problem} ({urlsplit(self.graphql_url).netloc}) after {attempts} attempts") from None
-                self._sleep(float(2 ** (attempt - 1)))
+                    raise ProviderError(f"{what}: {operation}: {problem} ({host})") from None
+                problems.append(problem)
+                if attempt == MAX_ATTEMPTS:
+                    raise ProviderError(_gave_up(what, operation, host, problems)) from None
+                self._sleep(backoff(attempt))
                 continue
-            except (TransportServerError, TransportProtocolError):
+            except TransportProtocolError:
+                malformed = True
+            except TransportServerError:
                 errors = None
             status = transport.last_status or 0
             headers = transport.response_headers
             log.info("POST graphql %s -> %d", operation, status)
             if status == 429:
                 wait = rate_limit_wait(headers)
-                if mutation or attempt == attempts or wait is None:
+                problems.append("HTTP 429")
+                if mutation or attempt == MAX_ATTEMPTS or wait is None:
                     raise ProviderError(
-                        f"{what}: Buildkite is rate limiting this organization (HTTP 429)",
+                        f"{what}: {operation}: Buildkite is rate limiting this organization (HTTP 429 {times(len(problems))})",
                         hint=f"try again in {wait:.0f} s" if wait is not None else "try again later",
                     )
                 self.interaction_wait(wait)
                 continue
-            if status >= 500 or (status == 0 and errors is None):
+            if status >= 500 or (status == 0 and errors is None) or (malformed and status < 400):
+                said = f"HTTP {status}" if status >= 500 or not malformed else f"an unreadable answer (HTTP {status})"
                 if mutation:
                     raise AmbiguousResultError(
-                        f"{what}: Buildkite answered HTTP {status}; it may or may not have happened", hint=ambiguous_hint
+                        f"{what}: {operation}: Buildkite answered {said}; it may or may not have happened", hint=ambiguous_hint
                     )
-                if attempt == attempts:
-                    raise ProviderError(f"{what}: Buildkite answered HTTP {status} after {attempts} attempts")
-                self._sleep(float(2 ** (attempt - 1)))
+                problems.append(said)
+                if attempt == MAX_ATTEMPTS:
+                    raise ProviderError(_gave_up(what, operation, host, problems))
+                self._sleep(backoff(attempt))
                 continue
             if status in (401, 403):
                 raise ProviderError(self._refused(what, token, errors, status))
@@ -386,30 +397,54 @@ class BuildkiteClient:
 
         url = self.rest_url + ACCESS_TOKEN_PATH
         host = urlsplit(url).netloc
+        call = f"{method} {ACCESS_TOKEN_PATH}"
+        problems: list[str] = []
         for attempt in range(1, MAX_ATTEMPTS + 1):
             headers = {"Authorization": f"Bearer {token.reveal()}", "Accept": "application/json"}
             try:
                 response = self._rest_client().request(method, url, headers=headers)
             except httpx.TransportError as exc:
                 problem, _sent = _transport_problem(exc)
-                log.warning("%s %s -> %s (attempt %d/%d)", method, ACCESS_TOKEN_PATH, problem, attempt, MAX_ATTEMPTS)
+                log.warning("%s -> %s (attempt %d/%d)", call, problem, attempt, MAX_ATTEMPTS)
+                problems.append(problem)
                 if attempt == MAX_ATTEMPTS:
-                    raise ProviderError(f"{what}: {problem} ({host}) after {MAX_ATTEMPTS} attempts") from None
-                self._sleep(float(2 ** (attempt - 1)))
+                    raise ProviderError(_gave_up(what, call, host, problems)) from None
+                self._sleep(backoff(attempt))
                 continue
             status = response.status_code
-            log.info("%s %s -> %d", method, ACCESS_TOKEN_PATH, status)
+            log.info("%s -> %d", call, status)
             if status == 429:
                 wait = rate_limit_wait(response.headers)
+                problems.append("HTTP 429")
                 if attempt == MAX_ATTEMPTS or wait is None:
                     raise ProviderError(
-                        f"{what}: Buildkite is rate limiting this token (HTTP 429)",
+                        f"{what}: {call}: Buildkite is rate limiting this token (HTTP 429 {times(len(problems))})",
                         hint=f"try again in {wait:.0f} s" if wait is not None else "try again later",
                     )
                 self.interaction_wait(wait)
                 continue
-            if status >= 500 and attempt < MAX_ATTEMPTS:
-                self._sleep(float(2 ** (attempt - 1)))
-                continue
-            return response
+            if status >= 500:
+                problems.append(f"HTTP {status}")
+            elif status == 200 and method == "GET" and _malformed(response):
+                log.warning("%s -> %d with a malformed body (attempt %d/%d)", call, status, attempt, MAX_ATTEMPTS)
+                problems.append("an unreadable answer (HTTP 200)")
+            else:
+                return response
+            if attempt == MAX_ATTEMPTS:
+                raise ProviderError(_gave_up(what, call, host, problems))
+            self._sleep(backoff(attempt))
         raise AssertionError("unreachable")
+
+
+def _malformed(response: Any) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return True
+    return not isinstance(body, dict)
+
+
+def _gave_up(what: str, call: str, host: str, problems: list[str]) -> str:
+    """'...: ListClusters: HTTP 503 after 3 attempts (graphql.buildkite.com); try again later' (or the mix)."""
+    said = problems[0] if len(set(problems)) == 1 else ", then ".join(problems)
+    return f"{what}: {call}: {said} after {len(problems)} attempts ({host}); try again later"

@@ -107,6 +107,8 @@ class BuildkiteProvider:
         self._account_token: SecretValue | None = None
         self._cluster: dict[str, str] | None = None
         self._minted: dict[str, SecretValue] = {}  # api-access-token: token uuid -> value (for get_token)
+        self._known: dict[str, str] = {}  # token id -> fingerprint of the token this rotation took (from the journal)
+        self._previous: Callable[[], list[SecretValue]] | None = None
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -486,8 +488,27 @@ class BuildkiteProvider:
 
     # -- API access tokens -------------------------------------------------------------------------
 
+    def known_token(self, info: TokenInfo, fingerprint: str | None, value: SecretValue | None = None) -> None:
+        """The engine tells which token this rotation took (on resume, from the journal)."""
+        if fingerprint:
+            self._known[info.id] = fingerprint
+        if value is not None:
+            self._minted[info.id] = value
+
+    def previous_values_from(self, supply: Callable[[], list[SecretValue]]) -> None:
+        """Where the old value is once ``old_token``'s reference holds the new one: the stores' previous versions."""
+        self._previous = supply
+
     def _old_api_token(self) -> SecretValue | None:
-        return self._resolve_secret(self.target.old_token) if self.target.old_token else None
+        """The old API access token's value: ``old_token``, unless it already resolves to this rotation's new token
+        (resumed after the store step wrote the new value there); then the store's previous version."""
+        if not self.target.old_token:
+            return None
+        value = self._resolve_secret(self.target.old_token)
+        new = set(self._known.values()) | {v.fingerprint for v in self._minted.values()}
+        if value.fingerprint not in new:
+            return value
+        return next((v for v in (self._previous() if self._previous else []) if v.fingerprint not in new), None)
 
     def _minted_values(self, token_id: str) -> tuple[SecretValue, ...]:
         value = self._minted.get(token_id)
@@ -575,7 +596,23 @@ class BuildkiteProvider:
             summary += f"; GraphQL organization({self.account.organization}) -> ok"
         return self._api_token_info(info), summary
 
+    def recover_value(self, token: TokenInfo, fingerprint: str) -> SecretValue | None:
+        """After a crash: a hand-made API access token is still where headless runs read it (``new_token``)."""
+        if self.kind != "api-access-token" or not self.target.new_token:
+            return None
+        value = self._resolve_secret(self.target.new_token)
+        if value.fingerprint != fingerprint:
+            return None
+        self._minted[token.id] = value
+        return value
+
     def _revoke_api_token(self, token_id: str) -> None:
+        own = self._minted.get(token_id)
+        if own is not None:  # a token this rotation took (compensation): it revokes itself
+            what = f"could not revoke API access token {token_id}"
+            if self._client.access_token(own, what=what) is not None:
+                self._client.delete_access_token(own, what=what)
+            return
         old = self._old_api_token()
         if old is None:
             raise KeyturnError(
@@ -588,6 +625,8 @@ class BuildkiteProvider:
             return  # already revoked or expired
         if info.uuid != token_id:
             raise ProviderError(
-                f"{what}: targets.{self.target_name}.old_token is token {info.uuid}, not {token_id}; refusing to revoke it"
+                f"{what}: targets.{self.target_name}.old_token is token {info.uuid}, not {token_id}; refusing to revoke it",
+                hint="Buildkite revokes an API access token only with its own value: revoke this one on "
+                f"{self._web_url or DEFAULT_WEB_URL}/user/api-access-tokens",
             )
         self._client.delete_access_token(old, what=what)

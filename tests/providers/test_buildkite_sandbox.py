@@ -139,8 +139,9 @@ def test_api_access_token_rotation(bk: BuildkiteStandalone) -> None:
     minted = p.mint(MintRequest(display_name="ConductorOne 2026", scopes=CONNECTOR_SCOPES, expires_at=None))
     assert minted.info.id == new.uuid
     assert "GraphQL organization" in p.verify(minted)
-    with pytest.raises(ProviderError, match="refusing"):
-        p.revoke(new.uuid)  # not the old token's id
+    with pytest.raises(ProviderError, match="refusing") as refused:
+        p.revoke("0b7f9c1e-0000-4000-8000-000000000000")  # neither old_token's id nor a token this rotation took
+    assert "/user/api-access-tokens" in str(refused.value)  # where to revoke it by hand
     p.revoke(old[0].id)
     assert bk.world.token_status(seeded.connector_token) == "revoked"
     assert bk.world.token_status(new.value) == "active"
@@ -164,3 +165,17 @@ def test_api_access_token_wrong_scopes_and_pasted_agent_token(bk: BuildkiteStand
     with pytest.raises(KeyturnError, match="cluster agent token") as err2:
         p.mint(MintRequest(display_name="c1", scopes=CONNECTOR_SCOPES, expires_at=None))
     assert agent not in str(err2.value)
+
+
+def test_api_access_token_taken_then_given_up_revokes_itself(bk: BuildkiteStandalone) -> None:
+    """Compensation (the rotation is aborted after the token was taken): the new token is revoked with its own
+    value, and the old one stays alive."""
+    seeded = bk.world.seeded
+    assert seeded is not None
+    new = bk.world.create_api_token([*CONNECTOR_SCOPES, "graphql"], description="ConductorOne 2026")
+    p = make(bk, {"env:OLD": seeded.connector_token, "env:NEW": new.value}, token_type="api-access-token",
+             preset="conductorone", old_token="env:OLD", new_token="env:NEW")
+    minted = p.mint(MintRequest(display_name="ConductorOne 2026", scopes=CONNECTOR_SCOPES, expires_at=None))
+    p.revoke(minted.info.id)
+    assert bk.world.token_status(new.value) == "revoked"
+    assert bk.world.token_status(seeded.connector_token) == "active"

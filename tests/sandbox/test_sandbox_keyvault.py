@@ -68,7 +68,7 @@ def test_sdk_set_get_versions_and_tags(sb: Sandbox) -> None:
     assert by_route != sb.state.requests.by_route("vault:cftptl-intsvc")
     assert sb.state.requests.by_route("vault:cftptl-intsvc")[("GET", "/secrets/{name}/versions")] == 3  # 3 pages
     names = [p.name for p in kv.list_properties_of_secrets()]
-    assert names == ["azure-devops-token", "buildkite-conductorone-token"]
+    assert names == ["azure-devops-token", "buildkite-conductorone-token", "jenkins-api-token"]
 
     disabled = kv.update_secret_properties("azure-devops-token", enabled=False)
     assert disabled.enabled is False
