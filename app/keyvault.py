@@ -12,7 +12,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from app.errors import KeyturnError, SecretSourceError
-from app.net import MAX_ATTEMPTS, RETRY_WAIT_CAP, backoff, check_url, http_timeout, is_loopback, retry_sleep, times
+from app.net import (
+    MAX_ATTEMPTS,
+    RETRY_WAIT_CAP,
+    backoff,
+    certificate_error,
+    certificate_problem,
+    check_url,
+    http_timeout,
+    is_loopback,
+    retry_sleep,
+    times,
+)
 
 if TYPE_CHECKING:
     from app.config import Config, Vault
@@ -40,7 +51,7 @@ def _credential(config: Config, name: str, vault: Vault) -> Any:
 
     common: dict[str, Any] = {}
     if vault.authority:
-        common.update(authority=vault.authority, disable_instance_discovery=True)
+        common.update(authority=check_url(vault.authority, f"vaults.{name}.authority"), disable_instance_discovery=True)
     if config.settings.ca_bundle:
         common["connection_verify"] = str(config.resolve_path(config.settings.ca_bundle))
     if vault.auth == "cli":
@@ -89,6 +100,8 @@ class VaultClient:
             ServiceResponseError,
         )
 
+        if certificate_problem(exc) is not None:
+            return None  # never retried: _fail says which certificate
         if isinstance(exc, ServiceRequestError):
             return "could not connect", None, False
         if isinstance(exc, ServiceResponseError):
@@ -139,6 +152,8 @@ class VaultClient:
         )
 
         where = f"Key Vault {self.name} / secret {secret}"
+        if (reason := certificate_problem(exc)) is not None:
+            return certificate_error(urlsplit(self.url).netloc, reason)
         if isinstance(exc, ResourceNotFoundError):
             return SecretSourceError(f"{where}: not found", hint="check the secret name or create it")
         if isinstance(exc, ClientAuthenticationError):

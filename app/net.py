@@ -73,6 +73,41 @@ def check_url(url: str, what: str) -> str:
     return url.rstrip("/")
 
 
+def certificate_problem(exc: BaseException) -> str | None:
+    """The reason when ``exc`` is (or was caused by) a failed certificate check, e.g. "self-signed certificate in
+    certificate chain"; None otherwise. httpx, requests and azure-core each wrap ssl's error their own way."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return str(cur.verify_message or cur.reason or "certificate verify failed")
+        for arg in getattr(cur, "args", ()):  # urllib3 keeps the ssl error as an argument
+            if isinstance(arg, ssl.SSLCertVerificationError):
+                return str(arg.verify_message or arg.reason or "certificate verify failed")
+        cur = cur.__cause__ or cur.__context__
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        detail = text.split("CERTIFICATE_VERIFY_FAILED", 1)[1].strip(" ]:)(")
+        return detail.split("(_ssl.c", 1)[0].strip(" ()") or "certificate verify failed"
+    return None
+
+
+def certificate_error(host: str, reason: str) -> KeyturnError:
+    """One line for an untrusted server certificate: never retried, never bypassed."""
+    return KeyturnError(
+        f"the certificate of {host} is not trusted ({reason})",
+        hint="set settings.ca_bundle to the CA that signed it, or fix the server's certificate chain",
+    )
+
+
+def raise_if_certificate(exc: BaseException, url: str) -> None:
+    """Call first in a transport-error handler: a certificate failure is its own one-line error."""
+    reason = certificate_problem(exc)
+    if reason is not None:
+        raise certificate_error(urlsplit(url).netloc or url, reason) from None
+
+
 @cache
 def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
     """System trust store plus the configured extra CA (the sandbox's own)."""

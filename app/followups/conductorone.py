@@ -52,7 +52,16 @@ from urllib.parse import urlsplit
 from app.config import ConductorOneConnector, Config
 from app.errors import FollowUpError, KeyturnError
 from app.followups import StepContext, StepDefaults, StepResult
-from app.net import MAX_ATTEMPTS, RETRY_WAIT_CAP, backoff, check_url, http_client, retry_sleep, times
+from app.net import (
+    MAX_ATTEMPTS,
+    RETRY_WAIT_CAP,
+    backoff,
+    check_url,
+    http_client,
+    raise_if_certificate,
+    retry_sleep,
+    times,
+)
 from app.secret import SecretValue
 
 if TYPE_CHECKING:
@@ -243,6 +252,7 @@ class ConductorOneStep(StepDefaults):
         try:
             resp = client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
+            raise_if_certificate(exc, url)
             if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
                 problem, sent = "could not connect", False
             elif isinstance(exc, httpx.TimeoutException):

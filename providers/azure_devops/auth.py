@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from app.errors import KeyturnError, ProviderError
-from app.net import check_url
+from app.net import check_url, raise_if_certificate
 from app.secret import SecretValue
 from providers.base import DeviceCodePrompt, Interaction
 
@@ -105,9 +105,11 @@ class EntraUserAuth:
             raise self._unavailable(exc) from None
         except ClientAuthenticationError as exc:
             self._credential = None
+            raise_if_certificate(exc, self.account.authority or "https://login.microsoftonline.com")
             raise self._refused(exc) from None
         except AzureError as exc:
             self._credential = None
+            raise_if_certificate(exc, self.account.authority or "https://login.microsoftonline.com")
             raise ProviderError(f"the Entra sign-in of {self.account_name} failed: {_first_sentence(exc)}") from None
         self._token = SecretValue(access.token)
         self._expires_on = float(access.expires_on)

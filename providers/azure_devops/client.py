@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError, one_line
-from app.net import MAX_ATTEMPTS, RETRY_WAIT_CAP, backoff, check_url, http_client, retry_sleep, times
+from app.net import (
+    MAX_ATTEMPTS,
+    RETRY_WAIT_CAP,
+    backoff,
+    check_url,
+    http_client,
+    raise_if_certificate,
+    retry_sleep,
+    times,
+)
 from app.secret import SecretValue
 from providers.azure_devops.scopes import FULL_ACCESS, scope_string
 from providers.base import MintedToken, MintRequest, TokenInfo
@@ -522,6 +531,7 @@ class PatClient:
             try:
                 response = client.request(method, url, params=params, json=json_body, headers=headers)
             except httpx.TransportError as exc:
+                raise_if_certificate(exc, url)
                 problem = _transport_problem(exc)
                 log.warning("%s %s -> %s (attempt %d/%d)", method, path, problem, attempt, attempts)
                 if not idempotent:

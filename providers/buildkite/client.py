@@ -20,7 +20,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.errors import AmbiguousResultError, ProviderError, one_line
-from app.net import MAX_ATTEMPTS, USER_AGENT, backoff, check_url, http_timeout, retry_sleep, ssl_context, times
+from app.net import (
+    MAX_ATTEMPTS,
+    USER_AGENT,
+    backoff,
+    check_url,
+    http_timeout,
+    raise_if_certificate,
+    retry_sleep,
+    ssl_context,
+    times,
+)
 from app.secret import SecretValue
 
 log = logging.getLogger("keyturn.providers.buildkite")
@@ -261,6 +271,7 @@ class BuildkiteClient:
             except TransportQueryError as exc:
                 errors = list(exc.errors or []) or [{"message": str(exc)}]
             except TransportConnectionFailed as exc:
+                raise_if_certificate(exc, self.graphql_url)
                 problem, maybe_sent = _transport_problem(exc.__cause__)
                 log.warning("POST graphql %s -> %s (attempt %d/%d)", operation, problem, attempt, MAX_ATTEMPTS)
                 if mutation:
@@ -404,6 +415,7 @@ class BuildkiteClient:
             try:
                 response = self._rest_client().request(method, url, headers=headers)
             except httpx.TransportError as exc:
+                raise_if_certificate(exc, url)
                 problem, _sent = _transport_problem(exc)
                 log.warning("%s -> %s (attempt %d/%d)", call, problem, attempt, MAX_ATTEMPTS)
                 problems.append(problem)

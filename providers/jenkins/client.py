@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError, one_line
-from app.net import check_url, http_client
+from app.net import check_url, http_client, raise_if_certificate
 from app.secret import SecretValue
 
 if TYPE_CHECKING:
@@ -135,6 +135,7 @@ class JenkinsClient:
         try:
             resp = self._http.request(method, self.url(path), data=data, headers=headers)
         except httpx.TransportError as exc:
+            raise_if_certificate(exc, self.url(path))
             kind = type(exc).__name__
             if ambiguous and not isinstance(exc, httpx.ConnectError):
                 raise AmbiguousResultError(f"{what}: {kind} after the request was sent; the outcome is unknown") from None
@@ -247,6 +248,7 @@ def token_alive(base_url: str, ca_bundle: Path | None, user: str, token: SecretV
         try:
             resp = http.get(check_url(base_url, "accounts.*.base_url") + "/whoAmI/api/json")
         except httpx.TransportError as exc:
+            raise_if_certificate(exc, base_url)
             raise ProviderError(f"could not call GET /whoAmI/api/json on {base_url} ({type(exc).__name__})") from None
         log.info("jenkins GET /whoAmI/api/json (fresh client) -> %s", resp.status_code)
         if resp.status_code != 200:
