@@ -276,6 +276,12 @@ class Engine:
                 if known is not None and known.active:
                     old.append(known)
             old.sort(key=lambda t: t.expires_at or datetime.max.replace(tzinfo=now.tzinfo))
+        if sign_in and old and (blockers := getattr(self.provider(target.account, target_name), "retire_blockers", None)):
+            if refused := blockers(old):
+                raise KeyturnError(
+                    refused[0] + "; nothing was minted",
+                    hint="ask an organization administrator to revoke it or to run the rotation, or move the agents to a cluster",
+                )
         if sign_in:
             for step in steps:
                 self.emit("progress", f"checking {step.title}")

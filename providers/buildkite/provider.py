@@ -456,6 +456,19 @@ class BuildkiteProvider:
         )
         return self._minted_from(data.get("agentTokenCreate"), "agentTokenEdge", what, None)
 
+    def retire_blockers(self, old: list[TokenInfo]) -> list[str]:
+        """Before anything is minted: old tokens Buildkite will not let this API token revoke
+        (``permissions.agentTokenRevoke.allowed``), so a rotation never ends with two live tokens."""
+        if self.kind != "unclustered-agent-token":
+            return []
+        out = []
+        for t in old:
+            allowed, why = self.revoke_allowed(t.id)
+            if not allowed:
+                out.append(f"Buildkite does not allow revoking agent token {t.extra.get('uuid') or t.id} ({t.name}): "
+                           f"{why or 'permissions.agentTokenRevoke.allowed is false'}")
+        return out
+
     def revoke_allowed(self, token_id: str) -> tuple[bool, str]:
         """Unclustered: whether Buildkite lets this token be revoked (permissions.agentTokenRevoke), and why not."""
         for info, _node in self._list_agent_tokens(include_inactive=True):

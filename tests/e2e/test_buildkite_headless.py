@@ -66,3 +66,15 @@ def test_agent_token_pasted_as_api_token(sandbox: Sandbox, keyturn) -> None:
     line = next(x for x in run.stderr.splitlines() if x.startswith("keyturn: error:"))
     assert "agent token" in line.lower()
     assert agent_value not in run.stderr
+
+
+def test_unclustered_token_that_may_not_be_revoked_stops_before_minting(sandbox: Sandbox, keyturn) -> None:
+    bk = sandbox.buildkite
+    old = next(t for t in bk.agent_tokens() if t.description == "Legacy macOS agents")
+    bk.set_revoke_allowed(old.uuid, False)
+    before = len(bk.agent_tokens())
+    run = keyturn("rotate", "buildkite-unclustered", "--no-input", "--skip-manual")
+    assert run.code == 2
+    (line,) = [x for x in run.stderr.splitlines() if x.startswith("keyturn: error:")]
+    assert "does not allow revoking agent token" in line and "nothing was minted" in line
+    assert len(bk.agent_tokens()) == before and not bk.agent_token(old.uuid).revoked  # type: ignore[union-attr]
