@@ -70,6 +70,7 @@ class MintOptions:
     expires_at: datetime | None = None
     all_orgs: bool | None = None
     no_expiry: bool = False  # the engineer chose "never" (else a missing expires_at means the target's validity_days)
+    cluster: str | None = None  # Buildkite cluster agent token: the cluster picked in the wizard (else target.cluster)
 
 
 @dataclass
@@ -90,11 +91,14 @@ class RotationPlan:
     rotation_id: str = ""
     warnings: list[str] = field(default_factory=list)
     revoke_all_others: bool = False  # Jenkins, old uuid unknown: revokeAllExcept the new token (confirmed by the engineer)
+    cluster: str | None = None  # Buildkite: the cluster picked in the wizard
 
     def lines(self) -> list[str]:
         """The plan, step by step: the dry run prints exactly this and the review screen shows it."""
         scope_text = ", ".join(label if label == sid else f"{label} ({sid})" for label, sid in zip(self.scope_labels, self.scopes, strict=True))
         org = "all accessible organizations" if self.all_orgs else f"organization {self.organization}"
+        if self.cluster:
+            org += f", cluster {self.cluster}"
         expires = f"expires {self.expires_at:%Y-%m-%d}" if self.expires_at else "no expiry"
         scoped = f", scopes: {scope_text}" if self.scopes else ""
         out = [f"1. mint {self.platform} token {self.display_name!r} for {org}, {expires}{scoped}"]
@@ -132,6 +136,7 @@ class RotationPlan:
             "steps": [{"id": s.id, "kind": s.kind, "title": s.title} for s in self.steps],
             "revoke_after_s": int(self.revoke_after.total_seconds()),
             "revoke_all_others": self.revoke_all_others,
+            "cluster": self.cluster,
             "lines": self.lines(),
         }
 
@@ -259,6 +264,8 @@ class Engine:
         if expires_at is not None and expires_at <= now:
             raise KeyturnError(f"the expiry {expires_at:%Y-%m-%d} is in the past", hint="choose a future date")
         old: list[TokenInfo] = []
+        if options.cluster and (use := getattr(self.provider(target.account, target_name), "use_cluster", None)):
+            use(options.cluster)
         if sign_in:
             provider = self.provider(target.account, target_name)
             self.emit("progress", f"signing in to {account.platform} as {target.account}")
@@ -302,6 +309,7 @@ class Engine:
             steps=steps,
             revoke_after=target.revoke_delay,
             rotation_id=rotation_id,
+            cluster=options.cluster,
         )
         if sign_in and (deprecated := getattr(self.provider(target.account, target_name), "deprecation_notice", None)):
             if text := deprecated():
@@ -497,6 +505,8 @@ class Rotation:
         hook = getattr(self.provider, "known_token", None)
         if hook and self.new_token is not None and self.record.new_token:
             hook(self.new_token, self.record.new_token.get("fingerprint"), self.value)
+        if (cluster := self.record.plan.get("cluster")) and (use := getattr(self.provider, "use_cluster", None)):
+            use(cluster)
         if (supply := getattr(self.provider, "previous_values_from", None)) and self.new_token is not None:
             supply(self.previous_values)
 

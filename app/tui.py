@@ -386,10 +386,15 @@ class KeyturnApp(App[None], inherit_bindings=False):
         from screens.review import ReviewScreen
         from screens.token_options import TokenOptionsScreen
 
+        import asyncio
+
         target = self.config.targets[target_name]
         provider = await self._token_provider(target_name)
+        clusters: list[str] | None = None
+        if provider.platform == "buildkite" and target.token_type in (None, "cluster-agent-token"):
+            clusters = await asyncio.to_thread(provider.clusters)  # type: ignore[attr-defined]  # every page
         while True:
-            options = await self.push_screen_wait(TokenOptionsScreen(target_name, target, provider))
+            options = await self.push_screen_wait(TokenOptionsScreen(target_name, target, provider, clusters=clusters))
             if options is None:
                 return self._back_to_targets()
             plan = await self.push_screen_wait(ReviewScreen(target_name, options))

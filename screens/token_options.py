@@ -20,7 +20,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Footer, Input, Label, RadioButton, RadioSet, Select, Static
 
 from screens import PaletteCommand, WizardScreen
 
@@ -111,8 +111,9 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
         ),
     ]
 
-    def __init__(self, target_name: str, target: Target, provider: Any) -> None:
+    def __init__(self, target_name: str, target: Target, provider: Any, *, clusters: list[str] | None = None) -> None:
         super().__init__()
+        self.clusters = clusters or []  # cluster agent tokens: the organization's clusters (every page)
         self.target_name = target_name
         self.target = target
         self.provider = provider
@@ -139,7 +140,12 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
             if self.kind == "cluster-agent-token":
                 with Horizontal(classes="field"):
                     yield Label("Cluster", classes="field-label")
-                    yield Static(self.target.cluster or "(not set)", id="cluster", markup=False)
+                    names = self.clusters
+                    current = self.target.cluster if self.target.cluster in names else Select.BLANK
+                    yield Select(
+                        [(n, n) for n in names], value=current, id="cluster", compact=True, allow_blank=not names or current is Select.BLANK,
+                        prompt="(no cluster in the organization)" if not names else "Pick a cluster",
+                    )
             with Horizontal(classes="field"):
                 yield Label("Token name" if self.kind == JENKINS else "Description", classes="field-label")
                 yield Input(self.target.token_name, id="description", compact=True, max_length=DESCRIPTION_MAX)
@@ -316,6 +322,13 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
             except ValueError as exc:
                 self._fail(str(exc))
                 return
+        cluster: str | None = None
+        if self.kind == "cluster-agent-token":
+            picked = self.query_one("#cluster", Select).value
+            if picked is Select.BLANK or not isinstance(picked, str):
+                self._fail("cluster: pick the cluster whose agents use this token")
+                return
+            cluster = picked if picked != self.target.cluster else None
         if self.kind == JENKINS:
             user = self.query_one("#user", Input).value.strip()
             if user != self.provider.user:
@@ -325,7 +338,7 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
                     "-Djenkins.security.ApiTokenProperty.adminCanGenerateNewTokens=true"
                 )
                 return
-        self.dismiss(MintOptions(token_name=description, expires_at=expires_at, no_expiry=expires_at is None))
+        self.dismiss(MintOptions(token_name=description, expires_at=expires_at, no_expiry=expires_at is None, cluster=cluster))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -12,7 +12,7 @@ Importing this module loads neither gql, httpx nor textual: they come on first u
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +106,7 @@ class BuildkiteProvider:
         self._client_obj: BuildkiteClient | None = None
         self._account_token: SecretValue | None = None
         self._cluster: dict[str, str] | None = None
+        self._cluster_wanted: str | None = None  # the wizard's pick (else target.cluster)
         self._minted: dict[str, SecretValue] = {}  # api-access-token: token uuid -> value (for get_token)
         self._known: dict[str, str] = {}  # token id -> fingerprint of the token this rotation took (from the journal)
         self._previous: Callable[[], list[SecretValue]] | None = None
@@ -256,37 +257,49 @@ class BuildkiteProvider:
 
     # -- cluster agent tokens ----------------------------------------------------------------------
 
+    def _clusters(self) -> Iterator[dict[str, str]]:
+        """Every cluster of the organization ({id, uuid, name}), page by page (GraphQL cursor paging)."""
+        after: str | None = None
+        for _ in range(MAX_CLUSTER_PAGES):
+            data = self._client.graphql(
+                "ListClusters",
+                {"slug": self.account.organization, "first": 50, "after": after},
+                what=f"could not list the clusters of {self.account.organization}",
+            )
+            org = data.get("organization")
+            if not isinstance(org, dict):
+                raise ProviderError(f"Buildkite has no organization {self.account.organization!r} visible to this token")
+            conn = org.get("clusters") or {}
+            for edge in conn.get("edges") or []:
+                node = (edge or {}).get("node") or {}
+                yield {"id": str(node.get("id")), "uuid": str(node.get("uuid")), "name": str(node.get("name"))}
+            page = conn.get("pageInfo") or {}
+            if not page.get("hasNextPage") or not page.get("endCursor"):
+                return
+            after = str(page["endCursor"])
+
+    def clusters(self) -> list[str]:
+        """The organization's cluster names, every page: what the wizard offers to pick from."""
+        return [c["name"] for c in self._clusters()]
+
+    def use_cluster(self, name: str) -> None:
+        """Mint in (and retire from) this cluster instead of ``target.cluster`` (the wizard's pick, kept in the plan)."""
+        if name != self._cluster_wanted:
+            self._cluster_wanted = name
+            self._cluster = None
+
     def _cluster_ref(self) -> dict[str, str]:
         """The target's cluster ({id, uuid, name}), found by name, uuid or GraphQL id across every page."""
         if self._cluster is None:
-            wanted = (self.target.cluster or "").strip()
+            wanted = (self._cluster_wanted or self.target.cluster or "").strip()
             if not wanted:
                 raise KeyturnError(f"targets.{self.target_name}.cluster is not set: name the cluster (name or id)")
-            after: str | None = None
             names: list[str] = []
-            for _ in range(MAX_CLUSTER_PAGES):
-                data = self._client.graphql(
-                    "ListClusters",
-                    {"slug": self.account.organization, "first": 50, "after": after},
-                    what=f"could not list the clusters of {self.account.organization}",
-                )
-                org = data.get("organization")
-                if not isinstance(org, dict):
-                    raise ProviderError(f"Buildkite has no organization {self.account.organization!r} visible to this token")
-                conn = org.get("clusters") or {}
-                for edge in conn.get("edges") or []:
-                    node = (edge or {}).get("node") or {}
-                    names.append(str(node.get("name")))
-                    if wanted in (node.get("name"), node.get("uuid"), node.get("id")):
-                        self._cluster = {"id": str(node["id"]), "uuid": str(node["uuid"]), "name": str(node["name"])}
-                        return self._cluster
-                    if wanted.lower() == str(node.get("name") or "").lower():
-                        self._cluster = {"id": str(node["id"]), "uuid": str(node["uuid"]), "name": str(node["name"])}
-                        return self._cluster
-                page = conn.get("pageInfo") or {}
-                if not page.get("hasNextPage") or not page.get("endCursor"):
-                    break
-                after = str(page["endCursor"])
+            for node in self._clusters():
+                names.append(node["name"])
+                if wanted in (node["name"], node["uuid"], node["id"]) or wanted.lower() == node["name"].lower():
+                    self._cluster = node
+                    return self._cluster
             known = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
             raise ProviderError(
                 f"targets.{self.target_name}.cluster: Buildkite organization {self.account.organization} has no cluster "

@@ -179,3 +179,16 @@ def test_api_access_token_taken_then_given_up_revokes_itself(bk: BuildkiteStanda
     p.revoke(minted.info.id)
     assert bk.world.token_status(new.value) == "revoked"
     assert bk.world.token_status(seeded.connector_token) == "active"
+
+
+def test_clusters_are_listed_across_pages_and_one_can_be_picked(bk: BuildkiteStandalone) -> None:
+    owner = next(u.uuid for u in bk.world.users.values() if u.admin)
+    for i in range(60):  # ListClusters asks for 50 per page: three pages' worth with the seeded two
+        bk.world.add_cluster(f"pool-{i:02d}", created_by=owner)
+    p = make(bk, token_type="cluster-agent-token", cluster="Default cluster")
+    names = p.clusters()
+    assert len(names) == 62 and "pool-59" in names and "Default cluster" in names
+    p.use_cluster("pool-59")  # the wizard's pick
+    p.mint(MintRequest(display_name="agents-20261122-abcdef12", scopes=(), expires_at=None))
+    pool = next(c for c in bk.world.clusters.values() if c.name == "pool-59")
+    assert [t.description for t in bk.world.cluster_tokens(pool.uuid)] == ["agents-20261122-abcdef12"]

@@ -238,3 +238,23 @@ async def test_escape_on_the_paste_screen_stops_the_mint(wiz, sandbox_wizard, wi
         assert "no API access token was pasted" in app.screen.halted
         await pilot.press("r")  # retry: the paste screen comes back
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "PasteTokenScreen")
+
+
+async def test_another_cluster_is_picked_and_the_token_lands_there(wiz, sandbox_wizard, wizard_sandbox) -> None:
+    from textual.widgets import Select
+
+    bk = wizard_sandbox.buildkite
+    app = sandbox_wizard()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wiz.open_options(wiz, pilot, "buildkite-cluster")
+        picker = app.screen.query_one("#cluster", Select)
+        assert picker.value == "Default cluster"  # the target's, preselected
+        picker.value = "linux-large"
+        await pilot.pause()
+        await wiz.review_and_mint(wiz, pilot)
+        await wiz.reveal_to_summary(wiz, pilot)
+    (record,) = journal_of(wizard_sandbox).all()
+    assert record.state == "done" and record.plan["cluster"] == "linux-large"
+    assert "cluster linux-large" in record.plan["lines"][0]
+    large = next(c for c in bk.clusters.values() if c.name == "linux-large")
+    assert record.plan["display_name"] in [t.description for t in bk.cluster_tokens(large.uuid)]
