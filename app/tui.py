@@ -382,11 +382,11 @@ class KeyturnApp(App[None], inherit_bindings=False):
 
     async def _rotate_with_options(self, target_name: str) -> None:
         """Buildkite: the token's options (TokenOptionsScreen) instead of Entra sign-in and the scope picker."""
+        import asyncio
+
         from screens.mint import MintScreen
         from screens.review import ReviewScreen
         from screens.token_options import TokenOptionsScreen
-
-        import asyncio
 
         target = self.config.targets[target_name]
         provider = await self._token_provider(target_name)
