@@ -494,6 +494,19 @@ class Rotation:
             self.engine.emit("warning", n)
         return minted.info
 
+    @property
+    def revoke_all_others(self) -> bool:
+        """Every other token of the user dies at retire (Jenkins revokeAllExcept): asked for in the plan
+        (--revoke-all-other-tokens) or confirmed later in the wizard."""
+        return bool(self.record.plan.get("revoke_all_others")) or any(
+            e["event"] == "revoke_all_others_confirmed" for e in self.record.events
+        )
+
+    def confirm_revoke_all_others(self) -> None:
+        """The engineer confirmed (after being told what else dies) that retire revokes every other token."""
+        if not self.revoke_all_others:
+            self._write("revoke_all_others_confirmed")
+
     def orphan_checked(self) -> None:
         """The engineer looked for (and revoked) a token an interrupted mint may have left: mint without reconciling."""
         if not self._at_least("minted"):
@@ -651,7 +664,7 @@ class Rotation:
                 self.engine.emit("progress", f"revoking old token {t.name!r} ({t.id})")
                 self.provider.revoke(t.id)
                 self._write("revoked", token_id=t.id, role="old")
-        if self.record.plan.get("revoke_all_others") and new is not None:
+        if self.revoke_all_others and new is not None:
             everyone_else = getattr(self.provider, "revoke_all_except", None)
             if everyone_else is None:
                 raise KeyturnError(f"{self.record.plan['platform']} has no 'revoke every other token'", hint="drop --revoke-all-other-tokens")

@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.widgets import Footer, Static
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Input, Static
 
 from screens import ICONS, WizardScreen, one_line
 
@@ -52,6 +53,13 @@ class RetireScreen(WizardScreen["str | None"]):
             tooltip="Revoke the old token after the target's delay (a later resume does it)",
         ),
         Binding(
+            "a",
+            "revoke_all_others",
+            "Revoke all others…",
+            id="retire.all_others",
+            tooltip="Jenkins, old token unknown: revoke every other API token of the user (asks first, naming what dies)",
+        ),
+        Binding(
             "l",
             "leave",
             "Leave",
@@ -78,8 +86,24 @@ class RetireScreen(WizardScreen["str | None"]):
             yield Static("", id="error", classes="error-line", markup=False)
         yield Footer()
 
+    @property
+    def old_unknown(self) -> bool:
+        """Jenkins without a readable security page or a token_uuid: the old token cannot be named."""
+        provider = self.rotation.provider
+        return (
+            not self.rotation.record.plan.get("old_tokens")
+            and hasattr(provider, "revoke_all_except")
+            and getattr(provider, "lists_tokens", None) is False
+        )
+
     def _old_tokens(self) -> str:
         olds = self.rotation.record.plan.get("old_tokens", [])
+        if not olds and self.old_unknown:
+            from providers.jenkins.provider import unknown_uuid_message
+
+            p = self.rotation.provider
+            text = unknown_uuid_message(self.rotation.record.target, p.user, p.base_url, p.target.token_name)  # type: ignore[attr-defined]
+            return f"  not known: {text.replace('rotate with --revoke-all-other-tokens', 'press a')}"
         if not olds:
             return "  none found: nothing to revoke"
         lines = []
@@ -93,8 +117,10 @@ class RetireScreen(WizardScreen["str | None"]):
         return "\n".join(lines)
 
     def _choice_text(self) -> str:
+        if self.rotation.revoke_all_others:
+            return "Enter revokes every other API token of the user now; the new one stays."
         if not self.rotation.record.plan.get("old_tokens"):
-            return "Enter finishes the rotation."
+            return "Enter finishes the rotation (nothing revoked)" + ("; a revokes every other token first." if self.old_unknown else ".")
         if self.delay:
             return (
                 f"This target keeps the old token for {human_delay(self.delay)} after propagation, so every consumer "
@@ -155,7 +181,29 @@ class RetireScreen(WizardScreen["str | None"]):
             return (self.ready and not self.busy) or None
         if action == "choose_default":
             return (self.ready and not self.busy) or None
+        if action == "revoke_all_others":
+            if not self.old_unknown or self.rotation.revoke_all_others:
+                return False  # hidden: only for an old token that cannot be named
+            return (self.ready and not self.busy) or None
         return True
+
+    def action_revoke_all_others(self) -> None:
+        p = self.rotation.provider
+        user = getattr(p, "user", "the user")
+        question = (
+            f"Revoke EVERY other API token of {user}? Jobs, scripts and people using any other token of {user} get 401 "
+            "from their next request; only the new token stays. Type yes to confirm."
+        )
+
+        def answered(answer: str | None) -> None:
+            if (answer or "").strip().lower() == "yes":
+                self.rotation.confirm_revoke_all_others()
+                self.query_one("#choice", Static).update(self._choice_text())
+                self.refresh_bindings()
+            else:
+                self.notify("Nothing revoked.", markup=False)
+
+        self.app.push_screen(ConfirmPrompt(question), answered)
 
     def action_choose_default(self) -> None:
         self.action_retire(not self.delay)
@@ -169,4 +217,32 @@ class RetireScreen(WizardScreen["str | None"]):
         self._retire(now)
 
     def action_leave(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmPrompt(ModalScreen[str | None], inherit_bindings=False):
+    """A question that needs a typed answer (``yes``): for what cannot be undone."""
+
+    DEFAULT_CSS = """
+    ConfirmPrompt { align: center middle; }
+    ConfirmPrompt > Vertical { width: 70; height: auto; border: round $error; padding: 1 2; background: $surface; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="confirm.cancel", tooltip="Do nothing"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question, markup=False)
+            yield Input(placeholder="yes", id="answer")
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
         self.dismiss(None)

@@ -74,3 +74,39 @@ async def test_another_user_is_refused_with_the_reason(wiz, sandbox_wizard, wiza
         assert app.screen.plan.expires_at is not None
         assert 29 < (app.screen.plan.expires_at - app.now()).days + 1 <= 30
     assert list(RotationJournal(wizard_sandbox.directory / "journal").all()) == []  # nothing minted
+
+
+async def test_unknown_old_token_then_revoke_all_others_after_typing_yes(wiz, sandbox_wizard, wizard_sandbox) -> None:
+    from app.sandbox.jenkins import SEED_TOKEN_UUID
+
+    jk = wizard_sandbox.jenkins
+    seeded = jk.seeded
+    jk.security_page = False  # a controller whose page keyturn cannot read
+    text = wizard_sandbox.config_path.read_text().replace(f'token_uuid = "{SEED_TOKEN_UUID}"\n', "")
+    wizard_sandbox.config_path.write_text(text)
+    other = jk.add_token(seeded.user, "old laptop")
+    app = sandbox_wizard()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wiz.open_options(wiz, pilot, "jenkins")
+        await wiz.review_and_mint(wiz, pilot)
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen", what="the reveal")
+        await pilot.press("ctrl+s")
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready)
+        shown = flat(wiz, app)
+        assert "script console" in shown and "press a" in shown  # the three ways out, in order
+        await pilot.press("a")
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "ConfirmPrompt")
+        assert f"EVERY other API token of {seeded.user}" in flat(wiz, app)
+        await pilot.press("n", "o", "enter")  # anything but yes: nothing happens
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RetireScreen")
+        assert not app.screen.rotation.revoke_all_others
+        await pilot.press("a")
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "ConfirmPrompt")
+        await pilot.press("y", "e", "s", "enter")
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.rotation.revoke_all_others)
+        await pilot.press("enter")
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "SummaryScreen", what="the summary")
+    new_value = wizard_sandbox.state.secret_versions(*KV)[-1].value
+    assert jk.token_status(new_value) == "active"
+    assert jk.token_status(seeded.token_value) == "revoked" and jk.token_status(other.value) == "revoked"
+    assert jk.token_status(seeded.admin_token) == "active"
