@@ -10,17 +10,22 @@ its first screen is displayed (Textual's ``Ready`` event: the first frame is up,
 Runs are interleaved (bare, wizard, keyturn, bare, ...) so machine noise hits all three alike; the
 report gives medians and the ratios. Goal: wizard / bare <= 1.3.
 
-    .venv/bin/python benchmarks/wizard_startup.py [--runs 9]
+Each child exits right after its first frame, so its peak RSS (``ru_maxrss`` from ``wait4``) is that of
+"launch, first screen, quit"; the report gives the median per variant too.
+
+    .venv/bin/python benchmarks/wizard_startup.py [--runs 9] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -88,26 +93,42 @@ except SystemExit:
 )
 
 
-def sample(code: str, config: Path) -> tuple[float, float]:
-    """(seconds from spawn to ready, seconds the child counted itself from its T0 to ready)."""
+def sample(code: str, config: Path) -> tuple[float, float, float]:
+    """(seconds from spawn to ready, seconds the child counted itself from its T0 to ready, peak RSS in MiB).
+
+    The child exits right after its first frame (launch, first screen, quit); it is reaped with wait4, whose
+    ru_maxrss is the peak resident set of the whole run (Linux: KiB)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TEXTUAL_ANIMATIONS": "none"}
+    err = tempfile.TemporaryFile()
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(config)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=err,
+        stdin=subprocess.DEVNULL,
         text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     elapsed = time.perf_counter() - start
-    proc.wait(timeout=30)
+    rest = proc.stdout.read()  # until the child closes it (exits)
+    killer = threading.Timer(30, proc.kill)
+    killer.start()
+    try:
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        killer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stdout.close()
     word, _, inner = line.strip().partition(" ")
-    if word != "ready":
-        raise SystemExit(f"the child did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
-    return elapsed, float(inner or "nan")
+    err.seek(0)
+    errors = err.read().decode(errors="replace")
+    err.close()
+    if word != "ready" or proc.returncode != 0:
+        raise SystemExit(f"the child did not start or exit cleanly ({proc.returncode}): {line!r} {rest!r} {errors}")
+    return elapsed, float(inner or "nan"), usage.ru_maxrss / 1024
 
 
 def time_config_only(config: Path) -> float:
@@ -122,12 +143,19 @@ def time_config_only(config: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9, help="samples per variant (default 9)")
+    parser.add_argument("--quiet-below", type=float, metavar="CORES",
+                        help="before each round, wait until other processes use fewer than CORES cores (see --quiet-wait)")
+    parser.add_argument("--quiet-wait", type=float, default=120.0, metavar="SECONDS",
+                    help="the longest wait for --quiet-below (default 120); the run starts anyway after it")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the report")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
+    from _machine import LoadMeter, wait_for_quiet  # benchmarks/, the script's folder
+
     from app.sandbox import Sandbox
 
-    with tempfile.TemporaryDirectory(prefix="keyturn-bench-") as tmp, Sandbox(Path(tmp)) as sb:
+    with tempfile.TemporaryDirectory(prefix="keyturn-bench-") as tmp, Sandbox(Path(tmp)) as sb, LoadMeter() as meter:
         config = sb.config_path
         sample(BARE, config)  # warm the OS file cache and the bytecode caches
         sample(WIZARD, config)
@@ -135,28 +163,54 @@ def main() -> None:
         times: dict[str, list[float]] = {
             k: [] for k in ("bare", "wizard", "keyturn", "bare in-process", "wizard in-process", "config only")
         }
+        rss: dict[str, list[float]] = {k: [] for k in ("bare", "wizard", "keyturn")}
+        others: list[float | None] = []
         for _ in range(args.runs):
-            outer, inner = sample(BARE, config)
+            others.append(wait_for_quiet(args.quiet_below, max_wait=args.quiet_wait))
+            outer, inner, peak = sample(BARE, config)
             times["bare"].append(outer)
             times["bare in-process"].append(inner)
-            outer, inner = sample(WIZARD, config)
+            rss["bare"].append(peak)
+            outer, inner, peak = sample(WIZARD, config)
             times["wizard"].append(outer)
             times["wizard in-process"].append(inner)
-            times["keyturn"].append(sample(KEYTURN, config)[0])
+            rss["wizard"].append(peak)
+            outer, _inner, peak = sample(KEYTURN, config)
+            times["keyturn"].append(outer)
+            rss["keyturn"].append(peak)
             times["config only"].append(time_config_only(config))
 
     med = {name: statistics.median(values) for name, values in times.items()}
+    med_rss = {name: statistics.median(values) for name, values in rss.items()}
+    ratios = {
+        "wizard_in_process_over_bare": med["wizard in-process"] / med["bare in-process"],
+        "keyturn_over_bare": med["keyturn"] / med["bare"],
+        "keyturn_rss_over_bare": med_rss["keyturn"] / med_rss["bare"],
+    }
+    if args.json:
+        print(json.dumps({
+            "runs": args.runs, "machine": meter.report(),
+            "seconds": {k: {"median": med[k], "all": [round(v, 4) for v in times[k]]} for k in times},
+            "peak_rss_mib": {k: {"median": med_rss[k], "all": [round(v, 1) for v in rss[k]]} for k in rss},
+            "ratios": ratios,
+            "others_busy_cores_before_each_round": [None if x is None else round(x, 2) for x in others],
+        }, indent=2))
+        return
 
     def row(name: str) -> str:
         return f"  {name:<18} {med[name] * 1000:6.0f} ms   ({', '.join(f'{v * 1000:.0f}' for v in times[name])})"
 
     print(f"medians of {args.runs} runs each, interleaved")
+    print(meter.line())
+    if measured := [x for x in others if x is not None]:
+        print(f"cores other processes used in the 2 s before each round: median {statistics.median(measured):.2f}, "
+              f"max {max(measured):.2f}")
     print(
         "in-process: imports to first frame (bare: from its first line; wizard: from run_wizard, config already parsed)"
     )
     print(row("bare in-process"))
     print(row("wizard in-process"))
-    print(f"  wizard / bare = {med['wizard in-process'] / med['bare in-process']:.2f}   (goal <= 1.3)")
+    print(f"  wizard / bare = {ratios['wizard_in_process_over_bare']:.2f}   (goal <= 1.3)")
     print("whole process: spawn to first frame")
     print(row("bare"))
     print(row("wizard"))
@@ -164,9 +218,19 @@ def main() -> None:
     print(
         f"  ({med['config only'] * 1000:.0f} ms for a process that only parses the config: Python, pydantic, the file)"
     )
-    print(
-        f"  keyturn / bare = {med['keyturn'] / med['bare']:.2f}   (the whole command: click, pydantic config, wizard)"
-    )
+    print(f"  keyturn / bare = {ratios['keyturn_over_bare']:.2f}   (the whole command: click, pydantic config, wizard)")
+    print("peak RSS of the process (launch, first frame, quit; ru_maxrss from wait4)")
+    for name in rss:
+        print(f"  {name:<18} {med_rss[name]:6.1f} MiB ({', '.join(f'{v:.0f}' for v in rss[name])})")
+    print(f"  keyturn / bare = {ratios['keyturn_rss_over_bare']:.2f}")
+    print()
+    print(f"{'figure':<44} {'median':>10} {'ratio to bare':>14}")
+    print(f"{'bare Textual app: spawn to first frame':<44} {med['bare'] * 1000:>7.0f} ms {'1.00':>14}")
+    print(f"{'keyturn --config F: spawn to first frame':<44} {med['keyturn'] * 1000:>7.0f} ms {ratios['keyturn_over_bare']:>14.2f}")
+    print(f"{'wizard in-process (config parsed)':<44} {med['wizard in-process'] * 1000:>7.0f} ms "
+          f"{ratios['wizard_in_process_over_bare']:>14.2f}")
+    print(f"{'bare Textual app: peak RSS':<44} {med_rss['bare']:>6.1f} MiB {'1.00':>14}")
+    print(f"{'keyturn --config F: peak RSS':<44} {med_rss['keyturn']:>6.1f} MiB {ratios['keyturn_rss_over_bare']:>14.2f}")
 
 
 if __name__ == "__main__":
