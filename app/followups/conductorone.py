@@ -394,6 +394,7 @@ class ConductorOneStep(StepDefaults):
             return data
 
         return self._with_retries(once, what, idempotent=idempotent)
+
     def _connector_path(self) -> str:
         from urllib.parse import quote
 
