@@ -210,9 +210,7 @@ class Target(_Model):
 
     @model_validator(mode="after")
     def _scopes_or_preset(self) -> Target:
-        agent = self.token_type in ("cluster-agent-token", "unclustered-agent-token")
-        if self.scopes is None and self.preset is None and not agent:
-            raise ValueError("give scopes = [...] or preset = 'NAME'")
+        # whether scopes are required depends on the platform: Config._references checks that
         if self.scopes is not None and self.preset is not None:
             raise ValueError("give scopes or preset, not both")
         if self.token_type == "cluster-agent-token" and not self.cluster:  # noqa: S105 (a type name)
@@ -243,6 +241,11 @@ class Config(_Model):
         for name, target in self.targets.items():
             if target.account not in self.accounts:
                 raise _RefError(f"targets.{name}.account", f"no account {target.account!r}; define [accounts.{target.account}] or fix the name")
+            platform = self.accounts[target.account].platform
+            agent = target.token_type in ("cluster-agent-token", "unclustered-agent-token")
+            # a Jenkins API token carries all of its user's permissions: no scopes to choose
+            if target.scopes is None and target.preset is None and not agent and platform != "jenkins":
+                raise _RefError(f"targets.{name}", "give scopes = [...] or preset = 'NAME'")
             for i, step in enumerate(target.follow_ups):
                 if isinstance(step, KeyVaultSecretVersion) and step.vault not in self.vaults:
                     raise _RefError(f"targets.{name}.follow_ups.{i}.vault", f"no vault {step.vault!r}; define [vaults.{step.vault}]")

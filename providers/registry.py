@@ -61,6 +61,8 @@ def resolve_scopes(config: Config, target_name: str, target: Target) -> tuple[st
         return ()  # agent tokens have no scopes
     if target.scopes is not None:
         scopes = tuple(target.scopes)
+    elif target.preset is None and platform == "jenkins":
+        scopes = builtin_presets(platform)["user"]  # the token carries all of its user's permissions
     elif target.preset in config.presets:
         scopes = tuple(config.presets[target.preset].scopes)
     else:

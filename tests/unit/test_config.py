@@ -76,7 +76,9 @@ def test_not_toml(tmp_path: Path) -> None:
 
 def test_example_config_is_valid() -> None:
     config = load_config(ROOT / "examples" / "keyturn.toml")
-    assert set(config.targets) == {"keda", "daily-checks"}
+    assert set(config.targets) == {"keda", "daily-checks", "buildkite-cluster", "buildkite-conductorone", "jenkins"}
+    assert config.targets["jenkins"].scopes is None and config.targets["jenkins"].preset is None  # no scopes to pick
+    assert config.targets["buildkite-cluster"].validity_days is None  # agent tokens: no expiry unless asked
     keda = config.targets["keda"]
     assert keda.preset == "keda"
     assert [f.kind for f in keda.follow_ups] == ["flux-sops-secret"]
