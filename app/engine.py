@@ -298,7 +298,7 @@ class Engine:
             target_name=target_name,
             account_name=target.account,
             platform=account.platform,
-            organization=account.organization,
+            organization=f"{account.organization}, user {account.user}" if account.user else account.organization,
             token_name=token_name,
             display_name=display_name(token_name, rotation_id, now),
             scopes=scopes,
