@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError, one_line
-from app.net import check_url, http_client, raise_if_certificate
+from app.net import (
+    MAX_ATTEMPTS,
+    RETRY_WAIT_CAP,
+    backoff,
+    check_url,
+    http_client,
+    raise_if_certificate,
+    retry_sleep,
+    times,
+)
 from app.secret import SecretValue
 
 if TYPE_CHECKING:
@@ -129,24 +138,56 @@ class JenkinsClient:
         return self.base_url + path
 
     def _send(self, method: str, path: str, *, what: str, data: dict[str, str] | None = None,
-              headers: dict[str, str] | None = None, ambiguous: bool = False) -> httpx.Response:
+              headers: dict[str, str] | None = None, ambiguous: bool = False, idempotent: bool | None = None,
+              json_expected: bool = False) -> httpx.Response:
+        """One call. Idempotent ones (GETs, revoking) are tried again within bounds after a timeout, a reset, a
+        429/5xx or an unreadable JSON answer; generating a token is sent once and, when its outcome is unknown,
+        raises AmbiguousResultError so the engine looks for it on the security page before minting again."""
         import httpx
 
-        try:
-            resp = self._http.request(method, self.url(path), data=data, headers=headers)
-        except httpx.TransportError as exc:
-            raise_if_certificate(exc, self.url(path))
-            kind = type(exc).__name__
-            if ambiguous and not isinstance(exc, httpx.ConnectError):
-                raise AmbiguousResultError(f"{what}: {kind} after the request was sent; the outcome is unknown") from None
-            raise ProviderError(f"{what}: cannot reach {self.base_url} ({kind})") from None
-        log.info("jenkins %s %s -> %s", method, path, resp.status_code)
-        self.info = server_info(resp)
-        return resp
+        idempotent = method == "GET" if idempotent is None else idempotent
+        attempts = MAX_ATTEMPTS if idempotent else 1
+        url = self.url(path)
+        problems: list[str] = []
+        for attempt in range(1, attempts + 1):
+            try:
+                resp = self._http.request(method, url, data=data, headers=headers)
+            except httpx.TransportError as exc:
+                raise_if_certificate(exc, url)
+                problem, sent = _transport_problem(exc)
+                log.warning("jenkins %s %s -> %s (attempt %d/%d)", method, path, problem, attempt, attempts)
+                if ambiguous and sent:
+                    raise AmbiguousResultError(f"{what}: {problem} after the request was sent; the outcome is unknown") from None
+                problems.append(problem)
+                if attempt == attempts:
+                    raise ProviderError(f"{what}: {_said(problems)} ({self.base_url}); try again later") from None
+                retry_sleep(backoff(attempt))
+                continue
+            log.info("jenkins %s %s -> %s", method, path, resp.status_code)
+            self.info = server_info(resp)
+            status = resp.status_code
+            says_json = "json" in resp.headers.get("content-type", "")
+            unreadable = status == 200 and (json_expected or says_json) and not _parses(resp)
+            if status not in (429, 500, 502, 503, 504) and not unreadable:
+                return resp
+            problem = "an unreadable answer (HTTP 200)" if unreadable else f"HTTP {status}"
+            wait = _retry_after(resp) if status == 429 else None
+            if idempotent and attempt < attempts:
+                problems.append(problem)
+                retry_sleep(wait if wait is not None else backoff(attempt))
+                continue
+            if status == 429:
+                raise ProviderError(f"{what}: Jenkins is refusing requests for now (HTTP 429)",
+                                    hint=f"try again in {wait:.0f} s" if wait is not None else "try again later")
+            if ambiguous:
+                raise AmbiguousResultError(f"{what}: Jenkins answered {problem}; it may or may not have happened")
+            problems.append(problem)
+            raise ProviderError(f"{what}: Jenkins answered {_said(problems)}; try again later")
+        raise AssertionError("unreachable")
 
     def who_am_i(self, *, what: str) -> tuple[int, str | None]:
         """(status, the authenticated name; None when anonymous)."""
-        resp = self._send("GET", "/whoAmI/api/json", what=what)
+        resp = self._send("GET", "/whoAmI/api/json", what=what, json_expected=True)
         if resp.status_code != 200:
             return resp.status_code, None
         body = self._json(resp, what)
@@ -194,13 +235,15 @@ class JenkinsClient:
             self._crumb = (str(body.get("crumbRequestField") or "Jenkins-Crumb"), str(body.get("crumb") or ""))
         self._signed_in = True
 
-    def post(self, path: str, data: dict[str, str], *, what: str, ambiguous: bool = False) -> httpx.Response:
+    def post(self, path: str, data: dict[str, str], *, what: str, ambiguous: bool = False, idempotent: bool = False,
+             json_expected: bool = False) -> httpx.Response:
         headers = {}
         if self.stateful:
             self.sign_in()
             if self._crumb is not None:
                 headers[self._crumb[0]] = self._crumb[1]
-        return self._send("POST", path, what=what, data=data, headers=headers, ambiguous=ambiguous)
+        return self._send("POST", path, what=what, data=data, headers=headers, ambiguous=ambiguous,
+                          idempotent=idempotent, json_expected=json_expected)
 
     def descriptor_path(self, user: str) -> str:
         from urllib.parse import quote
@@ -241,22 +284,61 @@ class JenkinsClient:
 
 
 def token_alive(base_url: str, ca_bundle: Path | None, user: str, token: SecretValue, *, transport: Any = None) -> tuple[int, str | None]:
-    """``GET /whoAmI/api/json`` with ``token`` on a brand-new cookie-less client: (status, authenticated name)."""
+    """``GET /whoAmI/api/json`` with ``token`` on a brand-new cookie-less client: (status, authenticated name).
+    Tried again within bounds after a timeout, a reset, a 429/5xx or an unreadable answer."""
     import httpx
 
+    url = check_url(base_url, "accounts.*.base_url") + "/whoAmI/api/json"
+    problems: list[str] = []
     with stateless_client(ca_bundle, user, token, transport=transport) as http:
-        try:
-            resp = http.get(check_url(base_url, "accounts.*.base_url") + "/whoAmI/api/json")
-        except httpx.TransportError as exc:
-            raise_if_certificate(exc, base_url)
-            raise ProviderError(f"could not call GET /whoAmI/api/json on {base_url} ({type(exc).__name__})") from None
-        log.info("jenkins GET /whoAmI/api/json (fresh client) -> %s", resp.status_code)
-        if resp.status_code != 200:
-            return resp.status_code, None
-        try:
-            body = resp.json()
-        except ValueError:
-            return resp.status_code, None
-        if not isinstance(body, dict) or body.get("anonymous"):
-            return 200, None
-        return 200, str(body.get("name") or "")
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                resp = http.get(url)
+            except httpx.TransportError as exc:
+                raise_if_certificate(exc, url)
+                problems.append(_transport_problem(exc)[0])
+            else:
+                log.info("jenkins GET /whoAmI/api/json (fresh client) -> %s", resp.status_code)
+                if resp.status_code not in (429, 500, 502, 503, 504) and (resp.status_code != 200 or _parses(resp)):
+                    break
+                problems.append(f"HTTP {resp.status_code}" if resp.status_code != 200 else "an unreadable answer (HTTP 200)")
+            if attempt == MAX_ATTEMPTS:
+                raise ProviderError(f"could not call GET /whoAmI/api/json on {base_url}: {_said(problems)}; try again later")
+            retry_sleep(backoff(attempt))
+    if resp.status_code != 200:
+        return resp.status_code, None
+    body = resp.json()
+    if not isinstance(body, dict) or body.get("anonymous"):
+        return 200, None
+    return 200, str(body.get("name") or "")
+
+
+def _transport_problem(exc: BaseException) -> tuple[str, bool]:
+    """(what happened, whether the request may have reached Jenkins)."""
+    import httpx
+
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+        return "could not connect", False
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out", True
+    return "the connection was reset", True
+
+
+def _parses(resp: httpx.Response) -> bool:
+    try:
+        resp.json()
+    except ValueError:
+        return False
+    return True
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    try:
+        return min(max(float(resp.headers.get("Retry-After") or ""), 0.0), RETRY_WAIT_CAP)
+    except ValueError:
+        return None
+
+
+def _said(problems: list[str]) -> str:
+    distinct = list(dict.fromkeys(problems))
+    return f"{distinct[0]} {times(len(problems))}" if len(distinct) == 1 else ", then ".join(problems)

@@ -283,7 +283,8 @@ class JenkinsProvider:
                 notes.append(text)
         elif not self.supports_expiry:
             notes.append(f"Jenkins {self._version}: API tokens never expire")
-        resp = client.post(client.descriptor_path(self.user) + "/generateNewToken", form, what=what, ambiguous=True)
+        resp = client.post(client.descriptor_path(self.user) + "/generateNewToken", form, what=what, ambiguous=True,
+                           json_expected=True)
         body = client.check(resp, what, forbidden=self._forbidden_reason())
         data = (body or {}).get("data")
         if not isinstance(data, dict) or not data.get("tokenUuid") or not data.get("tokenValue"):
@@ -323,7 +324,8 @@ class JenkinsProvider:
     def revoke(self, token_id: str) -> None:
         client = self._revoke_client(token_id)
         what = f"could not revoke API token {token_id} of Jenkins user {self.user}"
-        resp = client.post(client.descriptor_path(self.user) + "/revoke", {"tokenUuid": token_id}, what=what)
+        resp = client.post(client.descriptor_path(self.user) + "/revoke", {"tokenUuid": token_id}, what=what,
+                           idempotent=True)  # revoking twice does no harm
         client.check(resp, what, forbidden=self._forbidden_reason())
         # revoke answers 200 even for a uuid it does not know: only the token's value getting 401, or the uuid
         # being gone from the user's security page, proves it
@@ -359,7 +361,8 @@ class JenkinsProvider:
         token's uuid is unknown). Callers must have the engineer confirm first, naming what else dies."""
         client = self._revoke_client("")
         what = f"could not revoke the other API tokens of Jenkins user {self.user}"
-        resp = client.post(client.descriptor_path(self.user) + "/revokeAllExcept", {"tokenUuid": keep_uuid}, what=what)
+        resp = client.post(client.descriptor_path(self.user) + "/revokeAllExcept", {"tokenUuid": keep_uuid}, what=what,
+                           idempotent=True)
         client.check(resp, what, forbidden=self._forbidden_reason())
         old = self._old_value()
         if old is not None and self._alive(old)[0] != 401:

@@ -3,7 +3,7 @@
 Each case injects a fault (``SandboxState.inject_fault`` with a ``NET_FAULT_KINDS`` kind: timeout, reset,
 reset-after, 500, 503, 429 with the vendor's reset headers, malformed) at calls of a rotation of
 ``daily-checks`` (Azure DevOps + Key Vault), ``buildkite-cluster`` or ``buildkite-conductorone``, runs the real
-CLI over loopback and asserts one of two outcomes:
+CLI over loopback and asserts one of two outcomes (``jenkins`` too):
 
 - ``done``: the rotation completes (idempotent calls retried within bounds, creations reconciled);
 - ``stops``: exactly one ``keyturn: error:`` line naming the call, no traceback; then, with the fault gone,
@@ -32,6 +32,7 @@ HOLD = 1.6  # a "timeout" holds its answer this long: past the client's 1 s read
 PATS = "/{org}/_apis/tokens/pats"
 C1_CONNECTOR = "/api/v1/apps/{app_id}/connectors/{id}"
 C1_FORCE_SYNC = "/api/v1/apps/{app_id}/connectors/{connector_id}/force_sync"
+JK_TOKENS = "/user/{user}/descriptorByName/jenkins.security.ApiTokenProperty"
 
 # (service glob, call) of every call of each rotation that may be repeated
 IDEMPOTENT = {
@@ -59,6 +60,13 @@ IDEMPOTENT = {
         ("conductorone", f"GET {C1_CONNECTOR}"),  # preflight and the sync polls
         ("conductorone", f"POST {C1_FORCE_SYNC}"),  # another forced sync is harmless
     ],
+    "jenkins": [
+        ("jenkins", "GET /whoAmI/api/json"),  # sign-in, verify on a fresh client, the 401 proof
+        ("jenkins", "GET /user/{user}/security/"),  # the only list of a user's tokens
+        ("jenkins", f"POST {JK_TOKENS}/revoke"),  # revoking twice does no harm
+        ("vault:*", "GET /secrets/{name}/{version?}"),  # the current token, read from Key Vault
+        ("vault:*", "PATCH /secrets/{name}/{version?}"),
+    ],
 }
 
 # two faults per call and run: attempt 1 and 2 fail, attempt 3 of 3 succeeds
@@ -69,6 +77,7 @@ ROTATE = {
     "daily-checks": ("rotate", "daily-checks", "--no-input", "--json"),
     "buildkite-cluster": ("rotate", "buildkite-cluster", "--no-input", "--json", "--skip-manual"),
     "buildkite-conductorone": ("rotate", "buildkite-conductorone", "--no-input", "--json"),
+    "jenkins": ("rotate", "jenkins", "--no-input", "--json"),
 }
 
 
@@ -89,6 +98,8 @@ def world(sandbox: Sandbox, request: pytest.FixtureRequest) -> World:
     if target == "daily-checks":
         (old,) = [p for p in sandbox.state.pats() if p.display_name == "daily-checks" and not p.revoked]
         return World(sandbox, target, env, old.authorization_id)
+    if target == "jenkins":
+        return World(sandbox, target, env, sandbox.jenkins.seeded.token_uuid)  # type: ignore[union-attr]
     bk = sandbox.buildkite
     if target == "buildkite-cluster":
         old_token = next(t for t in bk.cluster_tokens() if t.description == "Default cluster agents")
@@ -131,6 +142,12 @@ def assert_rotated(w: World, *, aborted_before: int = 0) -> None:
         assert len(live) == 1 and live[0].uuid != w.old, [t.description for t in live]
         assert next(t for t in tokens if t.uuid == w.old).revoked
         value, secret = live[0].value, "buildkite-agent-token"
+    elif w.target == "jenkins":
+        jk = sb.jenkins
+        live = [t for t in jk.tokens() if jk.token_status(t.value) == "active" and t.user == jk.seeded.user]  # type: ignore[union-attr]
+        assert len(live) == 1 and live[0].uuid != w.old, [t.name for t in live]
+        assert jk.token_status(jk.seeded.token_value) == "revoked"  # type: ignore[union-attr]
+        value, secret = live[0].value, "jenkins-api-token"
     else:
         assert sb.buildkite.api_token(w.old).revoked  # type: ignore[union-attr]
         assert not sb.buildkite.api_token(w.new_value).revoked  # type: ignore[union-attr, arg-type]
@@ -161,6 +178,8 @@ def assert_no_secret_leaked(w: World, *outputs: str) -> None:
         values = [p.value for p in w.sandbox.state.pats()]
     elif w.target == "buildkite-cluster":
         values = [t.value for t in w.sandbox.buildkite.cluster_tokens(include_revoked=True)]
+    elif w.target == "jenkins":
+        values = [t.value for t in w.sandbox.jenkins.tokens()]
     else:
         values = [w.new_value or ""]
     assert not [v for v in values if v and v in text]
@@ -190,6 +209,7 @@ EXHAUSTED = [
     ("daily-checks", ("vault:*", "GET /secrets/{name}/versions"), "reset", ("Key Vault cftptl-intsvc", "list versions of", "reset", "3"), "rotate"),
     ("buildkite-cluster", ("buildkite-graphql", "GetOrganizationId"), "malformed", ("GetOrganizationId", "unreadable", "3 attempts"), "rotate"),
     ("buildkite-conductorone", ("buildkite-rest", "GET /v2/access-token"), "429", ("GET /v2/access-token", "429"), "rotate"),
+    ("jenkins", ("jenkins", "GET /user/{user}/security/"), "503", ("security page", "HTTP 503 3 times"), "rotate"),
 ]
 
 
@@ -229,6 +249,8 @@ NON_IDEMPOTENT = [
     # (500 behaves as 503 here: both answer before anything happened; the retry tests above cover 500)
     ("daily-checks", ("vssps", f"POST {PATS}"), MINT_OUTCOME, ("could not create PAT", "rate limiting", "429")),
     ("buildkite-cluster", ("buildkite-graphql", "ClusterAgentTokenCreate"), MINT_OUTCOME, ("ClusterAgentTokenCreate", "rate limiting", "429")),
+    # generateNewToken: an unknown outcome is reconciled from the user's security page (Jenkins has no list API)
+    ("jenkins", ("jenkins", f"POST {JK_TOKENS}/generateNewToken"), MINT_OUTCOME, ("could not create API token", "429")),
     # SetSecret: after a fault that may have written it, the versions are read back; written again only if absent
     ("daily-checks", ("vault:*", "PUT /secrets/{name}"), {k: "done" for k in NET_FAULT_KINDS}, ()),
     # the connector update: retried only after a 429 (refused); otherwise one line and `keyturn resume` sets it again
@@ -237,6 +259,7 @@ NON_IDEMPOTENT = [
 KINDS = {
     f"POST {PATS}": [k for k in NET_FAULT_KINDS if k != "500"],
     "ClusterAgentTokenCreate": [k for k in NET_FAULT_KINDS if k != "500"],
+    f"POST {JK_TOKENS}/generateNewToken": [k for k in NET_FAULT_KINDS if k != "500"],
     "PUT /secrets/{name}": ["reset", "reset-after", "malformed", "429"],  # absent -> written again; written -> found
     f"POST {C1_CONNECTOR}": ["429", "reset-after"],
 }
@@ -264,7 +287,7 @@ def test_non_idempotent_call_reconciles_or_stops(
         assert run.code == 0, run.stderr
         assert run.json()["state"] == "done"
         outputs += [run.stdout, run.stderr]
-        if name in (f"POST {PATS}", "ClusterAgentTokenCreate"):
+        if name in (f"POST {PATS}", "ClusterAgentTokenCreate", f"POST {JK_TOKENS}/generateNewToken"):
             assert "reconcil" in run.stderr  # the engine looked for a token the lost answer created
     else:
         words = tuple(w for w in expect if w not in ("rate limiting", "429")) if kind != "429" else expect
