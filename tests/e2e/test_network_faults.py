@@ -249,6 +249,8 @@ NON_IDEMPOTENT = [
     # (500 behaves as 503 here: both answer before anything happened; the retry tests above cover 500)
     ("daily-checks", ("vssps", f"POST {PATS}"), MINT_OUTCOME, ("could not create PAT", "rate limiting", "429")),
     ("buildkite-cluster", ("buildkite-graphql", "ClusterAgentTokenCreate"), MINT_OUTCOME, ("ClusterAgentTokenCreate", "rate limiting", "429")),
+    # revoking the old agent token: a mutation, sent once; an unknown outcome stops, `resume` revokes (twice is harmless)
+    ("buildkite-cluster", ("buildkite-graphql", "ClusterAgentTokenRevoke"), {"reset-after": "stops", "503": "stops"}, ("ClusterAgentTokenRevoke",)),
     # generateNewToken: an unknown outcome is reconciled from the user's security page (Jenkins has no list API)
     ("jenkins", ("jenkins", f"POST {JK_TOKENS}/generateNewToken"), MINT_OUTCOME, ("could not create API token", "429")),
     # SetSecret: after a fault that may have written it, the versions are read back; written again only if absent
@@ -260,6 +262,7 @@ KINDS = {
     f"POST {PATS}": [k for k in NET_FAULT_KINDS if k != "500"],
     "ClusterAgentTokenCreate": [k for k in NET_FAULT_KINDS if k != "500"],
     f"POST {JK_TOKENS}/generateNewToken": [k for k in NET_FAULT_KINDS if k != "500"],
+    "ClusterAgentTokenRevoke": ["reset-after", "503"],
     "PUT /secrets/{name}": ["reset", "reset-after", "malformed", "429"],  # absent -> written again; written -> found
     f"POST {C1_CONNECTOR}": ["429", "reset-after"],
 }
