@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -366,6 +366,12 @@ class Engine:
             if not current:
                 out.append(TargetStatus(name, platform, target.token_name, None, None, None, "missing", last, unfinished, due))
                 continue
+            # a platform that does not list expiry dates (Jenkins' security page) still told us when we minted it
+            minted = {r.new_token["id"]: str(r.new_token["expires_at"]) for r in done if r.new_token and r.new_token.get("expires_at")}
+            current = [
+                replace(t, expires_at=datetime.fromisoformat(minted[t.id])) if t.expires_at is None and t.id in minted else t
+                for t in current
+            ]
             never = datetime.max.replace(tzinfo=now.tzinfo)
             best = max(current, key=lambda t: t.expires_at or never)
             days = None if best.expires_at is None else (best.expires_at - now).days

@@ -128,3 +128,10 @@ def test_interrupted_mint_without_a_list_stops_and_asks(sandbox: Sandbox, keytur
     assert resumed.code == 0, resumed.stderr
     (live,) = live_tokens(sandbox)
     assert live.value == stored(sandbox) and sandbox.jenkins.token_status(seeded.token_value) == "revoked"
+
+
+def test_status_knows_the_expiry_the_security_page_does_not_show(sandbox: Sandbox, keyturn) -> None:
+    assert keyturn("rotate", "jenkins", "--no-input").code == 0
+    run = keyturn("status", "--json")
+    row = next(r for r in run.json()["targets"] if r["target"] == "jenkins")
+    assert row["state"] == "ok" and 88 <= row["days_left"] <= 90  # validity_days = 90, from the mint's answer
