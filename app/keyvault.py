@@ -22,7 +22,7 @@ from app.net import (
     http_timeout,
     is_loopback,
     retry_sleep,
-    times,
+    said_of,
 )
 
 if TYPE_CHECKING:
@@ -121,9 +121,7 @@ class VaultClient:
         return None
 
     def _gave_up(self, action: str, secret: str, problems: list[str]) -> SecretSourceError:
-        distinct = list(dict.fromkeys(problems))
-        said = f"{distinct[0]} {times(len(problems))}" if len(distinct) == 1 else ", then ".join(problems)
-        return SecretSourceError(f"Key Vault {self.name} / secret {secret}: {action} failed: {said}; try again later")
+        return SecretSourceError(f"Key Vault {self.name} / secret {secret}: {action} failed: {said_of(problems)}; try again later")
 
     def _call(self, fn: Callable[[], T], action: str, secret: str) -> T:
         """An idempotent call, retried (timeouts, resets, 429 after its Retry-After, 5xx, unreadable answers)."""

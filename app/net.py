@@ -54,6 +54,12 @@ def times(n: int) -> str:
     return {1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
+def said_of(problems: list[str]) -> str:
+    """What the attempts met: "HTTP 503 3 times", or "timed out, then HTTP 503" when they differ."""
+    distinct = list(dict.fromkeys(problems))
+    return f"{distinct[0]} {times(len(problems))}" if len(distinct) == 1 else ", then ".join(problems)
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

@@ -60,7 +60,7 @@ from app.net import (
     http_client,
     raise_if_certificate,
     retry_sleep,
-    times,
+    said_of,
 )
 from app.secret import SecretValue
 
@@ -277,8 +277,7 @@ class ConductorOneStep(StepDefaults):
                 problems.append(exc.problem)
                 again = idempotent or not exc.maybe_happened
                 if not again or attempt == MAX_ATTEMPTS:
-                    distinct = list(dict.fromkeys(problems))
-                    said = f"{distinct[0]} {times(len(problems))}" if len(distinct) == 1 else ", then ".join(problems)
+                    said = said_of(problems)
                     if again or not exc.maybe_happened:
                         raise FollowUpError(
                             f"{self.where}: {what} failed: {said}; try again later",

@@ -30,7 +30,7 @@ from app.net import (
     http_client,
     raise_if_certificate,
     retry_sleep,
-    times,
+    said_of,
 )
 from app.secret import SecretValue
 
@@ -160,7 +160,7 @@ class JenkinsClient:
                     raise AmbiguousResultError(f"{what}: {problem} after the request was sent; the outcome is unknown") from None
                 problems.append(problem)
                 if attempt == attempts:
-                    raise ProviderError(f"{what}: {_said(problems)} ({self.base_url}); try again later") from None
+                    raise ProviderError(f"{what}: {said_of(problems)} ({self.base_url}); try again later") from None
                 retry_sleep(backoff(attempt))
                 continue
             log.info("jenkins %s %s -> %s", method, path, resp.status_code)
@@ -182,7 +182,7 @@ class JenkinsClient:
             if ambiguous:
                 raise AmbiguousResultError(f"{what}: Jenkins answered {problem}; it may or may not have happened")
             problems.append(problem)
-            raise ProviderError(f"{what}: Jenkins answered {_said(problems)}; try again later")
+            raise ProviderError(f"{what}: Jenkins answered {said_of(problems)}; try again later")
         raise AssertionError("unreachable")
 
     def who_am_i(self, *, what: str) -> tuple[int, str | None]:
@@ -303,7 +303,7 @@ def token_alive(base_url: str, ca_bundle: Path | None, user: str, token: SecretV
                     break
                 problems.append(f"HTTP {resp.status_code}" if resp.status_code != 200 else "an unreadable answer (HTTP 200)")
             if attempt == MAX_ATTEMPTS:
-                raise ProviderError(f"could not call GET /whoAmI/api/json on {base_url}: {_said(problems)}; try again later")
+                raise ProviderError(f"could not call GET /whoAmI/api/json on {base_url}: {said_of(problems)}; try again later")
             retry_sleep(backoff(attempt))
     if resp.status_code != 200:
         return resp.status_code, None
@@ -337,8 +337,3 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return min(max(float(resp.headers.get("Retry-After") or ""), 0.0), RETRY_WAIT_CAP)
     except ValueError:
         return None
-
-
-def _said(problems: list[str]) -> str:
-    distinct = list(dict.fromkeys(problems))
-    return f"{distinct[0]} {times(len(problems))}" if len(distinct) == 1 else ", then ".join(problems)
