@@ -208,6 +208,14 @@ class EntraUserAuth:
                 f"cannot reach Entra at {where} to sign in the bot of {self.account_name}: {_first_sentence(exc)}"
             )
         text = str(getattr(exc, "message", None) or exc)
+        if "JSON is invalid" in text or "Content:" in text:
+            # MSAL quotes the unreadable body, which may hold tokens: never repeat it
+            where = urlsplit(self.account.authority or "https://login.microsoftonline.com").netloc
+            return ProviderError(
+                f"Entra at {where} sent an unreadable answer to the sign-in of the bot of {self.account_name}; "
+                "nothing was changed",
+                hint="try again in a minute",
+            )
         m = _AADSTS.search(text)
         code = m.group(1) if m else None
         who = f"the bot of {self.account_name}"

@@ -239,6 +239,30 @@ def test_persistent_fault_stops_with_one_line_then_completes(
     assert_no_secret_leaked(world, line, resumed.stdout, resumed.stderr)
 
 
+ENTRA_TOKEN = "POST /{tenant}/oauth2/v2.0/token"
+
+
+@pytest.mark.parametrize("world", ["daily-checks"], indirect=True)
+@pytest.mark.parametrize("kind", ["timeout", "reset", "503"])
+def test_entra_sign_in_is_retried_by_azure_identity(world: World, keyturn, kind: str) -> None:
+    world.sandbox.state.inject_fault(ENTRA_TOKEN, kind, service="entra")
+    run = keyturn(*ROTATE[world.target], env=world.env)
+    assert run.code == 0, run.stderr
+    assert_rotated(world)
+
+
+@pytest.mark.parametrize("world", ["daily-checks"], indirect=True)
+def test_entra_unreadable_answer_stops_before_minting_without_quoting_it(world: World, keyturn) -> None:
+    """MSAL quotes an unreadable token answer in its error (which may hold tokens): keyturn never repeats it."""
+    world.sandbox.state.inject_fault(ENTRA_TOKEN, "malformed", service="entra")
+    line = run_stops(world, keyturn, ROTATE[world.target], ("Entra", "unreadable answer", "nothing was changed"))
+    assert "{" not in line and "Content" not in line
+    assert journal_states(world.sandbox) == []  # nothing was planned
+    again = keyturn(*ROTATE[world.target], env=world.env)
+    assert again.code == 0, again.stderr
+    assert_rotated(world)
+
+
 # -- 3. calls that must not be repeated blindly: every fault kind ------------------------------------
 
 # what each fault on a creation leads to: "done" (reconciled: the orphan, if any, revoked; minted again)
