@@ -9,14 +9,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Static
 
 from screens import ICONS, WizardScreen, one_line
+from screens.prompt import Ask
 
 if TYPE_CHECKING:
     from app.engine import Rotation
@@ -220,29 +220,13 @@ class RetireScreen(WizardScreen["str | None"]):
         self.dismiss(None)
 
 
-class ConfirmPrompt(ModalScreen[str | None], inherit_bindings=False):
+class ConfirmPrompt(Ask):
     """A question that needs a typed answer (``yes``): for what cannot be undone."""
 
     DEFAULT_CSS = """
-    ConfirmPrompt { align: center middle; }
-    ConfirmPrompt > Vertical { width: 70; height: auto; border: round $error; padding: 1 2; background: $surface; }
+    ConfirmPrompt > Vertical { border: round $error; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="confirm.cancel", tooltip="Do nothing"),
     ]
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(self.question, markup=False)
-            yield Input(placeholder="yes", id="answer")
-
-    @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+    placeholder = "yes"

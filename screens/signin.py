@@ -11,15 +11,15 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Static
 
 from screens import ICONS, Cancelled, WizardScreen, one_line, wait_abandonable
+from screens.prompt import Ask
 
 if TYPE_CHECKING:
     from app.config import Config
@@ -282,31 +282,14 @@ class SignInScreen(WizardScreen[bool]):
         self.dismiss(False)
 
 
-class SecretPrompt(ModalScreen[str | None], inherit_bindings=False):
+class SecretPrompt(Ask):
     """Asks for a secret whose reference is ``prompt``; typed characters are masked."""
 
-    DEFAULT_CSS = """
-    SecretPrompt { align: center middle; }
-    SecretPrompt > Vertical { width: 70; height: auto; border: round $primary; padding: 1 2; background: $surface; }
-    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="prompt.cancel", tooltip="Do not give the secret"),
     ]
+    password = True
 
     def __init__(self, what: str) -> None:
-        super().__init__()
+        super().__init__(f"keyturn needs {what} (typed characters are hidden):")
         self.what = what
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(f"keyturn needs {self.what} (typed characters are hidden):", markup=False)
-            yield Input(password=True, id="secret")
-
-    @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
-        value = event.value
-        event.input.value = ""
-        self.dismiss(value)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
