@@ -208,6 +208,8 @@ def rotate(ctx: click.Context, target: str, no_input: bool, dry_run: bool, as_js
         if dry_run:
             _emit_plan(plan, as_json)
             return
+        for w in plan.warnings:  # the wizard's review screen shows them; headless runs say them before minting
+            _stderr("warning", w)
         rotation = engine.begin(plan)
         rotation.options["skip_manual"] = skip_manual
         _stderr("progress", f"rotation {rotation.id} of {target}")

@@ -136,6 +136,7 @@ class RotationPlan:
             "steps": [{"id": s.id, "kind": s.kind, "title": s.title} for s in self.steps],
             "revoke_after_s": int(self.revoke_after.total_seconds()),
             "revoke_all_others": self.revoke_all_others,
+            "warnings": list(self.warnings),
             "cluster": self.cluster,
             "lines": self.lines(),
         }
@@ -283,6 +284,11 @@ class Engine:
                 if known is not None and known.active:
                     old.append(known)
             old.sort(key=lambda t: t.expires_at or datetime.max.replace(tzinfo=now.tzinfo))
+        no_expiry = ""
+        if sign_in and (said := getattr(self.provider(target.account, target_name), "no_expiry_notice", None)):
+            no_expiry = said()  # Jenkins before 2.548: the plan must not promise an expiry the token will not have
+            if no_expiry and expires_at is not None:
+                expires_at = None
         if sign_in and old and (blockers := getattr(self.provider(target.account, target_name), "retire_blockers", None)):
             if refused := blockers(old):
                 raise KeyturnError(
@@ -311,6 +317,8 @@ class Engine:
             rotation_id=rotation_id,
             cluster=options.cluster,
         )
+        if no_expiry:
+            plan.warnings.append(no_expiry)
         if sign_in and (deprecated := getattr(self.provider(target.account, target_name), "deprecation_notice", None)):
             if text := deprecated():
                 plan.warnings.append(text)
@@ -496,8 +504,10 @@ class Rotation:
         self.value = minted.value
         self.notes.extend(minted.notes)
         self._write("minted", token=_token_dict(minted.info, minted.value.fingerprint), notes=list(minted.notes))
+        said = set(self.record.plan.get("warnings", []))  # the plan already warned of these
         for n in minted.notes:
-            self.engine.emit("warning", n)
+            if n not in said:
+                self.engine.emit("warning", n)
         return minted.info
 
     @property

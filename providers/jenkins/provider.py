@@ -159,6 +159,13 @@ class JenkinsProvider:
     def retire_notice(self) -> str:
         return RETIRE_NOTICE
 
+    def no_expiry_notice(self) -> str:
+        """For a release without token expiry; empty when the server supports it (or is not known yet)."""
+        if self._version is None or self.supports_expiry:
+            return ""
+        return (f"Jenkins {self._version} has no token expiry (it arrived in 2.548): the new token never expires; "
+                "rotate it on schedule and revoke it when done")
+
     def _alive(self, value: SecretValue) -> tuple[int, str | None]:
         from providers.jenkins.client import token_alive
 
@@ -277,10 +284,7 @@ class JenkinsProvider:
                 days = max(1, math.ceil((request.expires_at - self._now()).total_seconds() / 86400))
                 form["expirationDuration"] = str(days)
             else:
-                text = (f"Jenkins {self._version} has no token expiry (it arrived in 2.548): the new token never "
-                        "expires; rotate it on schedule and revoke it when done")
-                self.interaction.warn(text)
-                notes.append(text)
+                notes.append(self.no_expiry_notice())  # the engine says it once
         elif not self.supports_expiry:
             notes.append(f"Jenkins {self._version}: API tokens never expire")
         resp = client.post(client.descriptor_path(self.user) + "/generateNewToken", form, what=what, ambiguous=True,

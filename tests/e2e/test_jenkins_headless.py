@@ -53,7 +53,8 @@ def test_rotation_new_token_works_old_gets_401(sandbox: Sandbox, keyturn, versio
         assert 89 * 86400 < new.expires_at - new.created_at <= 90 * 86400
     else:
         assert new.expires_at is None
-        assert "never expires" in run.stderr  # said, not hidden
+        assert run.stderr.count("never expires") == 1  # said once, before minting, not hidden
+        assert "no expiry" in keyturn("rotate", "jenkins", "--no-input", "--dry-run").stdout  # the plan promises none
     # the config now names the current token's uuid (comments and the rest of the file untouched)
     assert config_uuid(sandbox) == new.uuid
     assert "# Jenkins" in sandbox.config_path.read_text()
