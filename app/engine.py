@@ -265,8 +265,8 @@ class Engine:
         if expires_at is not None and expires_at <= now:
             raise KeyturnError(f"the expiry {expires_at:%Y-%m-%d} is in the past", hint="choose a future date")
         old: list[TokenInfo] = []
-        if options.cluster and (use := getattr(self.provider(target.account, target_name), "use_cluster", None)):
-            use(options.cluster)
+        if use := getattr(self.provider(target.account, target_name), "use_cluster", None):
+            use(options.cluster)  # the wizard's pick, or back to target.cluster (the provider outlives one rotation)
         if sign_in:
             provider = self.provider(target.account, target_name)
             self.emit("progress", f"signing in to {account.platform} as {target.account}")
@@ -534,8 +534,8 @@ class Rotation:
         hook = getattr(self.provider, "known_token", None)
         if hook and self.new_token is not None and self.record.new_token:
             hook(self.new_token, self.record.new_token.get("fingerprint"), self.value)
-        if (cluster := self.record.plan.get("cluster")) and (use := getattr(self.provider, "use_cluster", None)):
-            use(cluster)
+        if use := getattr(self.provider, "use_cluster", None):
+            use(self.record.plan.get("cluster"))  # the cluster this rotation was planned in
         if (supply := getattr(self.provider, "previous_values_from", None)) and self.new_token is not None:
             supply(self.previous_values)
 

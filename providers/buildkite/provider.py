@@ -282,8 +282,9 @@ class BuildkiteProvider:
         """The organization's cluster names, every page: what the wizard offers to pick from."""
         return [c["name"] for c in self._clusters()]
 
-    def use_cluster(self, name: str) -> None:
-        """Mint in (and retire from) this cluster instead of ``target.cluster`` (the wizard's pick, kept in the plan)."""
+    def use_cluster(self, name: str | None) -> None:
+        """Mint in (and retire from) this cluster instead of ``target.cluster`` (the wizard's pick, kept in the
+        plan); None goes back to ``target.cluster``."""
         if name != self._cluster_wanted:
             self._cluster_wanted = name
             self._cluster = None

@@ -192,3 +192,11 @@ def test_clusters_are_listed_across_pages_and_one_can_be_picked(bk: BuildkiteSta
     p.mint(MintRequest(display_name="agents-20261122-abcdef12", scopes=(), expires_at=None))
     pool = next(c for c in bk.world.clusters.values() if c.name == "pool-59")
     assert [t.description for t in bk.world.cluster_tokens(pool.uuid)] == ["agents-20261122-abcdef12"]
+
+
+def test_a_picked_cluster_does_not_stick_to_the_next_rotation(bk: BuildkiteStandalone) -> None:
+    p = make(bk, token_type="cluster-agent-token", cluster="Default cluster")
+    p.use_cluster("linux-large")
+    assert {t.name for t in p.list_tokens()} == {"linux-large agents"}
+    p.use_cluster(None)  # the next plan without a pick: the target's own cluster again
+    assert "Default cluster agents" in {t.name for t in p.list_tokens()}
