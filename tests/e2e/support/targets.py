@@ -27,7 +27,7 @@ def kv_versions_of(sandbox: Sandbox, secret: str, token_id: str) -> int:
 
 def check_kv(sandbox: Sandbox, secret: str, value: str, token_id: str) -> None:
     assert sandbox.state.secret_versions(KV, secret)[-1].value == value, f"Key Vault {secret} is not the new value"
-    assert kv_versions_of(sandbox, secret, token_id) == 1, f"Key Vault {secret}: the new token stored twice"
+    assert kv_versions_of(sandbox, secret, token_id) == 1, f"Key Vault {secret}: the new token not stored exactly once"
 
 
 # -- per target: how to start it, and what "one live new token everywhere" means ---------------------------------
@@ -66,7 +66,7 @@ def buildkite_cluster(sandbox: Sandbox) -> str:
     bk = sandbox.buildkite
     (new,) = [t for t in bk.cluster_tokens() if t.description.startswith("Default cluster agents")]
     assert new.description != "Default cluster agents"
-    check_kv(sandbox, "buildkite-agent-token", new.value, new.id if hasattr(new, "id") else new.uuid)
+    check_kv(sandbox, "buildkite-agent-token", new.value, new.id)  # keyturn's token id is the GraphQL id
     (old,) = [t for t in bk.cluster_tokens(include_revoked=True) if t.description == "Default cluster agents"]
     assert old.revoked
     return new.value, old.value
