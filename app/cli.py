@@ -30,13 +30,34 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyturnError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            _fail("interrupted; `keyturn resume` continues an unfinished rotation", 130)
+            _fail(_interrupted(), 130)
         except Exception as exc:
             if os.environ.get("KEYTURN_DEBUG"):
                 raise
             _fail(f"unexpected {exc.__class__.__name__}; rerun with KEYTURN_DEBUG=1 for details", 3)
 
     return wrapper
+
+
+def _interrupted() -> str:
+    """What an interrupt (Ctrl-C, SIGTERM) left: `resume` is offered only when a rotation was journaled."""
+    from app.journal import touched
+
+    left = touched()
+    if not left:
+        return "interrupted; nothing was changed"
+    ids = " ".join(f"`keyturn resume {rid[:8]}`" for rid in left)
+    return f"interrupted; {ids} continues from the last journaled step"
+
+
+def _terminate_like_interrupt() -> None:
+    """SIGTERM (CI cancellation, `timeout`, systemd) ends a headless run like Ctrl-C: one line, resumable state."""
+    import signal
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def _load(ctx: click.Context) -> Any:
@@ -67,6 +88,7 @@ def _engine(config: Any, *, no_input: bool) -> Any:
     from app.engine import Engine, journal_dir
     from app.logs import log_path, setup_logging
 
+    _terminate_like_interrupt()
     setup_logging(log_path(journal_dir(config) if config.settings.journal_dir else None))
     prompt = None if no_input else (lambda what: click.prompt(f"{what}", hide_input=True, err=True))
     return Engine(config, interaction=_interaction(), prompt=prompt, on_event=_stderr)
@@ -92,21 +114,16 @@ def _wizard(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None, help="Keep the sandbox's files here (default: a temporary folder).")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the sandbox's world and journal here (default: keyturn's state folder, kept between runs).")
+@click.option("--fresh", is_flag=True, help="Start from a new sandbox world (the saved one, and its journal, are set aside).")
 @_guard
-def demo(directory: Path | None) -> None:
-    """The wizard on the built-in sandbox: nothing to configure, nothing real touched."""
-    import tempfile
+def demo(directory: Path | None, fresh: bool) -> None:
+    """The wizard on the built-in sandbox: nothing to configure, nothing real touched. The sandbox's world persists
+    with its journal, so an unfinished demo rotation can be resumed honestly."""
+    from app.sandbox.demo import run_demo
 
-    from app.sandbox import Sandbox
-
-    with tempfile.TemporaryDirectory(prefix="keyturn-demo-") as tmp:
-        # the device code is approved by itself after a few seconds, so a newcomer sees the sign-in step
-        with Sandbox(directory or Path(tmp), auto_approve_device_code=3.0) as sb:
-            from app.config import load_config
-            from app.tui import run_wizard
-
-            run_wizard(load_config(sb.config_path), sandbox=sb)
+    run_demo(directory, fresh)
 
 
 @cli.group()
@@ -151,9 +168,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
         rows = engine.status()
     finally:
         engine.close()
-    bad = [r for r in rows if r.state in ("expiring", "expired", "missing", "unknown")]
+    _, damaged = engine.journal.scan()
+    unplaced = [d.message for d in damaged if d.target not in {r.target for r in rows}]
+    bad = [r for r in rows if r.state in ("expiring", "expired", "missing", "unknown") or r.damaged]
     if as_json:
-        click.echo(json.dumps({"targets": [r.to_json() for r in rows], "attention": len(bad)}, indent=2))
+        click.echo(json.dumps({"targets": [r.to_json() for r in rows], "damaged_rotations": unplaced, "attention": len(bad) + len(unplaced)}, indent=2))
     else:
         click.echo(f"{'TARGET':<24} {'PLATFORM':<13} {'STATE':<9} {'DAYS':>5}  EXPIRES")
         for r in rows:
@@ -163,7 +182,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
             extra += f"  revoke due: {', '.join(x[:8] for x in r.retire_due)}" if r.retire_due else ""
             extra += f"  ({r.error})" if r.error else ""
             click.echo(f"{r.target:<24} {r.platform:<13} {r.state:<9} {days:>5}  {exp}{extra}")
-    sys.exit(1 if bad else 0)
+            for d in r.damaged:
+                click.echo(f"  damaged rotation: {d}")
+        for d in unplaced:
+            click.echo(f"damaged rotation (target unknown): {d}")
+    sys.exit(1 if bad or unplaced else 0)
 
 
 @cli.command()
@@ -190,13 +213,19 @@ def rotate(ctx: click.Context, target: str, no_input: bool, dry_run: bool, as_js
         return
     engine = _engine(config, no_input=no_input)
     try:
-        manual = [s for s in engine.steps(target) if s.manual]
+        steps = engine.steps(target)
+        if not dry_run and not reveal and not any(s.needs_value for s in steps):
+            raise KeyturnError(
+                f"target {target} has no follow-up that keeps the new value (no store, no consumer): it would be held by no one",
+                hint="add a keyvault-secret-version, aws-ssm-parameter or keyring follow-up, or pass --reveal to print it",
+            )
+        manual = [s for s in steps if s.manual]
         if manual and not skip_manual and not dry_run:
             raise KeyturnError(
                 f"target {target} has manual step {manual[0].title!r}, which only a person can tick",
                 hint="rotate it in the wizard, or pass --skip-manual and do the step yourself",
             )
-        plan = engine.plan(target)
+        plan = engine.plan(target, lock=not dry_run)
         if revoke_all_others:
             provider = engine.provider(plan.account_name, target)
             if not hasattr(provider, "revoke_all_except"):
@@ -273,7 +302,16 @@ def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json:
     config = _load(ctx)
     engine = _engine(config, no_input=no_input)
     try:
-        ids = [rotation_id] if rotation_id else [r.rotation_id for r in engine.journal.unfinished()]
+        records, damaged = engine.journal.scan()
+        if rotation_id:
+            ids = [rotation_id]
+            damaged = []
+        else:
+            ids = [r.rotation_id for r in records if not r.finished]
+            for d in damaged:
+                _stderr("warning", f"skipping a rotation whose journal cannot be read: {d.message}")
+        if not ids and damaged:
+            raise KeyturnError(f"{len(damaged)} rotation(s) cannot be read: {damaged[0].message}")
         if not ids:
             if as_json:
                 click.echo(json.dumps({"resumed": []}))
@@ -282,6 +320,11 @@ def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json:
             return
         results = []
         for rid in ids:
+            if not rotation_id:
+                record = engine.journal.load(rid)
+                if held := engine.holder(record.target):
+                    _stderr("warning", f"skipping rotation {rid[:8]} of {record.target}: {held} is driving it")
+                    continue
             rotation = engine.open(rid)
             if rotation.record.finished:
                 raise KeyturnError(f"rotation {rotation.id} is already {rotation.state}")
@@ -292,12 +335,35 @@ def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json:
             outcome = rotation.run_to_end(revoke_now=revoke_now)
             results.append({"rotation_id": rotation.id, "target": rotation.record.target, "state": rotation.state, "retire": outcome})
         if as_json:
-            click.echo(json.dumps({"resumed": results}, indent=2))
+            click.echo(json.dumps({"resumed": results, "damaged": [d.message for d in damaged]}, indent=2))
         else:
             for r in results:
                 click.echo(f"rotation {r['rotation_id']}: {r['state']}; {r['retire']}")
+        if damaged:
+            raise KeyturnError(f"{len(damaged)} rotation(s) could not be read and were skipped: {damaged[0].message}")
     finally:
         engine.close()
+
+
+@cli.command()
+@click.argument("rotation_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+@click.pass_context
+@_guard
+def abort(ctx: click.Context, rotation_id: str, as_json: bool) -> None:
+    """Undo an unfinished rotation: revoke its new token, put the stores back, keep the old token (also when its
+    target was renamed or removed from the config)."""
+    config = _load(ctx)
+    engine = _engine(config, no_input=True)
+    try:
+        rotation, undone = engine.abort_rotation(rotation_id)
+    finally:
+        engine.close()
+    if as_json:
+        click.echo(json.dumps({"rotation_id": rotation.id, "target": rotation.record.target, "state": rotation.state, "undone": undone}, indent=2))
+    else:
+        did = "; ".join(undone) if undone else "nothing had been minted"
+        click.echo(f"rotation {rotation.id[:8]} of {rotation.record.target} aborted: {did}; the old token is untouched")
 
 
 def main() -> None:

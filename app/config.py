@@ -227,6 +227,18 @@ class Preset(_Model):
     scopes: list[str] = Field(min_length=1)
 
 
+_TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def unsafe_target_name(name: str) -> str | None:
+    """Why a target name cannot name a lock file, a journal entry and a git branch (``git check-ref-format``), or None."""
+    if not _TARGET_NAME.fullmatch(name):
+        return "must start with a letter or digit and hold at most 63 letters, digits, '.', '_' or '-'"
+    if ".." in name or name.endswith((".", ".lock")):
+        return "may not contain '..' or end with '.' or '.lock'"
+    return None
+
+
 class Config(_Model):
     settings: Settings = Settings()
     keymap: dict[str, str] = Field(default_factory=dict)
@@ -239,6 +251,8 @@ class Config(_Model):
     @model_validator(mode="after")
     def _references(self) -> Config:
         for name, target in self.targets.items():
+            if problem := unsafe_target_name(name):
+                raise _RefError(f"targets.{name}", f"the target name {problem}; use letters, digits, '.', '_' and '-' (it names files and git branches)")
             if target.account not in self.accounts:
                 raise _RefError(f"targets.{name}.account", f"no account {target.account!r}; define [accounts.{target.account}] or fix the name")
             platform = self.accounts[target.account].platform

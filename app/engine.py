@@ -22,6 +22,7 @@ from app.config import Config, Target
 from app.errors import AmbiguousResultError, ConfigError, KeyturnError
 from app.followups import FollowUpStep, StepContext, build_steps
 from app.journal import STATES, RotationJournal, RotationRecord, utcnow
+from app.locks import TargetLock
 from app.secret import SecretValue
 from app.secret_sources import PromptFn, SecretResolver
 from providers.base import Interaction, MintedToken, MintRequest, Provider, TokenInfo
@@ -43,6 +44,16 @@ def display_name(token_name: str, rotation_id: str, when: datetime) -> str:
 def is_target_token(token_name: str, name: str) -> bool:
     """A token this target owns: named exactly like the target's token, or minted by keyturn for it."""
     return name == token_name or re.fullmatch(re.escape(token_name) + r"-\d{8}-[0-9a-f]{8}", name) is not None
+
+
+def nothing_minted(record: RotationRecord) -> bool:
+    """True when the rotation provably made no token that may still live: it is in `planned` (never minted, or its
+    lost token was revoked) and every mint attempt since was refused outright (`mint_failed`)."""
+    if record.state != "planned" or record.new_token:
+        return False
+    resets = [i for i, e in enumerate(record.events) if e["event"] in ("planned", "compensated", "orphan_checked")]
+    tail = [e["event"] for e in record.events[(resets[-1] if resets else 0):] if e["event"] in ("mint_attempt", "mint_failed")]
+    return all(ev == "mint_failed" or (i + 1 < len(tail) and tail[i + 1] == "mint_failed") for i, ev in enumerate(tail))
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -155,6 +166,7 @@ class TargetStatus:
     unfinished: list[str]
     retire_due: list[str]
     error: str | None = None
+    damaged: list[str] = field(default_factory=list)  # one line each: a rotation of this target whose journal cannot be read
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -169,6 +181,7 @@ class TargetStatus:
             "unfinished_rotations": self.unfinished,
             "revoke_due": self.retire_due,
             "error": self.error,
+            "damaged_rotations": self.damaged,
         }
 
 
@@ -195,6 +208,44 @@ class Engine:
         self.clock = clock
         self.on_event = on_event
         self._providers: dict[str, Provider] = {}
+        self._locks: dict[str, TargetLock] = {}
+
+    # -- one writer per target ---------------------------------------------------------------------
+    def lock(self, target_name: str, rotation_id: str | None = None) -> None:
+        """Hold the target's OS lock (until the rotation ends or this engine closes); refuse if a live process has it."""
+        lock = self._locks.get(target_name) or TargetLock(self.journal.directory, target_name)
+        lock.acquire(rotation_id)
+        self._locks[target_name] = lock
+
+    def release(self, target_name: str) -> None:
+        if lock := self._locks.pop(target_name, None):
+            lock.release()
+
+    def holder(self, target_name: str) -> str | None:
+        """Who (another process) drives the target now, or None."""
+        if target_name in self._locks:
+            return None
+        held = TargetLock(self.journal.directory, target_name).holder()
+        return held.describe() if held else None
+
+    def refuse_unfinished(self, target_name: str, *, close_empty: bool = False) -> None:
+        """A new rotation of a target whose last one is unfinished would plan around tokens it may have half-made.
+        One that provably made nothing (every mint attempt refused) does not block; ``close_empty`` ends it."""
+        records, damaged = self.journal.scan()
+        for d in damaged:
+            if d.target == target_name:
+                raise KeyturnError(f"target {target_name}: rotation {d.rotation_id[:8]} cannot be read ({d.reason})", hint=d.fix)
+        for r in (r for r in records if not r.finished):
+            if r.target == target_name and nothing_minted(r):
+                if close_empty:
+                    self.journal.append(r.rotation_id, "aborted", reason="nothing was minted; a new rotation of the target began", undone=[])
+                continue
+            if r.target == target_name:
+                short = r.rotation_id[:8]
+                raise KeyturnError(
+                    f"target {target_name} has an unfinished rotation {short} (state {r.state}, started {r.started_at[:16].replace('T', ' ')} UTC)",
+                    hint=f"`keyturn resume {short}` finishes it, or `keyturn abort {short}` undoes it",
+                )
 
     # -- lookups -------------------------------------------------------------------------------
     def target(self, name: str) -> Target:
@@ -203,15 +254,18 @@ class Engine:
             raise ConfigError(f"no target {name!r} in {self.config.path}", hint=f"known targets: {known}")
         return self.config.targets[name]
 
-    def provider(self, account_name: str, target_name: str | None = None) -> Provider:
+    def provider(self, account_name: str, target_name: str | None = None, target: Target | None = None) -> Provider:
         """The provider serving a target (or an account, for platforms whose tokens are per account).
 
         Azure DevOps: one per account, so one sign-in serves every target. Buildkite: one per target
         (a cluster's tokens, the organization's agent tokens, or one API access token)."""
         from providers.registry import make_provider, provider_key
 
+        if account_name not in self.config.accounts:
+            raise ConfigError(f"account {account_name!r} is no longer in {self.config.path}", hint=f"define [accounts.{account_name}] again")
         account = self.config.accounts[account_name]
-        target = self.config.targets[target_name] if target_name else None
+        if target is None and target_name:
+            target = self.target(target_name)
         key = provider_key(account_name, account, target_name)
         if key not in self._providers:
             ca = self.config.resolve_path(self.config.settings.ca_bundle) if self.config.settings.ca_bundle else None
@@ -226,14 +280,14 @@ class Engine:
             )
         return self._providers[key]
 
-    def steps(self, target_name: str) -> list[FollowUpStep]:
+    def steps(self, target_name: str, target: Target | None = None) -> list[FollowUpStep]:
         """The target's follow-ups, then the manual steps its provider adds (Buildkite: cycle the agents
         that cache the old token before it is revoked). Built the same way on resume, so ids are stable."""
         from app.followups.manual import ManualStep
 
-        target = self.target(target_name)
+        target = target or self.target(target_name)
         steps = build_steps(self.config, target)
-        extra = getattr(self.provider(target.account, target_name), "manual_follow_ups", None)
+        extra = getattr(self.provider(target.account, target_name, target), "manual_follow_ups", None)
         for i, spec in enumerate(extra() if extra else (), start=len(steps) + 1):
             steps.append(ManualStep(f"{i}-manual-{self.config.accounts[target.account].platform}", spec))
         return steps
@@ -246,14 +300,29 @@ class Engine:
         for p in self._providers.values():
             p.close()
         self._providers.clear()
+        for name in list(self._locks):
+            self.release(name)
+
+    def forget_secrets(self, account_name: str) -> None:
+        """A rotation may have written the value a secret reference reads (a Jenkins user's or the Buildkite API
+        token kept in Key Vault): read every reference again, and rebuild the account's per-target providers."""
+        self.resolver.forget()
+        for key in [k for k in self._providers if k.startswith(f"{account_name}/")]:
+            self._providers.pop(key).close()
 
     # -- planning --------------------------------------------------------------------------------
-    def plan(self, target_name: str, options: MintOptions | None = None, *, sign_in: bool = True) -> RotationPlan:
-        """Everything that will happen, checked before anything changes (refuses steps not built yet)."""
+    def plan(self, target_name: str, options: MintOptions | None = None, *, sign_in: bool = True, lock: bool = True) -> RotationPlan:
+        """Everything that will happen, checked before anything changes (refuses steps not built yet).
+
+        A real plan (``lock``) holds the target's lock from here on, so no other process can rotate the target
+        between what this plan read (the old tokens) and the rotation it begins."""
         from providers.registry import resolve_scopes, scope_label
 
         options = options or MintOptions()
         target = self.target(target_name)
+        if lock:
+            self.lock(target_name)
+        self.refuse_unfinished(target_name)
         account = self.config.accounts[target.account]
         steps = self.steps(target_name)
         scopes = options.scopes or resolve_scopes(self.config, target_name, target)
@@ -329,21 +398,60 @@ class Engine:
         return plan
 
     def begin(self, plan: RotationPlan) -> Rotation:
-        self.journal.append(plan.rotation_id, "planned", target=plan.target_name, plan=plan.to_journal())
+        self.lock(plan.target_name, plan.rotation_id)
+        self.refuse_unfinished(plan.target_name, close_empty=True)
+        journaled = plan.to_journal()
+        journaled["target_config"] = self.target(plan.target_name).model_dump(mode="json", exclude_none=True)
+        self.journal.append(plan.rotation_id, "planned", target=plan.target_name, plan=journaled)
         return Rotation(self, self.journal.load(plan.rotation_id), steps=plan.steps)
 
     def open(self, rotation_id: str) -> Rotation:
         record = self.journal.load(rotation_id)
+        if not record.finished:
+            self.lock(record.target, record.rotation_id)
+            record = self.journal.load(record.rotation_id)  # what the last holder wrote before it let go
+        if record.target not in self.config.targets:
+            raise ConfigError(
+                f"rotation {record.rotation_id[:8]}: target {record.target!r} is no longer in {self.config.path}",
+                hint=f"`keyturn abort {record.rotation_id[:8]}` undoes it (revokes its new token, restores the stores)",
+            )
         rotation = Rotation(self, record, steps=self.steps(record.target))
         rotation.tell_provider()
         return rotation
+
+    def abort_rotation(self, rotation_id: str) -> tuple[Rotation, list[str]]:
+        """`keyturn abort`: revoke the rotation's new token, undo its stores, journal `aborted`. Works when the target
+        was renamed or removed since (the plan journaled the target's settings)."""
+        record = self.journal.load(rotation_id)
+        if record.finished:
+            raise KeyturnError(f"rotation {record.rotation_id[:8]} is already {record.state}; nothing to abort")
+        self.lock(record.target, record.rotation_id)
+        record = self.journal.load(record.rotation_id)
+        short = record.rotation_id[:8]
+        if record.state == "old_retired" or any(e["event"] == "revoked" and e.get("role") in ("old", "all-others") for e in record.events):
+            raise KeyturnError(
+                f"rotation {short} already revoked the old token; aborting now would leave no live token",
+                hint=f"`keyturn resume {short}` finishes it",
+            )
+        target = self.config.targets.get(record.target)
+        if target is None or target.account != record.plan.get("account"):
+            saved = record.plan.get("target_config")
+            if saved is None:
+                raise ConfigError(
+                    f"rotation {short}: target {record.target!r} is no longer in {self.config.path} and its journal predates saved settings",
+                    hint=f"put [targets.{record.target}] back as it was, then `keyturn abort {short}`",
+                )
+            target = Target.model_validate(saved)
+        rotation = Rotation(self, record, steps=self.steps(record.target, target), target=target)
+        rotation.tell_provider()
+        return rotation, rotation.abort("aborted by `keyturn abort`")
 
     # -- the expiry radar ---------------------------------------------------------------------------
     def status(self) -> list[TargetStatus]:
         now = self.clock()
         listed: dict[str, list[TokenInfo] | KeyturnError] = {}
-        records = list(self.journal.all())
-        out = []
+        records, damaged = self.journal.scan()
+        out: list[TargetStatus] = []
         for name, target in self.config.targets.items():
             account = self.config.accounts[target.account]
             platform = account.platform
@@ -372,7 +480,14 @@ class Engine:
                 continue
             current = [t for t in tokens if t.active and is_target_token(target.token_name, t.name)]
             if not current:
-                out.append(TargetStatus(name, platform, target.token_name, None, None, None, "missing", last, unfinished, due))
+                # an expired token is not listed as active, but it is not missing either: say so, with its date
+                expired = self._expired_tokens(target.account, name, target.token_name, {tid for r in mine for tid in r.revoked}, now)
+                if expired:
+                    latest = max(expired, key=lambda t: t.expires_at or now)
+                    days = (latest.expires_at - now).days if latest.expires_at else None
+                    out.append(TargetStatus(name, platform, target.token_name, latest.id, latest.expires_at, days, "expired", last, unfinished, due))
+                else:
+                    out.append(TargetStatus(name, platform, target.token_name, None, None, None, "missing", last, unfinished, due))
                 continue
             # a platform that does not list expiry dates (Jenkins' security page) still told us when we minted it
             minted = {r.new_token["id"]: str(r.new_token["expires_at"]) for r in done if r.new_token and r.new_token.get("expires_at")}
@@ -389,16 +504,31 @@ class Engine:
             elif days is not None and days < self.config.settings.warn_days:
                 state = "expiring"
             out.append(TargetStatus(name, platform, target.token_name, best.id, best.expires_at, days, state, last, unfinished, due))
+        for row in out:
+            row.damaged = [d.message for d in damaged if d.target == row.target]
         return out
+
+
+    def _expired_tokens(self, account: str, target_name: str, token_name: str, revoked: set[str], now: datetime) -> list[TokenInfo]:
+        try:
+            listed = self.provider(account, target_name).list_tokens(include_inactive=True)
+        except KeyturnError:
+            return []
+        return [
+            t for t in listed
+            if is_target_token(token_name, t.name) and t.expires_at is not None and t.expires_at <= now
+            and t.id not in revoked and t.extra.get("status", "expired") == "expired"
+        ]
 
 
 class Rotation:
     """One rotation, driven step by step (wizard) or to the end (headless). State lives in the journal."""
 
-    def __init__(self, engine: Engine, record: RotationRecord, *, steps: list[FollowUpStep]) -> None:
+    def __init__(self, engine: Engine, record: RotationRecord, *, steps: list[FollowUpStep], target: Target | None = None) -> None:
         self.engine = engine
         self.record = record
         self.steps = steps
+        self._target = target
         self.value: SecretValue | None = None
         self.options: dict[str, Any] = {"ticked": {}}
         self.notes: list[str] = []
@@ -414,11 +544,11 @@ class Rotation:
 
     @property
     def target(self) -> Target:
-        return self.engine.target(self.record.target)
+        return self._target or self.engine.target(self.record.target)
 
     @property
     def provider(self) -> Provider:
-        return self.engine.provider(self.record.plan["account"], self.record.target)
+        return self.engine.provider(self.record.plan["account"], self.record.target, self._target)
 
     @property
     def new_token(self) -> TokenInfo | None:
@@ -427,6 +557,10 @@ class Rotation:
     def _write(self, event: str, **fields: Any) -> None:
         self.engine.journal.append(self.id, event, **fields)
         self.record = self.engine.journal.load(self.id)
+        if self.record.finished:
+            # the stores now hold another value than the references read at sign-in: read them again next time
+            self.engine.forget_secrets(self.record.plan["account"])
+            self.engine.release(self.record.target)
 
     def _at_least(self, state: str) -> bool:
         return self.record.state in STATES and STATES.index(self.record.state) >= STATES.index(state)
@@ -440,6 +574,34 @@ class Rotation:
             date=self.record.started_at[:10].replace("-", ""),
         )
         return StepContext(self.engine.config, self.id, self.record.target, self.target, token, self.value, self.engine.interaction, opts)
+
+    def ensure_held(self) -> None:
+        """Invariant: every place that can say what it holds holds the live new token *now*. Checked before the old
+        token is revoked and before `done`: a write that landed after keyturn gave up on it (a Key Vault version a
+        timed-out call or a killed process still made, a store a resume wrote before compensating) is written over."""
+        fp = self.record.new_token["fingerprint"] if self.record.new_token else None
+        assert fp is not None
+        for s in self.steps:
+            if not s.reads_back or s.id not in self.record.steps_done:
+                continue
+            current = s.current_fingerprint(self._ctx(), self.record.steps_done[s.id])
+            if current == fp:
+                continue
+            what = "no readable value" if current is None else "another value"
+            self.engine.emit("warning", f"{s.title} holds {what} now, not the new token (a late or outside write); writing the new token again")
+            if not self._ensure_value():
+                raise KeyturnError(
+                    f"{s.title} holds {what}, not the new token, and the new value is not available to write it again",
+                    hint=f"put the new token there by hand, then `keyturn resume {self.id[:8]}`",
+                )
+            result = s.run(self._ctx())
+            if self._at_least("verified"):
+                s.on_verified(self._ctx(), result.detail)
+            self._write("step_done", step=s.id, token_id=self.record.new_token["id"] if self.record.new_token else None,
+                        detail={**result.detail, "summary": result.summary}, repaired=True)
+            if s.current_fingerprint(self._ctx(), self.record.steps_done[s.id]) != fp:
+                raise KeyturnError(f"{s.title} still does not hold the new token after writing it again", hint=f"look at it, then `keyturn resume {self.id[:8]}`")
+            self.engine.emit("step", f"{s.title}: {result.summary} (written again)")
 
     def step_state(self, step: FollowUpStep) -> str:
         return "done" if step.id in self.record.steps_done else "pending"
@@ -501,6 +663,9 @@ class Rotation:
                 self._reconcile()
                 if tries >= 2:
                     raise KeyturnError(f"minting failed twice with an unknown outcome: {exc}", hint="run `keyturn resume` later") from None
+            except KeyturnError as exc:
+                self._write("mint_failed", message=str(exc))  # refused outright: nothing was made
+                raise
         self.value = minted.value
         self.notes.extend(minted.notes)
         self._write("minted", token=_token_dict(minted.info, minted.value.fingerprint), notes=list(minted.notes))
@@ -670,6 +835,8 @@ class Rotation:
         olds = [_token_info(t) for t in self.record.plan.get("old_tokens", [])]
         new = self.new_token
         olds = [t for t in olds if not (new and t.id == new.id)]
+        if new is not None:
+            self.ensure_held()  # never zero live tokens: the old one dies only when every store holds the new one
         # optional provider hooks (Buildkite): what revocation does to running agents, and the reason it records
         if olds and (notice := getattr(self.provider, "retire_notice", None)):
             self.engine.emit("notice", notice())  # the CLI prints it; the wizard's retire screen already shows it
@@ -708,6 +875,8 @@ class Rotation:
 
     def finish(self) -> None:
         if self.state != "done":
+            if self.new_token is not None:
+                self.ensure_held()
             self._record_in_config()
             self._write("done")
 
@@ -729,7 +898,7 @@ class Rotation:
             self.engine.emit("step", f"{path.name}: targets.{self.record.target}.{key} = {value!r}")
 
     def abort(self, reason: str) -> list[str]:
-        """Give up: undo the stores, revoke the new token (it would be an orphan), keep the old one."""
+        """Give up: undo the stores, revoke the new token (it would be an orphan), keep the old one. Says what it did."""
         undone: list[str] = []
         token = self.new_token
         if token:
@@ -737,9 +906,21 @@ class Rotation:
             for s in self.steps:
                 if s.is_store and s.id in self.record.steps_done:
                     undone.append(s.undo(ctx, self.record.steps_done[s.id]))
+                elif not s.is_store and s.id in self.record.steps_done and s.needs_value:
+                    undone.append(f"{s.title} was given the new token, which is now revoked: put the old one back by hand")
             if token.id not in self.record.revoked:
                 self.provider.revoke(token.id)
                 self._write("revoked", token_id=token.id, role="aborted")
+            undone.insert(0, f"revoked the new token {token.id}")
+        elif any(e["event"] == "mint_attempt" for e in self.record.events):
+            # an interrupted mint may have made a token nobody saw: find it by the rotation's name
+            try:
+                self.provider.sign_in()
+                found = self._reconcile()
+                undone.append(f"revoked {found} token(s) an interrupted mint had made" if found else "no token of this rotation was found on the platform")
+            except KeyturnError as exc:
+                undone.append(f"could not look for a token an interrupted mint may have made ({exc.message})")
+        undone = [u for u in undone if u]
         self._write("aborted", reason=reason, undone=undone)
         return undone
 
@@ -750,8 +931,8 @@ class Rotation:
             undone = self.abort(f"{during} failed")
         except KeyturnError as undo_exc:
             raise KeyturnError(f"{exc}; rolling back also failed: {undo_exc}", hint=f"`keyturn resume {self.id[:8]}` retries") from None
-        extra = f"; {'; '.join(undone)}" if undone else ""
-        raise KeyturnError(f"{exc}; the new token was revoked{extra}; the old token is untouched") from None
+        said = "; ".join(u if not u.startswith("revoked the new token") else "the new token was revoked" for u in undone)
+        raise KeyturnError(f"{exc}; {said or 'nothing was changed'}; the old token is untouched") from None
 
     @property
     def needs_value(self) -> bool:
@@ -772,7 +953,12 @@ class Rotation:
 
     def run_to_end(self, *, revoke_now: bool = False) -> str:
         """Headless: from whatever state the journal says, to `done` (or a scheduled retirement)."""
-        self.recover()
+        try:
+            self.recover()
+        except KeyturnError:
+            if nothing_minted(self.record):  # nothing to resume: end it so it blocks no later rotation
+                self._write("aborted", reason="minting was refused; nothing was minted", undone=[])
+            raise
         try:
             self.store()
         except KeyturnError as exc:
@@ -785,7 +971,8 @@ class Rotation:
             self.propagate()
         except KeyturnError as exc:
             self._write("error", message=str(exc))
-            raise KeyturnError(f"{exc}; the new token is stored and verified, the old one is untouched", hint=f"fix it, then `keyturn resume {self.id[:8]}`") from None
+            held = "stored and verified" if self.stored_in() else "verified"
+            raise KeyturnError(f"{exc}; the new token is {held}, the old one is untouched", hint=f"fix it, then `keyturn resume {self.id[:8]}`") from None
         outcome = self.schedule_or_retire(now=revoke_now)
         if self.state == "old_retired":
             self.finish()

@@ -86,6 +86,10 @@ class SecretResolver:
         self.prompt = prompt
         self._cache: dict[str, SecretValue] = {}
 
+    def forget(self) -> None:
+        """Read every reference again from now on (a rotation may have written where one points)."""
+        self._cache.clear()
+
     def __call__(self, ref: str, what: str | None = None) -> SecretValue:
         if ref not in self._cache:
             self._cache[ref] = resolve_plain(self.config, ref, what=what or ref, prompt=self.prompt)

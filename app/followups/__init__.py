@@ -58,6 +58,13 @@ class FollowUpStep(Protocol):
     def recover_value(self, ctx: StepContext, fingerprint: str) -> SecretValue | None:
         """Store steps: read the value back (resume after a crash); others return None."""
 
+    reads_back: bool  # current_fingerprint says what consumers read now (every store step, and the Flux branch)
+
+    def current_fingerprint(self, ctx: StepContext, detail: dict[str, Any]) -> str | None:
+        """The fingerprint of the value consumers read from this place *now* (None: nothing readable there).
+        The engine requires it to be the live token's before the old token is revoked and before `done`, so a
+        write that landed after keyturn gave up on it (a late Key Vault version) is found and written over."""
+
     def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
         """Store steps: clear the 'pending' mark once the token is proven to work."""
 
@@ -70,6 +77,11 @@ class FollowUpStep(Protocol):
 
 class StepDefaults:
     """No-op defaults for the optional hooks, so each step writes only what it does."""
+
+    reads_back = False
+
+    def current_fingerprint(self, ctx: StepContext, detail: dict[str, Any]) -> str | None:
+        raise NotImplementedError(f"{type(self).__name__} cannot read back what it holds")
 
     def preflight(self, config: Config) -> None:
         return None

@@ -109,6 +109,12 @@ class AwsSsmStep(StepDefaults):
             raise self._fail(exc, "writing the parameter", ctx.value) from None
         return StepResult(f"AWS SSM {self.spec.parameter} version {out['Version']}", {"parameter": self.spec.parameter, "version": out["Version"]})
 
+    reads_back = True
+
+    def current_fingerprint(self, ctx: StepContext, detail: dict[str, Any]) -> str | None:
+        current = self._current(ctx.config)
+        return fingerprint(str(current.get("Value", ""))) if current else None
+
     def recover_value(self, ctx: StepContext, fp: str) -> SecretValue | None:
         current = self._current(ctx.config)
         if current and fingerprint(str(current.get("Value", ""))) == fp:

@@ -52,6 +52,12 @@ class KeyringStep(StepDefaults):
             raise FollowUpError(f"{self.title}: cannot write to the OS keyring ({exc.__class__.__name__})") from None
         return self._result()
 
+    reads_back = True
+
+    def current_fingerprint(self, ctx: StepContext, detail: dict[str, Any]) -> str | None:
+        current = self._get()
+        return fingerprint(current) if current is not None else None
+
     def recover_value(self, ctx: StepContext, fp: str) -> SecretValue | None:
         current = self._get()
         return SecretValue(current) if current is not None and fingerprint(current) == fp else None

@@ -88,6 +88,17 @@ class KeyVaultVersionStep(StepDefaults):
         bundle = client.get(self.spec.secret, earlier[-1].version)
         return SecretValue(bundle.value) if bundle.value else None
 
+    reads_back = True
+
+    def current_fingerprint(self, ctx: StepContext, detail: dict[str, Any]) -> str | None:
+        """What a consumer reading the secret's current version gets: the newest version, if it is enabled."""
+        client = self._client(ctx)
+        versions = sorted(client.versions(self.spec.secret), key=lambda p: p.created_on or 0)
+        if not versions or not versions[-1].enabled:
+            return None
+        bundle = client.get(self.spec.secret, versions[-1].version)
+        return fingerprint(bundle.value) if bundle.value else None
+
     def on_verified(self, ctx: StepContext, detail: dict[str, Any]) -> None:
         tags = {TAG_ROTATION: ctx.rotation_id, TAG_TOKEN: ctx.token.id, TAG_STATE: "active"}
         self._client(ctx).update(self.spec.secret, detail["version"], tags=tags)  # idempotent
