@@ -310,6 +310,13 @@ def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json:
             ids = [r.rotation_id for r in records if not r.finished]
             for d in damaged:
                 _stderr("warning", f"skipping a rotation whose journal cannot be read: {d.message}")
+        if not rotation_id:  # aborted rotations whose given-up store write landed afterwards
+            for name in sorted({r.target for r in records if r.state == "aborted" and r.target in config.targets}):
+                if engine.holder(name) is None:
+                    engine.lock(name)
+                    engine.heal(name)
+                    if name not in {r.target for r in records if not r.finished}:
+                        engine.release(name)
         if not ids and damaged:
             raise KeyturnError(f"{len(damaged)} rotation(s) cannot be read: {damaged[0].message}")
         if not ids:

@@ -323,6 +323,8 @@ class Engine:
         if lock:
             self.lock(target_name)
         self.refuse_unfinished(target_name)
+        if lock and sign_in:
+            self.heal(target_name)
         account = self.config.accounts[target.account]
         steps = self.steps(target_name)
         scopes = options.scopes or resolve_scopes(self.config, target_name, target)
@@ -418,6 +420,20 @@ class Engine:
         rotation = Rotation(self, record, steps=self.steps(record.target))
         rotation.tell_provider()
         return rotation
+
+    def heal(self, target_name: str) -> list[str]:
+        """Aborted rotations of the target since its last `done`: put back a store a late write gave their revoked
+        token to. The caller holds the target's lock."""
+        records = [r for r in self.journal.all() if r.target == target_name]
+        last_done = max((i for i, r in enumerate(records) if r.state == "done"), default=-1)
+        said: list[str] = []
+        for r in records[last_done + 1 :]:
+            if r.state == "aborted" and r.new_token is not None and any(e["event"] in ("step_started", "step_done") for e in r.events):
+                target = self.config.targets.get(r.target)
+                if target is None:
+                    continue
+                said += Rotation(self, r, steps=self.steps(r.target, target), target=target).heal_late_writes()
+        return said
 
     def abort_rotation(self, rotation_id: str) -> tuple[Rotation, list[str]]:
         """`keyturn abort`: revoke the rotation's new token, undo its stores, journal `aborted`. Works when the target
@@ -752,6 +768,40 @@ class Rotation:
         self._write("revoked", token_id=token.id, role="lost", reason="value lost before it was stored")
         self._write("compensated", token_id=token.id)
 
+    def started_steps(self) -> set[str]:
+        """Store steps this token's write was sent to but not confirmed (it may have landed, now or later)."""
+        token = self.record.new_token
+        if token is None:
+            return set()
+        return {e["step"] for e in self.record.events if e["event"] == "step_started" and e.get("token_id") == token["id"]} - set(self.record.steps_done)
+
+    def _undo_if_landed(self, step: FollowUpStep) -> str | None:
+        """A store write that was given up on: if it landed (the store now holds this rotation's token), undo it."""
+        ctx = self._ctx()
+        if step.current_fingerprint(ctx, {}) != (self.record.new_token or {}).get("fingerprint"):
+            return None
+        return step.undo(ctx, {})
+
+    def heal_late_writes(self) -> list[str]:
+        """An aborted rotation whose store write was given up on may see it land afterwards, leaving the revoked
+        token as what consumers read. Looked at again (under the target's lock) before the target's next rotation,
+        by `resume`, until a later rotation of the target is done. Says what it put back."""
+        said: list[str] = []
+        if self.state != "aborted" or self.record.new_token is None:
+            return said
+        fp = self.record.new_token.get("fingerprint")
+        ctx = self._ctx()
+        for s in self.steps:
+            touched = s.id in self.record.steps_done or s.id in {e["step"] for e in self.record.events if e["event"] == "step_started"}
+            if not (s.is_store and s.reads_back and touched):
+                continue
+            if s.current_fingerprint(ctx, self.record.steps_done.get(s.id, {})) == fp:
+                text = s.undo(ctx, self.record.steps_done.get(s.id, {}))
+                self.engine.journal.append(self.id, "healed", step=s.id, said=text)
+                self.engine.emit("warning", f"{s.title} held the revoked token of aborted rotation {self.id[:8]} (a write that landed late); {text}")
+                said.append(text)
+        return said
+
     def _needs_value(self) -> bool:
         if self.state in ("minted", "stored"):
             return True
@@ -768,6 +818,8 @@ class Rotation:
             if step.needs_value and self.value is None:
                 raise KeyturnError(f"{step.title}: the new value is not available", hint="run `keyturn resume`")
             self.engine.emit("progress", f"{step.title}: running")
+            if step.reads_back:  # a write that fails may still land later: abort and heal look at this place again
+                self._write("step_started", step=step.id, token_id=ctx.token.id)
             result = step.run(ctx)
         else:
             self.engine.emit("progress", f"{step.title}: already done earlier")
@@ -906,6 +958,8 @@ class Rotation:
             for s in self.steps:
                 if s.is_store and s.id in self.record.steps_done:
                     undone.append(s.undo(ctx, self.record.steps_done[s.id]))
+                elif s.is_store and s.id in self.started_steps():
+                    undone.append(self._undo_if_landed(s) or f"{s.title}: a write keyturn gave up on may still land; `keyturn resume` looks again")
                 elif not s.is_store and s.id in self.record.steps_done and s.needs_value:
                     undone.append(f"{s.title} was given the new token, which is now revoked: put the old one back by hand")
             if token.id not in self.record.revoked:

@@ -121,6 +121,8 @@ class KeyVaultVersionStep(StepDefaults):
         """Consumers read the latest version: make the previous value the latest again."""
         client = self._client(ctx)
         ours = detail.get("version")
+        if ours is None and (landed := self._ours(ctx)) is not None:
+            ours = landed.version  # a write keyturn gave up on, which landed after all
         versions = sorted(client.versions(self.spec.secret), key=lambda p: p.created_on or 0)
         earlier = [p for p in versions if p.version != ours and p.enabled and not (p.tags or {}).get(TAG_STATE) == "pending"]
         if ours:

@@ -8,9 +8,6 @@ one `done` per run that said it succeeded, and every refused run named the proce
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +17,7 @@ import pytest
 
 from app.journal import RotationJournal
 from app.sandbox import Sandbox
-from tests.e2e.conftest import ROOT
+from tests.e2e.support.proc import spawn_keyturn
 from tests.e2e.support.targets import KV
 
 PATS = "/{organization}/_apis/tokens/pats"
@@ -67,15 +64,6 @@ CASES = [
 ]
 
 
-def _spawn(sandbox: Sandbox, home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
-    child_env.update({"HOME": str(home), "PYTHONPATH": str(ROOT), **(env or {})})
-    return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--config", str(sandbox.config_path), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=child_env, cwd=ROOT,
-    )
-
-
 @pytest.mark.parametrize(("target", "second", "at"), CASES, ids=[f"{t.name}-rotate+{s}-{a}" for t, s, a in CASES])
 def test_two_processes_one_target(sandbox: Sandbox, tmp_path: Path, target: Target, second: str, at: str) -> None:
     for service, call in target.slow:
@@ -84,14 +72,14 @@ def test_two_processes_one_target(sandbox: Sandbox, tmp_path: Path, target: Targ
     marker = tmp_path / "paused"
     first_env = {} if at == "together" else {"KEYTURN_TEST_PAUSE_AT": at, "KEYTURN_TEST_PAUSE_FILE": str(marker), "KEYTURN_TEST_PAUSE_S": "1.5"}
     second_args = ("rotate", target.name, "--no-input", *target.args) if second == "rotate" else ("resume", "--no-input", *target.args)
-    first = _spawn(sandbox, home, "rotate", target.name, "--no-input", *target.args, env=first_env)
+    first = spawn_keyturn(sandbox, home, "rotate", target.name, "--no-input", *target.args, env=first_env)
     if at != "together":
         deadline = time.monotonic() + 60
         while not marker.exists():
             assert first.poll() is None, f"the first run ended before {at}: {first.communicate()[1]}"
             assert time.monotonic() < deadline, f"the first run never reached {at}"
             time.sleep(0.02)
-    other = _spawn(sandbox, home, *second_args)
+    other = spawn_keyturn(sandbox, home, *second_args)
     runs = {"first": first, "second": other}
     out = {k: p.communicate(timeout=120) for k, p in runs.items()}
     codes = {k: p.returncode for k, p in runs.items()}

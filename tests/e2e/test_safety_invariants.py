@@ -11,12 +11,14 @@ import json
 import os
 import re
 import signal
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from app.journal import RotationJournal
 from app.locks import TargetLock
 from app.sandbox import Sandbox
+from tests.e2e.support.proc import spawn_keyturn
 from tests.e2e.support.targets import KV
 
 
@@ -250,3 +252,79 @@ def test_interrupt_offers_resume_only_when_something_was_journaled(sandbox: Sand
     done = keyturn("resume", "--no-input", "--json")
     assert [r["state"] for r in done.json()["resumed"]] == ["done"]
     assert json.dumps(done.json())
+
+
+# -- 3, with writes that really land late (the sandbox holds the request past the client's timeout, then runs it) --
+
+LATE_ENV = {"KEYTURN_HTTP_TIMEOUT": "1", "KEYTURN_RETRY_SLEEP_SCALE": "0.01"}
+
+
+def test_a_store_write_given_up_on_that_lands_after_the_abort_is_put_back(sandbox: Sandbox, keyturn) -> None:
+    old_value = _kv_latest(sandbox)
+    # every attempt of the store write times out on the client; each lands 4 s later, after keyturn gave up,
+    # rolled back and revoked the new token
+    sandbox.state.inject_fault("PUT /secrets/{name}", "late", times=3, service="vault:*", hold=4.0)
+    run = keyturn("rotate", "daily-checks", "--no-input", env=LATE_ENV)
+    assert run.code == 2, run.stderr
+    assert "the old token is untouched" in run.stderr and "may still land" in run.stderr
+    assert sandbox.state.wait_late_landed(3, timeout=30)
+    (aborted,) = RotationJournal(_journal(sandbox)).all()
+    assert aborted.state == "aborted"
+    assert _kv_latest(sandbox) != old_value, "the late write gave consumers the revoked token"
+
+    status = keyturn("status")  # a later run under the target's lock puts the old value back
+    resumed = keyturn("resume", "--no-input", env=LATE_ENV)
+    assert resumed.code == 0, resumed.stderr
+    assert f"held the revoked token of aborted rotation {aborted.rotation_id[:8]}" in resumed.stderr
+    assert _kv_latest(sandbox) == old_value, "consumers read the live old token again"
+    assert status.code in (0, 1)
+    run = keyturn("rotate", "daily-checks", "--no-input", env=LATE_ENV)
+    assert run.code == 0, run.stderr
+    (live,) = [p for p in sandbox.state.pats() if p.display_name.startswith("daily-checks") and not p.revoked]
+    assert _kv_latest(sandbox) == live.value
+
+
+def test_a_late_write_of_a_compensated_token_is_written_over_before_the_old_token_dies(sandbox: Sandbox, tmp_path: Path) -> None:
+    # the first run is killed while its store write is held by the vault; the resume finds no value anywhere, so it
+    # revokes that token, mints another and stores it; then the held write of the revoked token lands on top, while
+    # the resume stands after propagation: it must be found and written over before the old token is revoked
+    sandbox.state.inject_fault("PUT /secrets/{name}", "late", times=1, service="vault:*", hold=4.0)
+    first = spawn_keyturn(sandbox, tmp_path / "home", "rotate", "daily-checks", "--no-input")
+    deadline = time.monotonic() + 60
+    while sandbox.state.late_held < 1:
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.02)
+    first.kill()
+    first.communicate()
+    env = {"KEYTURN_TEST_PAUSE_AT": "after:propagated", "KEYTURN_TEST_PAUSE_FILE": str(tmp_path / "p"), "KEYTURN_TEST_PAUSE_S": "6"}
+    resume = spawn_keyturn(sandbox, tmp_path / "home", "resume", "--no-input", "--json", env=env)
+    stdout, stderr = resume.communicate(timeout=120)
+    assert resume.returncode == 0, stderr
+    assert [r["state"] for r in json.loads(stdout)["resumed"]] == ["done"]
+    assert sandbox.state.late_landed == 1, "the held write landed during the resume"
+    assert "revoking it and minting again" in stderr
+    assert "holds another value now, not the new token" in stderr and "(written again)" in stderr
+    (live,) = [p for p in sandbox.state.pats() if p.display_name.startswith("daily-checks") and not p.revoked]
+    assert _kv_latest(sandbox) == live.value, "consumers read the live token"
+
+
+# -- also fixed: a session that rotated the account's own sign-in token reads it again -------------------------
+
+
+def test_a_second_rotation_in_one_session_signs_in_with_the_new_token(sandbox: Sandbox, monkeypatch) -> None:
+    # the Jenkins target's account signs in with the very token it rotates (kept in Key Vault): the wizard's one
+    # engine must read the reference again once a rotation wrote it, or it keeps presenting the revoked value
+    from app.config import load_config
+    from app.engine import Engine
+
+    monkeypatch.setenv("HOME", str(sandbox.config_path.parent / "home"))
+    engine = Engine(load_config(sandbox.config_path))
+    try:
+        for _ in range(2):
+            rotation = engine.begin(engine.plan("jenkins"))
+            rotation.run_to_end()
+            assert rotation.state == "done"
+        row = next(r for r in engine.status() if r.target == "jenkins")
+        assert row.state == "ok" and row.error is None, row
+    finally:
+        engine.close()
