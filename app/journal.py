@@ -2,13 +2,18 @@
 
 Every state transition is written here *before* the next side effect. Records hold ids, names,
 timestamps, states and fingerprints; a value never reaches this file (see ``_refuse_values``).
+Each line carries the journal's ``format``; a file this version cannot read (damaged, or written by
+a newer keyturn) isolates that one rotation (``scan``), never the others.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shlex
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,23 +28,39 @@ from app.secret import SecretValue
 STATES = ("planned", "minted", "stored", "verified", "propagated", "old_retired", "done")
 TERMINAL = frozenset({"done", "aborted"})
 
+# The journal line format this version writes and reads. Lines without the field (keyturn before it
+# existed) are format 1. Raise it only for a change an older keyturn would misread.
+JOURNAL_FORMAT = 1
+
+
+_TOUCHED: dict[str, str] = {}  # rotation id -> last event this process journaled
+
+
+def touched() -> list[str]:
+    """Rotations this process journaled that it left unfinished (what an interrupt message may offer to resume)."""
+    return [rid for rid, ev in _TOUCHED.items() if ev not in TERMINAL]
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """``path`` as a 0700 folder; the folders created on the way are 0700 too (XDG), whatever the umask."""
+    """``path`` as keyturn's folder. The folders keyturn creates on the way, ``path`` included, are 0700 whatever
+    the umask; a folder that already exists is used as it is and never chmodded: it is not keyturn's."""
     try:
         missing, folder = [], path
         while not folder.exists() and folder != folder.parent:
             missing.append(folder)
             folder = folder.parent
         for folder in reversed(missing):
-            folder.mkdir(mode=0o700, exist_ok=True)
-            os.chmod(folder, 0o700)
-        path.mkdir(exist_ok=True, mode=0o700)  # raises if path is a file
-        os.chmod(path, 0o700)
+            try:
+                folder.mkdir(mode=0o700)
+            except FileExistsError:
+                continue  # made meanwhile by another process: not created here, so not chmodded here
+            os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask (0o277 would leave it 0500)
+        if not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
     except OSError as exc:
         raise KeyturnError(
             f"{path}: cannot use it as keyturn's private folder ({exc.strerror or exc.__class__.__name__})",
@@ -51,8 +72,13 @@ def ensure_private_dir(path: Path) -> Path:
 def crash_point(where: str) -> None:
     """Fault injection for the crash tests: KEYTURN_TEST_KILL_AT=after:minted (a journal event) or a named point
     inside a follow-up (e.g. ``flux:committed``) SIGKILLs this process there."""
+    if os.environ.get("KEYTURN_TEST_PAUSE_AT") == where:
+        # the concurrency tests start a second process while this one stands here (it says so in a marker file)
+        Path(os.environ["KEYTURN_TEST_PAUSE_FILE"]).write_text(where)
+        time.sleep(float(os.environ.get("KEYTURN_TEST_PAUSE_S", "2")))
     if os.environ.get("KEYTURN_TEST_KILL_AT") == where:
-        os.kill(os.getpid(), signal.SIGKILL)
+        # KEYTURN_TEST_SIGNAL=TERM sends SIGTERM instead (CI cancellation, `timeout`): the run must end like Ctrl-C
+        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get("KEYTURN_TEST_SIGNAL", "KILL")))
 
 
 def _refuse_values(obj: Any) -> None:
@@ -64,6 +90,94 @@ def _refuse_values(obj: Any) -> None:
     elif isinstance(obj, list | tuple):
         for v in obj:
             _refuse_values(v)
+
+
+# What replaying an event reads from its line (key -> type): a line without it is damaged here, rather than
+# an AttributeError/KeyError later in `status` or `resume`. Events not listed need nothing but the common keys.
+_COMMON: dict[str, type] = {"event": str, "ts": str}
+_NEEDS: dict[str, dict[str, type]] = {
+    "planned": {"target": str, "plan": dict},
+    "mint_attempt": {"attempt": int},
+    "minted": {"token": dict},
+    "step_done": {"step": str},
+    "revoked": {"token_id": str},
+    "retire_scheduled": {"at": str},
+    "error": {"message": str},
+}
+_JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "true/false", type(None): "null"}
+
+
+class _Damaged(Exception):
+    """Why one journal line cannot be replayed (one line; never the line's content, which could be anything)."""
+
+
+class _NewerFormat(_Damaged):
+    def __init__(self, fmt: int, n: int) -> None:
+        super().__init__(
+            f"written by a newer keyturn (format {fmt}) at line {n}; this keyturn reads format {JOURNAL_FORMAT}"
+        )
+        self.format = fmt
+
+
+def _check_line(rec: Any, n: int) -> dict[str, Any]:
+    if not isinstance(rec, dict):
+        raise _Damaged(f"damaged journal line {n} (a JSON {_JSON_KINDS.get(type(rec), 'value')}, not an object)")
+    fmt = rec.get("format", 1)
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+        raise _Damaged(f"damaged journal line {n} (its format is not a version number)")
+    if fmt > JOURNAL_FORMAT:
+        raise _NewerFormat(fmt, n)
+    event = rec.get("event")
+    known = isinstance(event, str) and (event in _NEEDS or event in STATES or event == "aborted")
+    needs = {**_COMMON, **_NEEDS.get(event, {})} if isinstance(event, str) else _COMMON
+    what = f"event {event!r}" if known else "the line"  # an event name of ours; never text from the file
+    for key, kind in needs.items():
+        if key not in rec:
+            raise _Damaged(f"damaged journal line {n} ({what} lacks {key!r})")
+        value = rec[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise _Damaged(f"damaged journal line {n} ({key!r} of {what} has the wrong type)")
+    if event == "minted" and not isinstance(rec["token"].get("id"), str):
+        raise _Damaged(f"damaged journal line {n} (the minted token has no id)")
+    if event == "step_done" and not isinstance(rec.get("detail", {}), dict):
+        raise _Damaged(f"damaged journal line {n} ('detail' of event 'step_done' has the wrong type)")
+    if n == 1 and event != "planned":
+        raise _Damaged("damaged journal line 1 (a rotation's journal starts with its plan)")
+    return rec
+
+
+@dataclass(frozen=True)
+class DamagedJournal:
+    """A rotation's journal that this keyturn cannot replay. Only that rotation is refused; the others carry on.
+
+    ``reason`` and ``fix`` are one line each and never quote the file's content. ``target`` is the rotation's target
+    when its plan (line 1) was readable, else None. ``newer_format`` is set when a newer keyturn wrote the file: it is
+    not damaged, just not for this version (upgrade; do not move it aside)."""
+
+    rotation_id: str
+    path: Path
+    reason: str
+    fix: str
+    target: str | None = None
+    newer_format: int | None = None
+
+    @property
+    def message(self) -> str:
+        """The one line to show: the file, what is wrong, what to do."""
+        return f"{self.path}: {self.reason}; {self.fix}"
+
+
+def _fix_for(path: Path, record: RotationRecord | None) -> str:
+    aside = f"mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.damaged')}"
+    if record is None or not record.target:
+        return f"move it aside ({aside}) after checking the platform for a token this rotation may have minted"
+    token = record.new_token
+    if token is not None:
+        look = f"token {token.get('name', '')!r} ({token['id']}) was minted: revoke it if no store holds it"
+    else:
+        name = record.plan.get("display_name") if isinstance(record.plan, dict) else None
+        look = f"look for a token named {name!r} and revoke it if no store holds it" if name else "check the platform"
+    return f"{look} (target {record.target}), then move the file aside ({aside}) and rotate again"
 
 
 @dataclass
@@ -138,7 +252,15 @@ class RotationJournal:
         _refuse_values(fields)
         crash_point(f"before:{event}")
         ensure_private_dir(self.directory)
-        rec = {"ts": utcnow().isoformat(timespec="milliseconds"), "rotation_id": rotation_id, "event": event, **fields}
+        if "format" in fields:
+            raise TypeError("'format' is the journal's own field")
+        rec = {
+            "ts": utcnow().isoformat(timespec="milliseconds"),
+            "format": JOURNAL_FORMAT,
+            "rotation_id": rotation_id,
+            "event": event,
+            **fields,
+        }
         line = (json.dumps(rec, sort_keys=True, default=str) + "\n").encode()
         path = self._path(rotation_id)
         created = not path.exists()
@@ -146,6 +268,7 @@ class RotationJournal:
         try:
             os.write(fd, line)
             os.fsync(fd)
+            _TOUCHED[rotation_id] = event
         finally:
             os.close(fd)
         if created:
@@ -158,31 +281,90 @@ class RotationJournal:
         return rec
 
     def load(self, rotation_id: str) -> RotationRecord:
+        """The rotation (``rotation_id`` or a unique prefix of 6+ characters), replayed. A damaged journal, or one a
+        newer keyturn wrote, raises KeyturnError (the file, why, the fix; one line): it is never resumed from here."""
         path = self._path(rotation_id)
         if not path.exists():
             matches = [p for p in self._files() if p.stem.startswith(rotation_id)] if len(rotation_id) >= 6 else []
             if len(matches) != 1:
-                raise KeyturnError(f"no rotation {rotation_id!r} in {self.directory}", hint="run `keyturn resume` to list them")
+                raise KeyturnError(
+                    f"no rotation {rotation_id!r} in {self.directory}", hint="run `keyturn resume` to list them"
+                )
             path = matches[0]
+        got = self._read(path)
+        if isinstance(got, DamagedJournal):
+            raise KeyturnError(got.message)
+        return got
+
+    def _read(self, path: Path) -> RotationRecord | DamagedJournal:
         record = RotationRecord(rotation_id=path.stem, path=path)
-        with path.open("rb") as fh:
-            for n, raw in enumerate(fh, 1):
-                if not raw.endswith(b"\n"):
-                    break  # a torn last line from a crash mid-write: the step it announced did not happen
-                try:
-                    record.apply(json.loads(raw))
-                except (ValueError, KeyError) as exc:
-                    raise KeyturnError(f"{path}:{n}: damaged journal line ({exc.__class__.__name__})") from None
+        lines = 0
+        try:
+            with path.open("rb") as fh:
+                for n, raw in enumerate(fh, 1):
+                    if not raw.endswith(b"\n"):
+                        break  # a torn last line from a crash mid-write: the step it announced did not happen
+                    try:
+                        rec = _check_line(json.loads(raw), n)
+                    except (ValueError, RecursionError):  # not JSON (or not UTF-8, or absurdly nested)
+                        raise _Damaged(f"damaged journal line {n} (not JSON)") from None
+                    try:
+                        record.apply(rec)
+                    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # what _check_line missed
+                        raise _Damaged(
+                            f"damaged journal line {n} (cannot be replayed: {exc.__class__.__name__})"
+                        ) from None
+                    lines = n
+        except _NewerFormat as exc:
+            return DamagedJournal(
+                path.stem,
+                path,
+                str(exc),
+                f"resume or abort it with a keyturn that reads format {exc.format} (upgrade); this one leaves it alone",
+                target=record.target or None,
+                newer_format=exc.format,
+            )
+        except _Damaged as exc:
+            return DamagedJournal(path.stem, path, str(exc), _fix_for(path, record), target=record.target or None)
+        except OSError as exc:
+            reason = f"cannot read this rotation's journal ({exc.strerror or exc.__class__.__name__})"
+            return DamagedJournal(path.stem, path, reason, "make it readable (chmod 600) or move it aside")
+        if lines == 0:
+            reason = "empty journal (no complete line: a crash as the rotation began?)"
+            return DamagedJournal(path.stem, path, reason, _fix_for(path, None))
         return record
 
     def _files(self) -> list[Path]:
         if not self.directory.is_dir():
             return []
-        return sorted(self.directory.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
+
+        def mtime(p: Path) -> float:
+            try:
+                return p.stat().st_mtime
+            except OSError:  # gone since the listing: sorted first, then read as unreadable
+                return 0.0
+
+        return sorted(self.directory.glob("*.jsonl"), key=mtime)
+
+    def scan(self) -> tuple[list[RotationRecord], list[DamagedJournal]]:
+        """Every rotation in the folder (oldest first): the ones that replay, and the ones that do not (each with
+        its reason and fix), so a damaged file is reported for its own rotation and the rest carry on."""
+        records: list[RotationRecord] = []
+        damaged: list[DamagedJournal] = []
+        for path in self._files():
+            got = self._read(path)
+            if isinstance(got, DamagedJournal):
+                damaged.append(got)
+            else:
+                records.append(got)
+        return records, damaged
 
     def all(self) -> Iterator[RotationRecord]:
+        """The rotations that replay, oldest first; damaged ones are skipped (``scan`` lists them)."""
         for path in self._files():
-            yield self.load(path.stem)
+            got = self._read(path)
+            if isinstance(got, RotationRecord):
+                yield got
 
     def unfinished(self) -> list[RotationRecord]:
         return [r for r in self.all() if not r.finished]

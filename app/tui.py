@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from app.config import Config
     from app.engine import Engine, MintOptions, Rotation
     from providers.base import DeviceCodePrompt, Interaction
+    from screens.reveal import RevealScreen
 
     EngineFactory = Callable[["KeyturnApp"], Engine]
 
@@ -133,6 +134,10 @@ class KeyturnApp(App[None], inherit_bindings=False):
         self.runbook_open = False
         self.pending_device_code: DeviceCodePrompt | None = None
         self.event_log: deque[str] = deque(maxlen=500)  # engine lines; they never carry a value
+        # The rotation the flow is on once minted (MintScreen holds it before), for the quit guard.
+        self.flow_rotation: Rotation | None = None
+        self._revealing: tuple[str, RevealScreen] | None = None  # (rotation id, its reveal screen) while shown
+        self._acknowledged: set[str] = set()  # rotations whose reveal the engineer got past: they stored the value
         if self.is_sandbox:
             self.sub_title = "sandbox"
         if config.keymap:
@@ -248,6 +253,60 @@ class KeyturnApp(App[None], inherit_bindings=False):
         self.push_screen(SignInScreen(account, purpose="to continue", prompt=message.prompt))
 
     # -- app-wide actions -----------------------------------------------------------------------
+
+    def unstored_rotation(self) -> Rotation | None:
+        """The rotation whose new value exists only in this process, if any: minted and in memory, and either a
+        store step is not done yet, or the target has no store and the engineer has not confirmed storing it."""
+        candidates = [self.flow_rotation, *(getattr(s, "rotation", None) for s in self.screen_stack)]
+        for rotation in candidates:
+            if rotation is None or getattr(rotation, "value", None) is None or rotation.state == "aborted":
+                continue
+            stores = [s for s in rotation.steps if s.is_store]
+            if stores:
+                if any(s.id not in rotation.record.steps_done for s in stores):
+                    return rotation
+            elif not self._stored_by_hand(rotation.id):
+                return rotation
+        return None
+
+    def _stored_by_hand(self, rotation_id: str) -> bool:
+        if rotation_id in self._acknowledged:
+            return True
+        if self._revealing is None or self._revealing[0] != rotation_id:
+            return False
+        from textual.css.query import NoMatches
+
+        try:
+            return self._revealing[1].may_continue  # "I have stored it somewhere safe" is ticked
+        except NoMatches:  # not composed yet
+            return False
+
+    async def action_quit(self) -> None:
+        """Quit at once, unless a new token's value exists only here: then ask first (typed yes), as for
+        anything that cannot be undone. Every quit key (ctrl+q, a screen's q, the palette, a keymap) lands here."""
+        from screens.prompt import ConfirmPrompt
+
+        rotation = self.unstored_rotation()
+        if rotation is None:
+            self.exit()
+            return
+        if isinstance(self.screen, ConfirmPrompt):
+            return  # already asking
+        token = rotation.new_token
+        which = f"{token.name} ({token.id})" if token else f"of rotation {rotation.id[:8]}"
+        where = (
+            "no store holds it yet" if any(s.is_store for s in rotation.steps) else "you have not confirmed storing it"
+        )
+        question = (
+            f"Quit now? The new token {which} exists only in keyturn's memory: {where}. "
+            "Quitting loses its value for good. Type yes to quit anyway; Esc stays."
+        )
+
+        def answered(answer: str | None) -> None:
+            if (answer or "").strip().lower() == "yes":
+                self.exit()
+
+        self.push_screen(ConfirmPrompt(question), answered)
 
     def action_help(self) -> None:
         from screens.help import HelpScreen
@@ -426,6 +485,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
         """Reveal, follow-ups, retire, summary: each skipped when the journal says it is done."""
         if rotation is None:
             return self._back_to_targets()
+        self.flow_rotation = rotation
         if rotation.value is not None and rotation.state == "verified":
             await self._reveal(rotation)
         if rotation.state == "verified" and any(not s.is_store for s in rotation.steps):
@@ -460,16 +520,20 @@ class KeyturnApp(App[None], inherit_bindings=False):
         if rotation.value is None or token is None:
             return
         expires = f"{token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else "never"
-        await self.push_screen_wait(
-            RevealScreen(
-                rotation.value,
-                token_label=f"{token.name} ({token.id})",
-                expires_at=expires,
-                stored_in=rotation.stored_in(),
-                clipboard=self.secret_clipboard,
-                clear_after=self.config.settings.clipboard_clear_seconds,
-            )
+        screen = RevealScreen(
+            rotation.value,
+            token_label=f"{token.name} ({token.id})",
+            expires_at=expires,
+            stored_in=rotation.stored_in(),
+            clipboard=self.secret_clipboard,
+            clear_after=self.config.settings.clipboard_clear_seconds,
         )
+        self._revealing = (rotation.id, screen)
+        try:
+            await self.push_screen_wait(screen)  # only Continue dismisses it: the engineer stored the value
+            self._acknowledged.add(rotation.id)
+        finally:
+            self._revealing = None
         # The reveal screen is gone with its reference to the value; the Rotation keeps the only one.
 
     async def _choose_scopes(self, target_name: str) -> MintOptions | None:
@@ -514,6 +578,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
         return presets
 
     def _back_to_targets(self, message: str | None = None) -> None:
+        self.flow_rotation = None  # the flow is over: what it held in memory goes with it
         while len(self.screen_stack) > 1:
             self.pop_screen()
         if message:

@@ -1,4 +1,5 @@
-"""A modal that asks one question and takes one typed answer (Enter), or None (Escape)."""
+"""A modal that asks one question and takes one typed answer (Enter), or None (Escape); ``ConfirmPrompt`` wants
+``yes`` typed, for what cannot be undone (revoke every other token, quit while a new token exists only here)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,15 @@ class Ask(ModalScreen[str | None], inherit_bindings=False):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ConfirmPrompt(Ask):
+    """A question that needs a typed answer (``yes``): for what cannot be undone."""
+
+    DEFAULT_CSS = """
+    ConfirmPrompt > Vertical { border: round $error; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="confirm.cancel", tooltip="Do nothing"),
+    ]
+    placeholder = "yes"

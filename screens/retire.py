@@ -16,7 +16,7 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Static
 
 from screens import ICONS, WizardScreen, one_line
-from screens.prompt import Ask
+from screens.prompt import ConfirmPrompt
 
 if TYPE_CHECKING:
     from app.engine import Rotation
@@ -219,14 +219,3 @@ class RetireScreen(WizardScreen["str | None"]):
     def action_leave(self) -> None:
         self.dismiss(None)
 
-
-class ConfirmPrompt(Ask):
-    """A question that needs a typed answer (``yes``): for what cannot be undone."""
-
-    DEFAULT_CSS = """
-    ConfirmPrompt > Vertical { border: round $error; }
-    """
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="confirm.cancel", tooltip="Do nothing"),
-    ]
-    placeholder = "yes"
