@@ -221,6 +221,12 @@ class Engine:
         if lock := self._locks.pop(target_name, None):
             lock.release()
 
+    def release_idle(self) -> None:
+        """The wizard went back to its start: let go of targets this session planned but has no unfinished rotation of."""
+        busy = {r.target for r in self.journal.unfinished()}
+        for name in [n for n in self._locks if n not in busy]:
+            self.release(name)
+
     def holder(self, target_name: str) -> str | None:
         """Who (another process) drives the target now, or None."""
         if target_name in self._locks:
@@ -1007,12 +1013,7 @@ class Rotation:
 
     def run_to_end(self, *, revoke_now: bool = False) -> str:
         """Headless: from whatever state the journal says, to `done` (or a scheduled retirement)."""
-        try:
-            self.recover()
-        except KeyturnError:
-            if nothing_minted(self.record):  # nothing to resume: end it so it blocks no later rotation
-                self._write("aborted", reason="minting was refused; nothing was minted", undone=[])
-            raise
+        self.recover()  # a mint refused outright leaves the rotation resumable; it blocks no new one (nothing_minted)
         try:
             self.store()
         except KeyturnError as exc:

@@ -76,8 +76,9 @@ def test_kill_then_resume(sandbox: Sandbox, keyturn, case: Case, point: str, mon
     new_value, _old = case.check(sandbox)
     journal_dir = sandbox.config_path.parent / "journal"
     assert list(RotationJournal(journal_dir).unfinished()) == [], "nothing left to resume"
-    journal = "".join(p.read_text() for p in journal_dir.glob("*"))
-    assert new_value not in journal, "the value reached the journal"
+    everything = "".join(p.read_text() for p in journal_dir.glob("*"))  # the journals and the targets' lock files
+    assert new_value not in everything, "the value reached the journal folder"
+    journal = "".join(p.read_text() for p in journal_dir.glob("*.jsonl"))
     assert [json.loads(x)["event"] for x in journal.splitlines()][-1] == "done"
     assert "Traceback" not in crashed.stderr + resumed.stderr
 
@@ -87,3 +88,34 @@ def test_the_matrix_covers_every_provider() -> None:
     assert {c.target for c in CASES} >= set(platforms)
     assert sum(1 for c in CASES if c.target.startswith("buildkite")) == 3  # the three Buildkite kinds
     assert len(MATRIX) == 6 * len(STATE_POINTS) + 2
+
+
+# -- a store write the vault holds while keyturn is killed, landing after it gave up (invariant 3) -----------------
+
+HELD_CASES = [c for c in CASES if c.target in ("daily-checks", "buildkite-cluster", "jenkins")]
+
+
+@pytest.mark.parametrize("case", HELD_CASES, ids=[c.target for c in HELD_CASES])
+def test_kill_while_the_vault_holds_the_store_write_then_it_lands(sandbox: Sandbox, case: Case, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from tests.e2e.support.proc import spawn_keyturn
+
+    monkeypatch.delenv(NEW_BK_ENV, raising=False)
+    env = case.setup(sandbox)
+    sandbox.state.inject_fault("PUT /secrets/{name}", "late", times=1, service="vault:*", hold=1.5)
+    first = spawn_keyturn(sandbox, tmp_path / "home", "rotate", case.target, "--no-input", *case.args, env=env)
+    deadline = time.monotonic() + 60
+    while sandbox.state.late_held < 1:
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    assert sandbox.state.wait_late_landed(1, timeout=30), "the held write landed after its client died"
+    resumed = spawn_keyturn(sandbox, tmp_path / "home", "resume", "--no-input", "--json", *case.args, env=env)
+    stdout, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, stderr
+    assert [r["state"] for r in json.loads(stdout)["resumed"]] == ["done"]
+    assert "read the new value back from" in stderr, "the landed write is where the value came back from"
+    new_value, _old = case.check(sandbox)
+    assert list(RotationJournal(sandbox.config_path.parent / "journal").unfinished()) == []

@@ -139,9 +139,11 @@ def test_a_rotation_refused_before_anything_was_minted_blocks_nothing(sandbox: S
     sandbox.config_path.write_text(text.replace('preset = "daily-checks"', 'scopes = ["app_token"]', 1))
     refused = keyturn("rotate", "daily-checks", "--no-input")
     assert refused.code == 2, refused.stderr
-    assert RotationJournal(_journal(sandbox)).unfinished() == []
+    (left,) = RotationJournal(_journal(sandbox)).unfinished()  # resumable, but it made nothing: it blocks nothing
     sandbox.state.set_policy(block_full_scope=False)
     assert keyturn("rotate", "daily-checks", "--no-input").code == 0
+    assert RotationJournal(_journal(sandbox)).load(left.rotation_id).state == "aborted"
+    assert RotationJournal(_journal(sandbox)).unfinished() == []
 
 
 # -- 3. the stores' current value is the live token ---------------------------------------------------------------

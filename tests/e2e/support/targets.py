@@ -25,8 +25,14 @@ def kv_versions_of(sandbox: Sandbox, secret: str, token_id: str) -> int:
     return len([v for v in sandbox.state.secret_versions(KV, secret) if (v.tags or {}).get("keyturn-token-id") == token_id])
 
 
+def current_kv(sandbox: Sandbox, secret: str) -> str | None:
+    """What a consumer reading the secret gets now: the newest version's value, if that version is enabled."""
+    versions = sandbox.state.secret_versions(KV, secret)
+    return versions[-1].value if versions and versions[-1].enabled else None
+
+
 def check_kv(sandbox: Sandbox, secret: str, value: str, token_id: str) -> None:
-    assert sandbox.state.secret_versions(KV, secret)[-1].value == value, f"Key Vault {secret} is not the new value"
+    assert current_kv(sandbox, secret) == value, f"Key Vault {secret}: what consumers read now is not the new value"
     assert kv_versions_of(sandbox, secret, token_id) == 1, f"Key Vault {secret}: the new token not stored exactly once"
 
 
@@ -77,7 +83,7 @@ def buildkite_unclustered(sandbox: Sandbox) -> str:
     live = [t for t in bk.agent_tokens(include_revoked=False) if t.description.startswith("Legacy macOS agents")]
     (new,) = live
     assert new.description != "Legacy macOS agents"
-    assert sandbox.state.secret_versions(KV, "buildkite-legacy-agent-token")[-1].value == new.value
+    assert current_kv(sandbox, "buildkite-legacy-agent-token") == new.value
     (old,) = [t for t in bk.agent_tokens() if t.description == "Legacy macOS agents"]
     assert old.revoked
     return new.value, old.value
@@ -90,7 +96,7 @@ def buildkite_conductorone(sandbox: Sandbox) -> str:
     assert not bk.api_token(new_value).revoked  # type: ignore[union-attr]
     connector = sandbox.conductorone.connector()
     assert connector is not None and connector.api_token == new_value
-    assert sandbox.state.secret_versions(KV, "buildkite-conductorone-token")[-1].value == new_value
+    assert current_kv(sandbox, "buildkite-conductorone-token") == new_value
     return new_value, bk.seeded.connector_token  # type: ignore[union-attr]
 
 
