@@ -138,3 +138,17 @@ def create_flux_repo(directory: Path, current_value: str) -> FluxRepo:
     _git(clone, "push", "-q", "origin", "HEAD:main")
     _git(clone, "branch", "-q", "--set-upstream-to=origin/main")
     return FluxRepo(bare, clone, age_key, recipient, tuple(files))
+
+
+def open_flux_repo(directory: Path) -> FluxRepo | None:
+    """The flux-config repository a persisted sandbox made in an earlier run (None when it is not all there)."""
+    bare, clone, age_key = directory / "flux-config.git", directory / "flux-config", directory / "age.key"
+    if not (bare.is_dir() and (clone / ".git").exists() and age_key.is_file()):
+        return None
+    recipient = next(
+        (line.split(":", 1)[1].strip() for line in age_key.read_text().splitlines() if line.startswith("# public key:")),
+        None,
+    )
+    if not recipient:
+        return None
+    return FluxRepo(bare, clone, age_key, recipient, tuple(f"apps/keda/{name}/pipeline-auth.enc.yaml" for name in ENVIRONMENTS))

@@ -206,6 +206,14 @@ class Service:
         return resp
 
     def handle(self, req: Request) -> Response:
+        """Route, apply a delay and an injected network fault, run the handler, log (no values).
+
+        Fault timing: "reset", "429", "500" and "503" answer instead of the handler (nothing happened);
+        "reset-after", "malformed" and "timeout" run the handler first (it happened), then reset, garble or
+        hold the answer (the fault's hold, default ``fault_hold``: the client gave up; the answer goes nowhere);
+        "late" holds the request first, then runs the handler (it happened after the client gave up), then
+        closes the connection without an answer. A delay (``state.set_delay``) comes before all of them.
+        """
         template = "<unmatched>"
         matched: Route | None = None
         allowed: list[str] = []
@@ -221,12 +229,33 @@ class Service:
             template = route.template
             break
         self.state.requests.add(self.name, req.method, template)
-        fault = None
+        try:
+            names = self.call_names(req, template)
+        except Exception:  # a bad body cannot name a call; the handler will say so
+            names = [f"{req.method} {template}"]
+        delay = self.state.delay_for(self.name, names)
+        if delay:
+            time.sleep(delay)  # before the handler: a slowed mint really creates its token late
+        fault: str | None = None
+        hold = 0.0
         if matched is not None:
-            try:
-                fault = self.state.take_net_fault(self.name, self.call_names(req, template))
-            except Exception:  # a bad body cannot name a call; the handler will say so
-                fault = None
+            taken = self.state.take_net_fault_hold(self.name, names)
+            if taken is not None:
+                fault, hold = taken
+        if fault == "late":
+            return self._late(req, matched, template, hold)
+        resp = self._run(req, matched, template, allowed, fault)
+        if fault == "reset-after":
+            resp = drop_connection()
+        elif fault == "malformed":
+            resp = Response(200, MALFORMED_BODY, {"Content-Type": "application/json; charset=utf-8"})
+        elif fault == "timeout":
+            time.sleep(hold)  # the handler ran; the client gave up long ago and the answer goes nowhere
+        self._log(req, resp, fault)
+        return resp
+
+    def _run(self, req: Request, matched: Route | None, template: str, allowed: list[str], fault: str | None) -> Response:
+        """The handler's answer (or the injected error that replaces it), then ``state.after_request``."""
         try:
             if fault == "reset":
                 resp = drop_connection()
@@ -242,15 +271,34 @@ class Service:
             self.state.record_internal_error(f"{self.name} {req.method} {template}: {exc!r}")
             log.error("%s %s %s: emulator error\n%s", self.name, req.method, template, traceback.format_exc())
             resp = self.internal_error(req)
-        if fault == "reset-after":
-            resp = drop_connection()
-        elif fault == "malformed":
-            resp = Response(200, MALFORMED_BODY, {"Content-Type": "application/json; charset=utf-8"})
-        elif fault == "timeout":
-            time.sleep(self.state.fault_hold)  # the client gave up long ago; the answer goes nowhere
+        hook = self.state.after_request
+        if hook is not None:
+            try:
+                hook()  # the persisted sandbox saves its world here, before the answer leaves
+            except Exception:
+                log.error("%s %s %s: the sandbox could not save its world\n%s", self.name, req.method, template, traceback.format_exc())
+                resp = json_response(503, {"error": "sandbox_not_saved", "message": "the sandbox could not save its world"})
+        return resp
+
+    def _late(self, req: Request, matched: Route | None, template: str, hold: float) -> Response:
+        """A "late" fault: hold the request, then run its handler for real; no answer (the client is gone).
+
+        The handler only reads the request already received, so it runs whether or not the client is still
+        connected; ``state.late_landed`` counts it once it has.
+        """
+        self.state.note_late_held()
+        try:
+            time.sleep(hold)
+            resp = self._run(req, matched, template, [], None)
+        finally:
+            self.state.note_late_landed()
+        status = "dropped" if resp.drop else str(resp.status)
+        log.info("%s %s %s -> %s, not sent (injected late)", self.name, req.method, safe_target(req), status)
+        return drop_connection()
+
+    def _log(self, req: Request, resp: Response, fault: str | None) -> None:
         status = "dropped" if resp.drop else str(resp.status)
         log.info("%s %s %s -> %s%s", self.name, req.method, safe_target(req), status, f" (injected {fault})" if fault else "")
-        return resp
 
 
 def safe_target(req: Request) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import ssl
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -15,8 +18,12 @@ from typing import TYPE_CHECKING, Any
 from app.sandbox.state import SandboxState, seed
 
 if TYPE_CHECKING:
+    from app.sandbox.buildkite import BuildkiteWorld
+    from app.sandbox.conductorone import ConductorOneWorld
     from app.sandbox.flux import FluxRepo
     from app.sandbox.http import TLSServer
+    from app.sandbox.jenkins import JenkinsWorld
+    from app.sandbox.persist import WorldStore
     from app.sandbox.tls import SandboxTLS
 
 VAULTS = ("rpe-prod", "cftptl-intsvc")
@@ -49,6 +56,33 @@ The daily-checks pipeline reads agent pools, builds, pipeline resources and rele
 
 
 
+_LOOPBACK_URL = re.compile(r"(https?://127\.0\.0\.1:)(\d+)")
+
+
+def rewrite_ports(text: str, old_urls: dict[str, str], new_urls: dict[str, str]) -> str:
+    """``text`` with each service's old loopback port replaced by its new one (all at once, so no chains)."""
+    from urllib.parse import urlsplit
+
+    ports = {
+        urlsplit(url).port: urlsplit(new_urls[name]).port for name, url in old_urls.items() if name in new_urls
+    }
+    return _LOOPBACK_URL.sub(lambda m: m.group(1) + str(ports.get(int(m.group(2))) or m.group(2)), text)
+
+
+def _private_dir(path: Path) -> None:
+    """``path`` and its missing parents made 0700 whatever the umask; folders that exist are left as they are."""
+    missing, folder = [], path
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(folder, 0o700)
+
+
 def _q(value: str) -> str:
     """A TOML basic string (JSON string escapes are valid TOML escapes)."""
     return json.dumps(value)
@@ -70,6 +104,12 @@ class Sandbox:
 
     ``auto_approve_device_code``: seconds after which a device code is approved as the bot (negative: never
     automatically; approve on the /devicelogin page or with ``state.approve_device_code``).
+
+    ``persist=True`` (the demo): the world (every emulator's records, the clock offset, the CA, the Flux repo
+    and age key, keyturn.toml) outlives the process. A world saved in D is loaded instead of seeding a new
+    one (``loaded``), saved after every request before its answer is sent and at ``stop()``, and locked
+    against a second process; each run gets new ports, written into the kept keyturn.toml. ``fresh=True``
+    removes the old world (and its journal) first. Without it nothing is written but what is written today.
     """
 
     def __init__(
@@ -81,12 +121,58 @@ class Sandbox:
         org: str = "contoso-sandbox",
         aws: bool = False,
         jenkins_version: str | None = None,
+        persist: bool = False,
+        fresh: bool = False,
     ) -> None:
         self.directory = Path(directory)
         # AWS SSM through moto's server mode (the `sandbox-aws` extra): opt-in, its import costs ~0.7 s
         self.aws = aws
         self._moto: Any = None
         self.aws_credentials_path = self.directory / "aws-credentials"
+        self.buildkite_token_path = self.directory / "sandbox-buildkite.token"
+        self.jenkins_token_path = self.directory / "sandbox-jenkins.token"
+        self.c1_secret_path = self.directory / "sandbox-c1.secret"
+        self.config_path = self.directory / "keyturn.toml"
+        self.ca_path = self.directory / "ca.pem"
+        self.secret_path = self.directory / "sandbox-sp.secret"
+        self.urls: dict[str, str] = {}
+        self._servers: list[TLSServer] = []
+        self._tls: SandboxTLS | None = None
+        self.flux: FluxRepo | None = None
+        # persist: the world lives in D/sandbox-world.pickle, saved before every answer (app.sandbox.persist)
+        self.persist = persist
+        self.store: WorldStore | None = None
+        self.loaded = False  # True when the world came from an earlier run's file
+        self._saved: dict[str, Any] = {}
+        if fresh and not persist:
+            raise ValueError("fresh=True starts a persisted world afresh: pass persist=True too")
+        if persist:
+            from app.sandbox.persist import WorldStore, discard_world
+
+            _private_dir(self.directory)
+            self.store = WorldStore(self.directory)
+            self.store.lock()
+            try:
+                if fresh:
+                    discard_world(self.directory)
+                if self.store.exists():
+                    self._saved = self.store.load()
+            except BaseException:
+                self.store.unlock()
+                raise
+        if self._saved:
+            self.state: SandboxState = self._saved["state"]
+            self.state.page_size = page_size
+            self.state.auto_approve_device_code = auto_approve_device_code
+            self.buildkite: BuildkiteWorld = self._saved["buildkite"]
+            self.conductorone: ConductorOneWorld = self._saved["conductorone"]
+            self.jenkins: JenkinsWorld = self._saved["jenkins"]
+            self.loaded = True
+        else:
+            self._seed(org=org, page_size=page_size, auto_approve_device_code=auto_approve_device_code, jenkins_version=jenkins_version)
+
+    def _seed(self, *, org: str, page_size: int, auto_approve_device_code: float, jenkins_version: str | None) -> None:
+        """A new world: the seeded state, Buildkite, ConductorOne and Jenkins."""
         self.state = SandboxState(org=org, page_size=page_size, auto_approve_device_code=auto_approve_device_code)
         seed(self.state, VAULTS)
         from app.sandbox.buildkite import seed_buildkite
@@ -94,7 +180,6 @@ class Sandbox:
 
         self.buildkite = seed_buildkite(self.state, organization=org)
         assert self.buildkite.seeded is not None
-        self.buildkite_token_path = self.directory / "sandbox-buildkite.token"
         self.conductorone = seed_conductorone(self.state, organization=org, api_token=self.buildkite.seeded.connector_token)
         # the connector's Buildkite token is kept in Key Vault: the rotation reads the old one there, writes the new
         self.state.set_secret(
@@ -111,15 +196,6 @@ class Sandbox:
             "cftptl-intsvc", "jenkins-api-token", self.jenkins.seeded.token_value,
             tags={"created-by": "hand"}, content_type="jenkins-api-token",
         )
-        self.jenkins_token_path = self.directory / "sandbox-jenkins.token"
-        self.c1_secret_path = self.directory / "sandbox-c1.secret"
-        self.config_path = self.directory / "keyturn.toml"
-        self.ca_path = self.directory / "ca.pem"
-        self.secret_path = self.directory / "sandbox-sp.secret"
-        self.urls: dict[str, str] = {}
-        self._servers: list[TLSServer] = []
-        self._tls: SandboxTLS | None = None
-        self.flux: FluxRepo | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -130,6 +206,17 @@ class Sandbox:
     def start(self) -> Sandbox:
         if self._servers:
             raise RuntimeError("the sandbox is already running")
+        if self.store is None:
+            return self._start()
+        self.store.lock()  # again, when a stopped sandbox starts once more
+        try:
+            return self._start()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error that stopped the start is the one to report
+                self.stop()  # a persisted world is let go of (saved, unlocked) when it cannot start
+            raise
+
+    def _start(self) -> Sandbox:
         from app.sandbox.azure_devops import DevOpsService, VsspsService
         from app.sandbox.buildkite import BuildkiteGraphQLService, BuildkiteRestService
         from app.sandbox.conductorone import ConductorOneService
@@ -141,7 +228,11 @@ class Sandbox:
 
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
-        self._tls = SandboxTLS()
+        saved_tls = self._saved.get("tls")
+        self._tls = SandboxTLS.from_pem(saved_tls) if saved_tls else SandboxTLS()
+        if self._tls.valid_for() < timedelta(days=1):  # a world saved a month ago: new certificates, same world
+            self._tls = SandboxTLS()
+        self._tls_pem = self._tls.to_pem() if self.store is not None else {}
         self._tls.write_ca(self.ca_path)
         ctx = self._tls.server_context(self.directory)
         servers: list[TLSServer] = []
@@ -174,10 +265,12 @@ class Sandbox:
             host, port = self._moto.get_host_and_port()
             self.urls["aws"] = f"http://{host}:{port}"  # plain HTTP: loopback only
             write_private(self.aws_credentials_path, b"[keyturn-sandbox]\naws_access_key_id = sandbox\naws_secret_access_key = sandbox\n")
-        from app.sandbox.flux import create_flux_repo
+        from app.sandbox.flux import create_flux_repo, open_flux_repo
 
-        keda = self.state.pats_named("keda-agent-pools")[0]
-        self.flux = create_flux_repo(self.directory, keda.value)  # the real git and sops
+        self.flux = open_flux_repo(self.directory) if self.loaded else None  # the repo as the last run left it
+        if self.flux is None:
+            keda = self.state.pats_named("keda-agent-pools")[0]
+            self.flux = create_flux_repo(self.directory, keda.value)  # the real git and sops
         write_private(self.secret_path, self.state.sp_client_secret.encode("utf-8"))
         assert self.conductorone.seeded is not None
         write_private(self.c1_secret_path, self.conductorone.seeded.client_secret.encode("utf-8"))
@@ -185,7 +278,16 @@ class Sandbox:
         write_private(self.buildkite_token_path, self.buildkite.seeded.keyturn_token.encode("utf-8"))
         assert self.jenkins.seeded is not None
         write_private(self.jenkins_token_path, self.jenkins.seeded.token_value.encode("utf-8"))
-        write_private(self.config_path, self.config_text().encode("utf-8"))
+        old_urls = self._saved.get("urls")
+        if self.loaded and old_urls and self.config_path.exists():
+            # keep the config as the last run (or a rotation: Jenkins records its token's uuid) left it; new ports
+            text = rewrite_ports(self.config_path.read_text("utf-8"), old_urls, self.urls)
+        else:
+            text = self.config_text()
+        write_private(self.config_path, text.encode("utf-8"))
+        if self.store is not None:
+            self.state.after_request = self.save
+            self.save()
         return self
 
     def stop(self) -> None:
@@ -198,6 +300,36 @@ class Sandbox:
             t.start()
         for t in threads:
             t.join(timeout=3)
+        if self.store is not None:
+            if self.urls:
+                self.save()  # what a test (or the wizard) changed through the state API since the last request
+            self.state.after_request = None
+            self.store.unlock()
+
+    def close(self) -> None:
+        """Let go of a persisted world that was loaded but never started (``stop`` does it too)."""
+        if self.store is not None and not self._servers:
+            self.store.unlock()
+
+    def save(self) -> bool:
+        """Write the persisted world now if it changed (done after every request; True when written)."""
+        if self.store is None:
+            raise RuntimeError("only a persisted sandbox (persist=True) saves its world")
+        from app.sandbox.persist import WORLD_FORMAT
+
+        assert self._tls is not None
+        world = {
+            "format": WORLD_FORMAT,
+            "state": self.state,
+            "buildkite": self.buildkite,
+            "conductorone": self.conductorone,
+            "jenkins": self.jenkins,
+            "tls": self._tls_pem,
+            "urls": dict(self.urls),
+        }
+        # the order the emulators nest their locks in (ConductorOne's sync checks the Buildkite token)
+        locks = [self.conductorone.lock, self.buildkite.lock, self.jenkins.lock, self.state.lock]
+        return self.store.save(world, locks)
 
     def __enter__(self) -> Sandbox:
         return self.start()

@@ -10,7 +10,12 @@ the benchmark use it to look behind the curtain:
 - ``state.policy(org=None)``: the live :class:`OrgPolicies` (set its attributes) or ``state.set_policy(**kw)``.
 - ``state.expire_user_tokens()``, ``state.deny(vault, op)`` / ``state.allow(vault, op)``,
   ``state.inject_fault(op, kind)`` (``NET_FAULT_KINDS`` at any call: ``inject_fault("PUT /secrets/{name}",
-  "reset-after", service="vault:*")``), ``state.pending_faults()``, ``state.approve_device_code(user_code)``.
+  "reset-after", service="vault:*")``; ``"late"`` too, see ``LATE_FAULT``), ``state.pending_faults()``,
+  ``state.approve_device_code(user_code)``.
+- ``state.set_delay(seconds, service=..., call=...)`` / ``state.clear_delays()``: slow calls down (they still
+  answer normally); ``state.delay_hits()``: how many requests each delay slowed (0: it named no call).
+- ``state.wait_late_held(n)`` / ``state.wait_late_landed(n)`` (``late_held`` / ``late_landed``): requests a "late"
+  fault holds, and late effects that have landed.
 - ``state.bot_email`` / ``state.bot_password`` / ``state.bot_credentials``, ``state.tenant_id``,
   ``state.sp_client_id`` / ``state.sp_client_secret``, ``state.org`` / ``state.org_id``.
 - ``state.internal_errors``: emulator bugs (a handler raised, or produced a body that breaks the
@@ -26,9 +31,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Literal
 
 DEVOPS_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"
@@ -57,6 +63,15 @@ FAULT_KINDS: dict[str, frozenset[str]] = {
 # that is not the JSON it should be).
 NET_FAULT_KINDS = ("timeout", "reset", "reset-after", "500", "503", "429", "malformed")
 
+# The mirror image of "timeout": the request is held *before* the handler runs (the hold: ``inject_fault(...,
+# hold=s)``, default ``fault_hold``), so the client's own timeout fires while nothing has happened yet; then the
+# handler runs for real and its effect lands after the client gave up (a Key Vault version, a token), and the
+# answer goes nowhere (the connection is closed). ``state.late_landed`` counts the late handlers that ran.
+# Kept out of NET_FAULT_KINDS: tests run every kind there through cases whose outcomes they pin.
+# The hold must outlast the client's timeout: keyturn's httpx clients (Azure DevOps, Buildkite, Jenkins,
+# ConductorOne) and its Key Vault SecretClient give up after app.net.http_timeout() (30 s, KEYTURN_HTTP_TIMEOUT);
+# its Entra sign-ins (azure-identity credentials, no timeout set) wait azure-core's default 300 s.
+LATE_FAULT = "late"
 # Key Vault access-policy permissions and the operations that need them
 VAULT_PERMISSIONS = frozenset({"get", "list", "set"})
 
@@ -234,7 +249,7 @@ class SandboxState:
         auto_approve_device_code: float = 0.0,
         token_lifetime: int = 3600,
     ) -> None:
-        self.lock = threading.RLock()
+        self._init_run()
         self.tenant_id = str(uuid.uuid4())
         self.org = org
         self.org_id = str(uuid.uuid4())
@@ -242,8 +257,6 @@ class SandboxState:
         self.auto_approve_device_code = auto_approve_device_code
         self.token_lifetime = token_lifetime
         self.clock_offset = 0.0  # seconds added to the wall clock (see advance_clock)
-        self.requests = RequestCounters()
-        self.internal_errors: list[str] = []
         self.users: dict[str, User] = {}
         self.service_principals: dict[str, ServicePrincipal] = {}
         self.tokens: dict[str, IssuedToken] = {}
@@ -253,12 +266,6 @@ class SandboxState:
         self._pats: dict[str, list[PatRecord]] = {org: []}
         self._vaults: dict[str, dict[str, list[SecretVersion]]] = {}
         self._vault_order: dict[str, int] = {}
-        self._faults: dict[str, list[str]] = {}
-        self._net_faults: list[tuple[str, str, str]] = []  # (service glob, call name, kind), in injection order
-        # network faults: how long a "timeout" holds its answer, and the reset a "429" announces (seconds)
-        self.fault_hold = 5.0
-        self.fault_retry_after = 1
-        self._denied: set[tuple[str, str]] = set()
 
         bot = self.add_user("keyturn-bot@sandbox.example", "keyturn bot")
         self.bot_email = bot.email
@@ -268,6 +275,40 @@ class SandboxState:
         self.service_principals[sp.client_id] = sp
         self.sp_client_id = sp.client_id
         self.sp_client_secret = sp.secret
+
+    # Everything below belongs to one run (a test's switches, counters, the hook), not to the emulated world:
+    # a saved world (app.sandbox.persist) leaves it out and a loaded one starts with it fresh.
+    _RUN_FIELDS = (
+        "lock", "requests", "internal_errors", "_faults", "_net_faults", "fault_hold", "fault_retry_after",
+        "_delays", "_delay_hits", "_late", "late_held", "late_landed", "after_request", "_denied",
+    )
+
+    def _init_run(self) -> None:
+        self.lock = threading.RLock()
+        self.requests = RequestCounters()
+        self.internal_errors: list[str] = []
+        self._faults: dict[str, list[str]] = {}
+        # (service glob, call name, kind, hold seconds or None for fault_hold), in injection order
+        self._net_faults: list[tuple[str, str, str, float | None]] = []
+        # network faults: how long a "timeout" holds its answer (and a "late" fault the request), and the reset
+        # a "429" announces (seconds)
+        self.fault_hold = 5.0
+        self.fault_retry_after = 1
+        self._delays: dict[tuple[str, str], float] = {}  # (service glob, call glob) -> seconds per request
+        self._delay_hits: Counter[tuple[str, str]] = Counter()
+        self._late = threading.Condition()
+        self.late_held = 0  # requests a "late" fault holds right now (their handler has not run yet)
+        self.late_landed = 0  # "late" handlers that have run (their effect is in the state)
+        # called after every request's handler, before its answer is sent (the persisted sandbox saves there)
+        self.after_request: Callable[[], object] | None = None
+        self._denied: set[tuple[str, str]] = set()
+
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._RUN_FIELDS}
+
+    def __setstate__(self, saved: dict[str, object]) -> None:
+        self.__dict__.update(saved)
+        self._init_run()
 
     # -- clock ---------------------------------------------------------------------------------
 
@@ -545,7 +586,9 @@ class SandboxState:
 
     # -- faults --------------------------------------------------------------------------------
 
-    def inject_fault(self, operation: str, kind: str, times: int = 1, *, service: str = "*") -> None:
+    def inject_fault(
+        self, operation: str, kind: str, times: int = 1, *, service: str = "*", hold: float | None = None
+    ) -> None:
         """Make the next ``times`` requests of ``operation`` fail with ``kind``.
 
         Emulator-specific faults (handled inside the handler, after authentication):
@@ -554,27 +597,31 @@ class SandboxState:
         Other operations (pats.list/get/revoke/update, devops.connectionData/pools, keyvault.get/set/list/update):
         "503" or "500".
 
-        Network faults (any of ``NET_FAULT_KINDS``, applied by every emulator's ``Service`` around the handler):
-        ``operation`` names a call as its service sees it: ``"METHOD /route/{template}"`` (the route template,
-        e.g. ``"PUT /secrets/{name}"``), a Buildkite GraphQL operation name (``"ClusterAgentTokenCreate"``) or one
-        of the names above (``"pats.list"``, ``"keyvault.set"``); ``service`` (a glob on the service name, e.g.
-        ``"vssps"``, ``"vault:*"``, ``"buildkite-graphql"``) narrows it. Faults of one call queue up in order.
+        Network faults (any of ``NET_FAULT_KINDS``, or ``LATE_FAULT``, applied by every emulator's ``Service``
+        around the handler): ``operation`` names a call as its service sees it: ``"METHOD /route/{template}"``
+        (the route template, e.g. ``"PUT /secrets/{name}"``), a Buildkite GraphQL operation name
+        (``"ClusterAgentTokenCreate"``) or one of the names above (``"pats.list"``, ``"keyvault.set"``);
+        ``service`` (a glob on the service name, e.g. ``"vssps"``, ``"vault:*"``, ``"buildkite-graphql"``) narrows
+        it. Faults of one call queue up in order. ``hold`` (seconds, default ``fault_hold``): how long a
+        "timeout" holds its answer after the handler ran, or a "late" fault the request before it runs; pick
+        more than the client's read timeout (keyturn: ``app.net.http_timeout()``, 30 s or KEYTURN_HTTP_TIMEOUT).
         """
+        if hold is not None and kind not in ("timeout", LATE_FAULT):
+            raise ValueError(f"only a 'timeout' or {LATE_FAULT!r} fault holds; {kind!r} takes no hold")
         if operation in FAULT_KINDS and kind in FAULT_KINDS[operation]:
             with self.lock:
                 self._faults.setdefault(operation, []).extend([kind] * times)
             return
-        if kind in NET_FAULT_KINDS:
+        if kind in NET_FAULT_KINDS or kind == LATE_FAULT:
             if not operation.strip():
                 raise ValueError("name the call: 'METHOD /route', a GraphQL operation name or an operation above")
             with self.lock:
-                self._net_faults.extend([(service, operation, kind)] * times)
+                self._net_faults.extend([(service, operation, kind, hold)] * times)
             return
+        kinds = [*NET_FAULT_KINDS, LATE_FAULT]
         if operation in FAULT_KINDS:
-            raise ValueError(
-                f"{operation} has no fault {kind!r}; use one of {sorted(FAULT_KINDS[operation])} or {list(NET_FAULT_KINDS)}"
-            )
-        raise ValueError(f"unknown fault {kind!r} for {operation!r}; network faults are {list(NET_FAULT_KINDS)}")
+            raise ValueError(f"{operation} has no fault {kind!r}; use one of {sorted(FAULT_KINDS[operation])} or {kinds}")
+        raise ValueError(f"unknown fault {kind!r} for {operation!r}; network faults are {kinds}")
 
     def take_fault(self, operation: str) -> str | None:
         """Consume the next injected emulator-specific fault of ``operation`` (None if there is none)."""
@@ -584,26 +631,100 @@ class SandboxState:
 
     def take_net_fault(self, service: str, calls: Iterable[str]) -> str | None:
         """Consume the first queued network fault for ``service`` and any of the request's call names."""
-        from fnmatch import fnmatchcase
+        taken = self.take_net_fault_hold(service, calls)
+        return taken[0] if taken else None
 
+    def take_net_fault_hold(self, service: str, calls: Iterable[str]) -> tuple[str, float] | None:
+        """Like ``take_net_fault``, with the fault's hold in seconds: (kind, hold)."""
         names = set(calls)
         with self.lock:
-            for i, (pattern, operation, kind) in enumerate(self._net_faults):
+            for i, (pattern, operation, kind, hold) in enumerate(self._net_faults):
                 if operation in names and fnmatchcase(service, pattern):
                     del self._net_faults[i]
-                    return kind
+                    return kind, self.fault_hold if hold is None else hold
         return None
 
     def pending_faults(self) -> list[tuple[str, str, str]]:
         """Injected faults no request has consumed yet: (service glob, operation, kind)."""
         with self.lock:
             legacy = [("*", op, kind) for op, kinds in self._faults.items() for kind in kinds]
-            return legacy + list(self._net_faults)
+            return legacy + [(pattern, operation, kind) for pattern, operation, kind, _ in self._net_faults]
 
     def clear_faults(self) -> None:
         with self.lock:
             self._faults.clear()
             self._net_faults.clear()
+
+    # -- delays --------------------------------------------------------------------------------
+
+    def set_delay(self, seconds: float, *, service: str = "*", call: str = "*") -> None:
+        """Slow requests down by ``seconds`` each, before their handler runs; they still answer normally.
+
+        ``service`` is a glob on the service name (``"vault:*"``, ``"vssps"``, ``"buildkite-graphql"``), ``call`` a
+        glob on the names faults use (``"PUT /secrets/{name}"``, ``"POST /{org}/_apis/tokens/pats"``,
+        ``"ClusterAgentTokenCreate"``; ``"*"``: every call). Setting the same pair again replaces it; 0 removes
+        it. When several match a request, the longest applies. The delay holds no lock: other requests go on.
+        """
+        if seconds < 0:
+            raise ValueError("a delay cannot be negative")
+        with self.lock:
+            if seconds:
+                self._delays[(service, call)] = float(seconds)
+            else:
+                self._delays.pop((service, call), None)
+
+    def clear_delays(self) -> None:
+        with self.lock:
+            self._delays.clear()
+            self._delay_hits.clear()
+
+    def delays(self) -> dict[tuple[str, str], float]:
+        """The delays set: {(service glob, call glob): seconds}."""
+        with self.lock:
+            return dict(self._delays)
+
+    def delay_for(self, service: str, calls: Iterable[str]) -> float:
+        """The delay of a request of ``service`` known by ``calls`` (0.0 when none applies); counts the hit."""
+        names = list(calls)
+        with self.lock:
+            matching = [
+                (seconds, key)
+                for key, seconds in self._delays.items()
+                if fnmatchcase(service, key[0]) and any(n == key[1] or fnmatchcase(n, key[1]) for n in names)
+            ]
+            if not matching:
+                return 0.0
+            seconds, key = max(matching)
+            self._delay_hits[key] += 1
+            return seconds
+
+    def delay_hits(self) -> dict[tuple[str, str], int]:
+        """How many requests each delay slowed: {(service glob, call glob): n}; a delay never hit named no call."""
+        with self.lock:
+            return {key: self._delay_hits[key] for key in self._delays}
+
+    # -- late effects --------------------------------------------------------------------------
+
+    def note_late_held(self) -> None:
+        with self._late:
+            self.late_held += 1
+            self._late.notify_all()
+
+    def note_late_landed(self) -> None:
+        with self._late:
+            self.late_held -= 1
+            self.late_landed += 1
+            self._late.notify_all()
+
+    def wait_late_held(self, count: int = 1, timeout: float = 30.0) -> bool:
+        """Wait until ``count`` requests are held by "late" faults right now (False on timeout)."""
+        with self._late:
+            return self._late.wait_for(lambda: self.late_held >= count, timeout)
+
+    def wait_late_landed(self, count: int = 1, timeout: float = 60.0) -> bool:
+        """Wait until ``count`` "late" handlers in all have run (False on timeout)."""
+        with self._late:
+            return self._late.wait_for(lambda: self.late_landed >= count, timeout)
 
     # -- emulator health -----------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 EC P-256 keys (a few milliseconds to make). The CA certificate is written to ``D/ca.pem`` for the
 clients (``connection_verify`` / ``ca_bundle``); the server key never touches the disk for longer
-than it takes ``SSLContext.load_cert_chain`` to read it.
+than it takes ``SSLContext.load_cert_chain`` to read it, unless the sandbox is persisted (the demo): then both
+keys are kept in its 0600 world file so that the next run has the same CA (``to_pem`` / ``from_pem``).
 """
 
 from __future__ import annotations
@@ -104,6 +105,39 @@ class SandboxTLS:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
             .sign(self._ca_key, hashes.SHA256())
         )
+
+    # -- kept with a persisted world (app.sandbox.persist): the same CA across runs -------------------
+
+    def to_pem(self) -> dict[str, bytes]:
+        """The CA and server keys and certificates as PEM (the keys unencrypted: keep it 0600)."""
+
+        def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+            return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+        return {
+            "ca_key": key_pem(self._ca_key),
+            "ca_cert": self.ca_pem,
+            "server_key": key_pem(self._server_key),
+            "server_cert": self.server_cert.public_bytes(serialization.Encoding.PEM),
+        }
+
+    @classmethod
+    def from_pem(cls, pems: dict[str, bytes]) -> SandboxTLS:
+        """The CA and server certificate ``to_pem`` gave."""
+        tls = cls.__new__(cls)
+        ca_key = serialization.load_pem_private_key(pems["ca_key"], password=None)
+        server_key = serialization.load_pem_private_key(pems["server_key"], password=None)
+        if not isinstance(ca_key, ec.EllipticCurvePrivateKey) or not isinstance(server_key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the sandbox's keys are EC keys")
+        tls._ca_key, tls._server_key = ca_key, server_key
+        tls.ca_cert = x509.load_pem_x509_certificate(pems["ca_cert"])
+        tls.server_cert = x509.load_pem_x509_certificate(pems["server_cert"])
+        return tls
+
+    def valid_for(self) -> timedelta:
+        """How long both certificates stay valid from now."""
+        ends = min(self.ca_cert.not_valid_after_utc, self.server_cert.not_valid_after_utc)
+        return ends - datetime.now(UTC)
 
     @property
     def ca_pem(self) -> bytes:
