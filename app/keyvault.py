@@ -11,16 +11,21 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from app.errors import KeyturnError, SecretSourceError
+from app.errors import KeyturnError, SecretSourceError, one_line
 from app.net import (
     MAX_ATTEMPTS,
+    MAX_PAGES,
     RETRY_WAIT_CAP,
+    LimitExceededError,
+    Listing,
     backoff,
+    bounded_requests_session,
     certificate_error,
     certificate_problem,
     check_url,
     http_timeout,
     is_loopback,
+    limit_exceeded,
     retry_sleep,
     said_of,
 )
@@ -29,6 +34,14 @@ if TYPE_CHECKING:
     from app.config import Config, Vault
 
 API_VERSION = "7.5"  # pinned: the vendored contract is secrets 7.5
+# Versions are listed 25 a page at most: MAX_PAGES full pages. A secret rotated daily for 60 years stays under it.
+MAX_VERSIONS = MAX_PAGES * 25
+
+# The calls keyturn makes: the secrets permission each needs (GetSecret: get; GetSecretVersions: list; SetSecret
+# and UpdateSecret: set), and how a message says it was refused ("Key Vault v / secret s: listing its versions ...").
+READ, LIST_VERSIONS, WRITE, UPDATE = "read", "list versions", "write", "update"
+PERMISSION = {READ: "get", LIST_VERSIONS: "list", WRITE: "set", UPDATE: "set"}
+DOING = {READ: "reading it", LIST_VERSIONS: "listing its versions", WRITE: "writing a new version", UPDATE: "updating a version"}
 
 log = logging.getLogger("keyturn.keyvault")
 T = TypeVar("T")
@@ -61,7 +74,10 @@ def _credential(config: Config, name: str, vault: Vault) -> Any:
 
         assert vault.tenant_id and vault.client_id and vault.client_secret
         secret = resolve_plain(config, vault.client_secret, what=f"vaults.{name}.client_secret")
-        return ClientSecretCredential(vault.tenant_id, vault.client_id, secret.reveal(), **common)
+        # its own bounded session: the sign-in's answers are held to the same body limit as the vault's
+        return ClientSecretCredential(
+            vault.tenant_id, vault.client_id, secret.reveal(), session=bounded_requests_session(), **common
+        )
     return DefaultAzureCredential(**common)
 
 
@@ -85,6 +101,7 @@ class VaultClient:
         # keyturn retries itself (see _call and set): bounded, with its own waits, never a blind second
         # SetSecret (the SDK's policy would repeat a PUT after a reset, making a second version)
         kwargs.update(retry_total=0, connection_timeout=http_timeout(), read_timeout=http_timeout())
+        kwargs["session"] = bounded_requests_session()  # the body limit (invariant 9); the SDK's transport owns it
         self._client = SecretClient(self.url, _credential(config, name, vault), **kwargs)
         self.sleep: Callable[[float], None] = retry_sleep
 
@@ -120,10 +137,19 @@ class VaultClient:
             return f"HTTP {exc.status_code}", wait, exc.status_code != 429
         return None
 
-    def _gave_up(self, action: str, secret: str, problems: list[str]) -> SecretSourceError:
-        return SecretSourceError(f"Key Vault {self.name} / secret {secret}: {action} failed: {said_of(problems)}; try again later")
+    def _where(self, secret: str) -> str:
+        return f"Key Vault {self.name} / secret {secret}"
 
-    def _call(self, fn: Callable[[], T], action: str, secret: str) -> T:
+    def _tried(self, action: str, secret: str) -> str:
+        """What was tried, ready for "failed": "Key Vault v / secret s: read", "Key Vault v: list versions of secret s"."""
+        if action == LIST_VERSIONS:
+            return f"Key Vault {self.name}: list versions of secret {secret}"
+        return f"{self._where(secret)}: {action}"
+
+    def _gave_up(self, action: str, secret: str, problems: list[str]) -> SecretSourceError:
+        return SecretSourceError(f"{self._tried(action, secret)} failed: {said_of(problems)}; try again later")
+
+    def _call(self, fn: Callable[[], T], action: str, secret: str, version: str | None = None) -> T:
         """An idempotent call, retried (timeouts, resets, 429 after its Retry-After, 5xx, unreadable answers)."""
         problems: list[str] = []
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -132,16 +158,16 @@ class VaultClient:
             except Exception as exc:
                 transient = self._transient(exc)
                 if transient is None:
-                    raise self._fail(exc, action, secret) from None
+                    raise self._fail(exc, action, secret, version) from None
                 problem, wait, _maybe = transient
                 problems.append(problem)
-                log.warning("Key Vault %s: %s %s: %s (attempt %d/%d)", self.name, action, secret, problem, attempt, MAX_ATTEMPTS)
+                log.warning("%s: %s: %s (attempt %d/%d)", self._where(secret), action, problem, attempt, MAX_ATTEMPTS)
                 if attempt == MAX_ATTEMPTS:
                     raise self._gave_up(action, secret, problems) from None
                 self.sleep(wait if wait is not None else backoff(attempt))
         raise AssertionError("unreachable")
 
-    def _fail(self, exc: Exception, action: str, secret: str) -> KeyturnError:
+    def _fail(self, exc: Exception, action: str, secret: str, version: str | None = None) -> KeyturnError:
         from azure.core.exceptions import (
             ClientAuthenticationError,
             HttpResponseError,
@@ -149,7 +175,14 @@ class VaultClient:
             ServiceRequestError,
         )
 
-        where = f"Key Vault {self.name} / secret {secret}"
+        where = self._where(secret)
+        if (limit := limit_exceeded(exc)) is not None:  # a bound of invariant 9, met by the vault or its sign-in
+            if limit is exc:
+                return limit
+            during = "sign-in for the vault failed: " if isinstance(exc, ClientAuthenticationError) else ""
+            return SecretSourceError(f"{where}: {during}{limit.message}", hint=limit.hint)
+        if isinstance(exc, KeyturnError):
+            return exc
         if (reason := certificate_problem(exc)) is not None:
             return certificate_error(urlsplit(self.url).netloc, reason)
         if isinstance(exc, ResourceNotFoundError):
@@ -158,30 +191,75 @@ class VaultClient:
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
             return SecretSourceError(f"{where}: sign-in for the vault failed: {first}", hint="run `az login` or fix the vault's auth settings")
         if isinstance(exc, HttpResponseError) and exc.status_code == 403:
-            return SecretSourceError(
-                f"{where}: {action} forbidden (403)",
-                hint="grant the signed-in identity a Key Vault Secrets role on this vault",
-            )
+            return self._forbidden(_inner_code(exc), action, secret, version)
         if isinstance(exc, ServiceRequestError):
             return SecretSourceError(f"{where}: cannot reach {self.url}", hint="check the network or the vault's url")
         if isinstance(exc, HttpResponseError):
             code = getattr(exc.error, "code", None) or exc.status_code
-            return SecretSourceError(f"{where}: {action} failed ({code})")
-        return SecretSourceError(f"{where}: {action} failed ({exc.__class__.__name__})")
+            return SecretSourceError(f"{self._tried(action, secret)} failed ({code})")
+        return SecretSourceError(f"{self._tried(action, secret)} failed ({exc.__class__.__name__})")
+
+    def _forbidden(self, inner: str | None, action: str, secret: str, version: str | None) -> SecretSourceError:
+        """Key Vault answers 403 "Forbidden" for a missing permission, a firewall and a disabled version alike;
+        the inner error code tells them apart."""
+        where = self._where(secret)
+        if inner == "SecretDisabled":
+            which = f"version {version}" if version else "current version"
+            flag = f" --version {version}" if version else ""
+            host = urlsplit(self.url).hostname or ""
+            vault = host.split(".")[0] if ".vault." in host else self.name  # the Azure name, from its URL
+            return SecretSourceError(
+                f"{where}: the secret's {which} is disabled, so Key Vault does not give its value",
+                hint=f"enable it with `az keyvault secret set-attributes --vault-name {vault} --name {secret}{flag} "
+                "--enabled true`, or add a new version",
+            )
+        if inner == "ForbiddenByFirewall":
+            return SecretSourceError(
+                f"{where}: {DOING.get(action, action)} is forbidden (403): the vault's firewall does not allow this network",
+                hint="allow this address in the vault's networking settings, or run keyturn from an allowed network",
+            )
+        permission = PERMISSION.get(action, action)
+        role = "Key Vault Secrets Officer" if permission == "set" else "Key Vault Secrets User"
+        hint = f"grant the signed-in identity the {role} role on the vault, or an access policy with secrets {permission}"
+        if inner not in (None, "AccessDenied", "ForbiddenByRbac"):  # a reason keyturn does not know: say it as is
+            return SecretSourceError(
+                f"{where}: {DOING.get(action, action)} is forbidden (403, {one_line(inner, limit=60)})", hint=hint
+            )
+        return SecretSourceError(
+            f"{where}: {DOING.get(action, action)} is forbidden (403): the signed-in identity lacks the secrets {permission} "
+            f"permission on vault {self.name}",
+            hint=hint,
+        )
 
     def get(self, secret: str, version: str | None = None) -> Any:
-        return self._call(lambda: self._client.get_secret(secret, version), "read", secret)
+        return self._call(lambda: self._client.get_secret(secret, version), READ, secret, version)
 
     def versions(self, secret: str) -> list[Any]:
+        """Every version's properties, page by page within bounds (MAX_VERSIONS, MAX_PAGES, no nextLink twice)."""
         from azure.core.exceptions import ResourceNotFoundError
 
         def listing() -> list[Any]:
+            bounds = Listing(
+                f"{self._where(secret)}: {DOING[LIST_VERSIONS]}",
+                urlsplit(self.url).netloc,
+                items="versions",
+                cursor="nextLink",
+                max_items=MAX_VERSIONS,
+            )
+            out: list[Any] = []
+            pages = self._client.list_properties_of_secret_versions(secret).by_page()
             try:
-                return list(self._client.list_properties_of_secret_versions(secret))
+                for page in pages:
+                    items = list(page)
+                    bounds.page(len(items))
+                    out.extend(items)
+                    if pages.continuation_token:  # type: ignore[attr-defined]
+                        bounds.next(pages.continuation_token)  # type: ignore[attr-defined]
             except ResourceNotFoundError:
                 return []
+            return out
 
-        return self._call(listing, "list versions of", secret)
+        return self._call(listing, LIST_VERSIONS, secret)
 
     def set(self, secret: str, value: str, **kwargs: Any) -> Any:
         """SetSecret, which adds a version each time: never repeated blindly. After a failure that may have
@@ -192,26 +270,29 @@ class VaultClient:
             try:
                 return self._client.set_secret(secret, value, **kwargs)
             except Exception as exc:
-                transient = self._transient(exc)
+                too_large = exc if isinstance(exc, LimitExceededError) else None  # the answer: it may be written
+                transient = (too_large.message, None, True) if too_large is not None else self._transient(exc)
                 if transient is None:
-                    raise self._fail(exc, "write", secret) from None
+                    raise self._fail(exc, WRITE, secret) from None
                 problem, wait, maybe_written = transient
                 problems.append(problem)
-                log.warning("Key Vault %s: write %s: %s (attempt %d/%d)", self.name, secret, problem, attempt, MAX_ATTEMPTS)
+                log.warning("%s: %s: %s (attempt %d/%d)", self._where(secret), WRITE, problem, attempt, MAX_ATTEMPTS)
                 if maybe_written:
                     try:
                         written = self._written(secret, value, kwargs.get("tags"))
                     except KeyturnError as check:
                         raise SecretSourceError(
-                            f"Key Vault {self.name} / secret {secret}: write failed ({problem}) and whether it "
+                            f"{self._tried(WRITE, secret)} failed ({problem}) and whether it "
                             f"happened cannot be checked: {check.message}",
                             hint="look at the secret's versions before trying again",
                         ) from None
                     if written is not None:
-                        log.info("Key Vault %s: write %s: %s, but the version was written", self.name, secret, problem)
+                        log.info("%s: %s: %s, but the version was written", self._where(secret), WRITE, problem)
                         return written
+                if too_large is not None:  # not written; a server that answers like that is not asked again
+                    raise SecretSourceError(f"{self._tried(WRITE, secret)} failed: {problem}", hint=too_large.hint) from None
                 if attempt == MAX_ATTEMPTS:
-                    raise self._gave_up("write", secret, problems) from None
+                    raise self._gave_up(WRITE, secret, problems) from None
                 self.sleep(wait if wait is not None else backoff(attempt))
         raise AssertionError("unreachable")
 
@@ -227,10 +308,19 @@ class VaultClient:
 
     def update(self, secret: str, version: str, **kwargs: Any) -> Any:
         """UpdateSecret sets the same properties again when repeated: retried like a read."""
-        return self._call(lambda: self._client.update_secret_properties(secret, version, **kwargs), "update", secret)
+        return self._call(
+            lambda: self._client.update_secret_properties(secret, version, **kwargs), UPDATE, secret, version
+        )
 
     def close(self) -> None:
         self._client.close()
+
+
+def _inner_code(exc: Any) -> str | None:
+    """The inner error code of a Key Vault error ({"error": {"code": "Forbidden", "innererror": {"code": ...}}})."""
+    inner = getattr(getattr(exc, "error", None), "innererror", None)
+    code = inner.get("code") if isinstance(inner, dict) else None
+    return str(code) if code else None
 
 
 _CLIENTS: dict[tuple[int, str], tuple[Config, VaultClient]] = {}

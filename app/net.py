@@ -1,4 +1,5 @@
-"""HTTP clients with keyturn's transport rules: HTTPS with certificate checks, plain HTTP only to loopback."""
+"""HTTP clients with keyturn's transport rules: HTTPS with certificate checks, plain HTTP only to loopback, and bounded
+input (invariant 9): a body limit on every client, bounds on paginated listings."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import ipaddress
 import os
 import ssl
 import time
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.errors import KeyturnError
+from app.errors import KeyturnError, ProviderError
 
 USER_AGENT = "keyturn/0.1 (+https://github.com/keyturn)"
 
@@ -20,6 +22,13 @@ USER_AGENT = "keyturn/0.1 (+https://github.com/keyturn)"
 MAX_ATTEMPTS = 3
 RETRY_WAIT_CAP = 30.0
 DEFAULT_TIMEOUT = 30.0
+
+# Bounds on what a server may send (invariant 9): past them keyturn stops with one line instead of buffering a
+# body or following pages without end. The answers keyturn reads are KiB (a page of tokens, a security page):
+# 8 MiB is far past any of them; 10,000 tokens is more than any bot holds; 1,000 pages is past both at any size.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_PAGES = 1000
+MAX_ITEMS = 10_000
 
 # Tests of the real CLI shorten the timeout and the waits through the environment (a child process
 # cannot be handed a fake clock): KEYTURN_HTTP_TIMEOUT (seconds) and KEYTURN_RETRY_SLEEP_SCALE (factor).
@@ -127,10 +136,274 @@ def ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
 
 
 def http_client(ca_bundle: Path | None, *, timeout: float | None = None, **kwargs: Any) -> Any:
-    """An httpx.Client with keyturn's TLS settings. No cookie persistence is relied upon."""
+    """An httpx.Client with keyturn's TLS settings and body limit. No cookie persistence is relied upon."""
     import httpx  # imported on first use: ~190 ms
 
     headers = {"User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
     return httpx.Client(
-        verify=ssl_context(ca_bundle), timeout=timeout or http_timeout(), headers=headers, **kwargs
+        verify=ssl_context(ca_bundle),
+        timeout=timeout or http_timeout(),
+        headers=headers,
+        event_hooks=bounded_hooks(kwargs.pop("event_hooks", None)),
+        **kwargs,
     )
+
+
+# -- bounded input (invariant 9) ------------------------------------------------------------------------
+
+
+class LimitExceededError(ProviderError):
+    """A server's answer went past one of keyturn's bounds (body size, pages, items); keyturn stopped reading.
+
+    Raised by reads, so nothing was changed; a client whose *write* met it turns it into AmbiguousResultError."""
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def body_limit_error(host: str, call: str, limit: int, *, announced: int | None = None) -> LimitExceededError:
+    if announced is not None:
+        said = f"announced a body of {_size(announced)}, over keyturn's {_size(limit)} limit; keyturn did not read it"
+    else:
+        said = f"sent more than keyturn's {_size(limit)} limit; keyturn stopped reading it"
+    return LimitExceededError(
+        f"{host} answered {call} and {said}",
+        hint="no answer keyturn needs is that large: check that the configured URL points at the service itself, "
+        "not at a proxy, a file server or another site",
+    )
+
+
+def _announced(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _inflater(encoding: str) -> Any:
+    """A zlib decompressor for one Content-Encoding layer (gzip, or deflate with or without its zlib header)."""
+    import zlib
+
+    return zlib.decompressobj(zlib.MAX_WBITS | 32 if encoding != "deflate" else zlib.MAX_WBITS)
+
+
+def _bounded(
+    chunks: Iterator[bytes], limit: int, error: Callable[[], Exception], encoding: str | None
+) -> Iterator[bytes]:
+    """The body's bytes, decompressed here when ``encoding`` is given (so a small gzip cannot unpack into GiB), and an
+    error as soon as more than ``limit`` bytes have come (never more than ``limit`` + one chunk is held)."""
+    import zlib
+
+    total = 0
+    inflate = _inflater(encoding) if encoding else None
+    first = True
+    for chunk in chunks:
+        if inflate is not None:
+            try:
+                data = inflate.decompress(chunk, limit - total + 1)
+            except zlib.error:
+                if not (first and encoding == "deflate"):
+                    raise
+                inflate = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send it
+                data = inflate.decompress(chunk, limit - total + 1)
+            first = first and not chunk
+        else:
+            data = chunk
+        total += len(data)
+        if total > limit:
+            raise error()
+        yield data
+    if inflate is not None:
+        data = inflate.flush()
+        if total + len(data) > limit:
+            raise error()
+        yield data
+
+
+def _single_encoding(values: list[str], host: str, call: str) -> str | None:
+    """The one gzip/deflate layer keyturn decodes itself (None: none); more layers than one are refused."""
+    layers = [v.strip().lower() for v in values if v.strip() and v.strip().lower() != "identity"]
+    known = [v for v in layers if v in ("gzip", "x-gzip", "deflate")]
+    if len(known) > 1:
+        raise LimitExceededError(
+            f"{host} answered {call} compressed {len(known)} times ({', '.join(layers)}); keyturn decodes one layer",
+            hint="check that the configured URL points at the service itself, not at a proxy or another site",
+        )
+    return known[0] if known else None
+
+
+@cache
+def _bounded_stream_class() -> Any:
+    import httpx
+
+    class BoundedStream(httpx.SyncByteStream):
+        def __init__(self, inner: Any, limit: int, error: Callable[[], Exception], encoding: str | None) -> None:
+            self._inner, self._limit, self._error, self._encoding = inner, limit, error, encoding
+
+        def __iter__(self) -> Iterator[bytes]:
+            try:
+                yield from _bounded(iter(self._inner), self._limit, self._error, self._encoding)
+            except Exception as exc:
+                import zlib
+
+                if isinstance(exc, zlib.error):
+                    raise httpx.DecodingError(f"the compressed body is corrupt: {exc}") from None
+                raise
+
+        def close(self) -> None:
+            self._inner.close()
+
+    return BoundedStream
+
+
+def limit_body(max_bytes: int = MAX_BODY_BYTES) -> Callable[[Any], None]:
+    """An httpx response hook (runs before the body is read): a Content-Length over ``max_bytes`` is refused unread,
+    and a body that grows past it (decompressed) stops being read. Raises LimitExceededError, which is no
+    httpx.TransportError: clients do not retry it."""
+
+    def hook(response: Any) -> None:
+        import httpx
+
+        request = response.request
+        host, call = urlsplit(str(request.url)).netloc, f"{request.method} {request.url.path}"
+        announced = _announced(response.headers.get("Content-Length"))
+        if announced is not None and announced > max_bytes:
+            raise body_limit_error(host, call, max_bytes, announced=announced)
+        try:
+            content = response.content  # already in memory (an answer built in a test): just measure it
+        except httpx.ResponseNotRead:
+            pass
+        else:
+            if len(content) > max_bytes:
+                raise body_limit_error(host, call, max_bytes)
+            return
+        encoding = _single_encoding(response.headers.get_list("Content-Encoding", split_commas=True), host, call)
+        if encoding is not None:
+            del response.headers["Content-Encoding"]  # decoded below, bounded; httpx must not decode it again
+        response.stream = _bounded_stream_class()(
+            response.stream, max_bytes, lambda: body_limit_error(host, call, max_bytes), encoding
+        )
+
+    return hook
+
+
+def bounded_hooks(
+    event_hooks: dict[str, list[Any]] | None = None, max_bytes: int = MAX_BODY_BYTES
+) -> dict[str, list[Any]]:
+    """``event_hooks`` for an httpx.Client (or gql's HTTPXTransport) with the body limit added."""
+    hooks = {k: list(v) for k, v in (event_hooks or {}).items()}
+    hooks.setdefault("response", []).append(limit_body(max_bytes))
+    return hooks
+
+
+class _BoundedRaw:
+    """``requests``' raw urllib3 response, its decoded chunks counted (requests reads ``raw.stream``)."""
+
+    def __init__(self, raw: Any, limit: int, error: Callable[[], Exception]) -> None:
+        self._raw, self._limit, self._error = raw, limit, error
+
+    def stream(self, amt: int | None = None, decode_content: bool | None = None) -> Iterator[bytes]:
+        # urllib3 (>= 2.6) decodes at most ``amt`` bytes per read, so counting decoded chunks bounds memory too
+        try:
+            yield from _bounded(self._raw.stream(amt, decode_content=decode_content), self._limit, self._error, None)
+        except LimitExceededError:
+            self._raw.close()  # the rest is never read: drop the connection rather than return it to the pool
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+def limit_requests_body(max_bytes: int = MAX_BODY_BYTES) -> Callable[..., Any]:
+    """The same limit as :func:`limit_body` as a ``requests`` response hook (the Azure SDK's transport)."""
+
+    def hook(response: Any, *args: Any, **kwargs: Any) -> Any:
+        request = response.request
+        host, call = urlsplit(request.url).netloc, f"{request.method} {urlsplit(request.url).path}"
+        announced = _announced(response.headers.get("Content-Length"))
+        if announced is not None and announced > max_bytes:
+            if response.raw is not None:
+                response.close()  # the connection goes, unread
+            raise body_limit_error(host, call, max_bytes, announced=announced)
+        response.raw = _BoundedRaw(response.raw, max_bytes, lambda: body_limit_error(host, call, max_bytes))
+        return response
+
+    return hook
+
+
+def bounded_requests_session(max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """A requests.Session as azure-core makes its own (no urllib3 retries, no redirects) plus the body limit.
+
+    Handed to an Azure SDK client as ``session=``; the SDK's transport then owns and closes it."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, adapter)
+    session.hooks["response"].append(limit_requests_body(max_bytes))
+    return session
+
+
+def limit_exceeded(exc: BaseException) -> LimitExceededError | None:
+    """The LimitExceededError ``exc`` is, or was caused by (an SDK may wrap it, e.g. azure-identity's
+    "Authentication failed: ..."); None otherwise."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, LimitExceededError):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+class Listing:
+    """Bounds on one paginated listing: at most ``max_pages`` pages and ``max_items`` items, and a cursor the server
+    already sent is an error, not a loop. ``what`` starts each message ("could not list the PATs of contoso")."""
+
+    def __init__(
+        self,
+        what: str,
+        host: str,
+        *,
+        items: str = "tokens",
+        cursor: str = "continuation token",
+        max_pages: int = MAX_PAGES,
+        max_items: int = MAX_ITEMS,
+        hint: str = "try again later; if it persists, the server or a proxy in front of it is misbehaving",
+    ) -> None:
+        self.what, self.host, self.noun, self.cursor = what, host, items, cursor
+        self.max_pages, self.max_items, self.hint = max_pages, max_items, hint
+        self.pages = 0
+        self.count = 0
+        self._seen: set[str] = set()
+
+    def page(self, n_items: int) -> None:
+        """One page arrived holding ``n_items`` items."""
+        self.pages += 1
+        self.count += n_items
+        if self.count > self.max_items:
+            raise LimitExceededError(
+                f"{self.what}: {self.host} listed more than {self.max_items:,} {self.noun}; keyturn stopped reading",
+                hint=f"remove {self.noun} nobody uses, or check that the configured URL points at the service",
+            )
+
+    def next(self, cursor: object) -> None:
+        """The page just counted points at another page (``cursor``): refuse a repeat, or one page too many."""
+        key = str(cursor)
+        if key in self._seen:
+            raise LimitExceededError(
+                f"{self.what}: {self.host} repeated a {self.cursor} it had already sent (after {self.pages} pages); "
+                "the listing would never end",
+                hint=self.hint,
+            )
+        self._seen.add(key)
+        if self.pages >= self.max_pages:
+            raise LimitExceededError(
+                f"{self.what}: {self.host} had more than {self.max_pages:,} pages of {self.noun}; keyturn stopped reading",
+                hint=self.hint,
+            )

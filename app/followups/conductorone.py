@@ -55,6 +55,7 @@ from app.followups import StepContext, StepDefaults, StepResult
 from app.net import (
     MAX_ATTEMPTS,
     RETRY_WAIT_CAP,
+    LimitExceededError,
     backoff,
     check_url,
     http_client,
@@ -251,6 +252,13 @@ class ConductorOneStep(StepDefaults):
 
         try:
             resp = client.request(method, url, **kwargs)
+        except LimitExceededError as exc:  # too large an answer: not tried again
+            if method == "GET" or url.endswith(TOKEN_PATH):  # a read, or a sign-in: nothing changed
+                raise FollowUpError(f"{self.where}: {what}: {exc.message}", hint=exc.hint) from None
+            raise FollowUpError(
+                f"{self.where}: {what}: {exc.message}; it may or may not have happened",
+                hint=f"{exc.hint}; then `keyturn resume` repeats it (setting the connector again is safe)",
+            ) from None
         except httpx.HTTPError as exc:
             raise_if_certificate(exc, url)
             if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):

@@ -21,7 +21,10 @@ from urllib.parse import quote, urlsplit
 from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError, one_line
 from app.net import (
     MAX_ATTEMPTS,
+    MAX_PAGES,
     RETRY_WAIT_CAP,
+    LimitExceededError,
+    Listing,
     backoff,
     check_url,
     http_client,
@@ -45,7 +48,6 @@ DEFAULT_BASE_URL = "https://dev.azure.com"
 
 RETRY_AFTER_CAP = RETRY_WAIT_CAP  # seconds: a longer Retry-After is cut to this
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-MAX_PAGES = 1000
 CLAMP_TOLERANCE = timedelta(minutes=1)
 POOL_SCOPES = frozenset({"vso.agentpools", "vso.agentpools_manage", FULL_ACCESS})
 NOT_FOUND_ERRORS = frozenset(
@@ -277,20 +279,17 @@ class PatClient:
         """Every PatToken the list API returns for ``displayFilterOption``, following continuationToken."""
         params: dict[str, str] = {"displayFilterOption": display_filter, "api-version": API_VERSION}
         what = f"could not list the PATs of {self.organization}"
-        seen: set[str] = set()
-        for _ in range(MAX_PAGES):
+        listing = Listing(what, urlsplit(self._vssps).netloc, items="PATs", max_pages=MAX_PAGES)
+        while True:
             body = self._pat_call("GET", params, what=what)
-            for pat in body.get("patTokens") or []:
-                if isinstance(pat, dict):
-                    yield pat
+            pats = [pat for pat in body.get("patTokens") or [] if isinstance(pat, dict)]
+            listing.page(len(pats))  # before yielding: a listing past a bound yields nothing of that page
+            yield from pats
             cont = body.get("continuationToken")
             if not cont:
                 return
-            if cont in seen:
-                raise ProviderError(f"{what}: Azure DevOps repeated a continuation token; the listing would not end")
-            seen.add(cont)
+            listing.next(cont)
             params = {**params, "continuationToken": str(cont)}
-        raise ProviderError(f"{what}: more than {MAX_PAGES} pages")
 
     def _ids(self, display_filter: str) -> set[str]:
         return {str(p.get("authorizationId")) for p in self.iter_pats(display_filter)}
@@ -530,6 +529,13 @@ class PatClient:
             headers = {"Authorization": authorization(), "Accept": "application/json"}
             try:
                 response = client.request(method, url, params=params, json=json_body, headers=headers)
+            except LimitExceededError as exc:  # the answer was too large: never retried
+                if not idempotent:
+                    raise AmbiguousResultError(
+                        f"{what}: {exc.message}; the token may or may not have been created",
+                        hint="list the tokens by name before minting again",
+                    ) from None
+                raise LimitExceededError(f"{what}: {exc.message}", hint=exc.hint) from None
             except httpx.TransportError as exc:
                 raise_if_certificate(exc, url)
                 problem = _transport_problem(exc)

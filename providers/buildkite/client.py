@@ -23,7 +23,10 @@ from app.errors import AmbiguousResultError, ProviderError, one_line
 from app.net import (
     MAX_ATTEMPTS,
     USER_AGENT,
+    LimitExceededError,
+    Listing,
     backoff,
+    bounded_hooks,
     check_url,
     http_timeout,
     raise_if_certificate,
@@ -42,6 +45,9 @@ OPERATIONS_DIR = Path(__file__).with_name("operations")
 
 RATE_LIMIT_CAP = 60.0  # seconds: a longer RateLimit-Reset is not waited for
 GRAPHQL_SCOPE = "graphql"  # how /v2/access-token lists "Enable GraphQL API access"
+# Cursor paging (ListClusters, 50 a page): the provider follows at most this many pages; an answer that would need
+# more is an error here rather than a list silently cut short (and a cursor sent twice is one at once).
+MAX_GRAPHQL_PAGES = 100
 
 
 
@@ -180,11 +186,16 @@ class BuildkiteClient:
         self._sessions: dict[str, Any] = {}  # fingerprint of the bearer -> (gql client, session)
         self._rest: Any = None
         self._org_id: str | None = None
+        self._listings: dict[str, Listing] = {}  # operation -> the cursor-paged listing it is in the middle of
 
     # -- plumbing ----------------------------------------------------------------------------------
 
     def _httpx_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"verify": ssl_context(self._ca_bundle), "timeout": http_timeout()}
+        kwargs: dict[str, Any] = {
+            "verify": ssl_context(self._ca_bundle),
+            "timeout": http_timeout(),
+            "event_hooks": bounded_hooks(),  # the body limit, for gql's client and the REST one
+        }
         if self._transport is not None:
             kwargs["transport"] = self._transport
         return kwargs
@@ -271,6 +282,13 @@ class BuildkiteClient:
             except TransportQueryError as exc:
                 errors = list(exc.errors or []) or [{"message": str(exc)}]
             except TransportConnectionFailed as exc:
+                if isinstance(exc.__cause__, LimitExceededError):  # too large an answer: never retried
+                    if mutation:
+                        raise AmbiguousResultError(
+                            f"{what}: {operation}: {exc.__cause__.message}; it may or may not have happened",
+                            hint=ambiguous_hint,
+                        ) from None
+                    raise LimitExceededError(f"{what}: {exc.__cause__.message}", hint=exc.__cause__.hint) from None
                 raise_if_certificate(exc, self.graphql_url)
                 problem, maybe_sent = _transport_problem(exc.__cause__)
                 log.warning("POST graphql %s -> %s (attempt %d/%d)", operation, problem, attempt, MAX_ATTEMPTS)
@@ -325,8 +343,32 @@ class BuildkiteClient:
                 if mutation:
                     raise AmbiguousResultError(f"{what}: Buildkite answered without data", hint=ambiguous_hint)
                 raise ProviderError(f"{what}: Buildkite answered without data")
+            if not mutation:
+                self._bound_listing(operation, variables or {}, data, what)
             return data
         raise AssertionError("unreachable")
+
+    def _bound_listing(self, operation: str, variables: dict[str, Any], data: dict[str, Any], what: str) -> None:
+        """Invariant 9 for every connection (``edges``) in a query's answer: at most MAX_ITEMS items, and for a
+        cursor-paged operation (one that takes ``after``) at most MAX_GRAPHQL_PAGES pages and no cursor twice.
+        Checked here, where every listing passes, so no caller can forget it."""
+        connections = _connections(data)
+        if not connections:
+            return
+        host = urlsplit(self.graphql_url).netloc
+        noun = connections[0][0]
+        if "after" in variables:
+            if variables["after"] is None or operation not in self._listings:
+                self._listings[operation] = Listing(what, host, items=noun, cursor="cursor", max_pages=MAX_GRAPHQL_PAGES)
+            listing = self._listings[operation]
+        else:
+            listing = Listing(what, host, items=noun, max_pages=1)
+        listing.page(sum(len(conn["edges"]) for _name, conn in connections))
+        if "after" in variables:
+            for _name, conn in connections:
+                page = conn.get("pageInfo")
+                if isinstance(page, dict) and page.get("hasNextPage") and page.get("endCursor"):
+                    listing.next(page["endCursor"])
 
     def interaction_wait(self, seconds: float) -> None:
         log.info("rate limited: waiting %.0f s", seconds)
@@ -414,6 +456,8 @@ class BuildkiteClient:
             headers = {"Authorization": f"Bearer {token.reveal()}", "Accept": "application/json"}
             try:
                 response = self._rest_client().request(method, url, headers=headers)
+            except LimitExceededError as exc:  # GET and DELETE are both safe: say it, do not retry
+                raise LimitExceededError(f"{what}: {exc.message}", hint=exc.hint) from None
             except httpx.TransportError as exc:
                 raise_if_certificate(exc, url)
                 problem, _sent = _transport_problem(exc)
@@ -446,6 +490,20 @@ class BuildkiteClient:
                 raise ProviderError(_gave_up(what, call, host, problems))
             self._sleep(backoff(attempt))
         raise AssertionError("unreachable")
+
+
+def _connections(data: Any, name: str = "items", depth: int = 0) -> list[tuple[str, dict[str, Any]]]:
+    """The GraphQL connections (objects with ``edges``) in an answer, each with its field's name in words
+    ("agentTokens" -> "agent tokens"); not below a connection's own edges, and no deeper than a query nests."""
+    if depth > 8 or not isinstance(data, dict):
+        return []
+    if isinstance(data.get("edges"), list):
+        return [(name, data)]
+    out: list[tuple[str, dict[str, Any]]] = []
+    for key, value in data.items():
+        words = "".join(f" {c.lower()}" if c.isupper() else c for c in key).strip()
+        out.extend(_connections(value, words, depth + 1))
+    return out
 
 
 def _malformed(response: Any) -> bool:

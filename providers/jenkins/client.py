@@ -25,6 +25,7 @@ from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError, on
 from app.net import (
     MAX_ATTEMPTS,
     RETRY_WAIT_CAP,
+    LimitExceededError,
     backoff,
     check_url,
     http_client,
@@ -152,6 +153,10 @@ class JenkinsClient:
         for attempt in range(1, attempts + 1):
             try:
                 resp = self._http.request(method, url, data=data, headers=headers)
+            except LimitExceededError as exc:  # too large an answer: never retried
+                if ambiguous:
+                    raise AmbiguousResultError(f"{what}: {exc.message}; it may or may not have happened") from None
+                raise LimitExceededError(f"{what}: {exc.message}", hint=exc.hint) from None
             except httpx.TransportError as exc:
                 raise_if_certificate(exc, url)
                 problem, sent = _transport_problem(exc)
@@ -198,10 +203,14 @@ class JenkinsClient:
         can be read (404, a redirect to the login page, 403)."""
         from urllib.parse import quote
 
+        from providers.jenkins.security_page import SecurityPage
+
         for page in ("security/", "configure"):
-            resp = self._send("GET", f"/user/{quote(user, safe='')}/{page}", what=what)
+            path = f"/user/{quote(user, safe='')}/{page}"
+            resp = self._send("GET", path, what=what)
             if resp.status_code == 200 and "html" in resp.headers.get("content-type", ""):
-                return resp.text
+                # the page says where it came from, so a bound the parser meets can name the controller
+                return SecurityPage(resp.text, source=f"the security page of Jenkins user {user} ({self.base_url}{path})")
             if resp.status_code != 404:
                 return None
         return None
@@ -294,6 +303,8 @@ def token_alive(base_url: str, ca_bundle: Path | None, user: str, token: SecretV
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 resp = http.get(url)
+            except LimitExceededError as exc:
+                raise LimitExceededError(f"could not call GET /whoAmI/api/json: {exc.message}", hint=exc.hint) from None
             except httpx.TransportError as exc:
                 raise_if_certificate(exc, url)
                 problems.append(_transport_problem(exc)[0])

@@ -10,6 +10,23 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
+from app.net import MAX_BODY_BYTES, MAX_ITEMS, LimitExceededError
+
+MAX_PAGE_CHARS = MAX_BODY_BYTES  # the HTTP client already stops at 8 MiB; a page handed in directly is held to it too
+MAX_TOKENS = MAX_ITEMS
+FEED_CHARS = 64 * 1024  # parsed in slices so a page with too many tokens stops early
+
+
+class SecurityPage(str):
+    """A security page's HTML that knows where it came from ("the security page of Jenkins user bot (https://...)")."""
+
+    source: str
+
+    def __new__(cls, html: str, *, source: str) -> SecurityPage:
+        page = super().__new__(cls, html)
+        page.source = source
+        return page
+
 
 class _TokenList(HTMLParser):
     def __init__(self) -> None:
@@ -46,9 +63,30 @@ class _TokenList(HTMLParser):
                 self.tokens.append((self._uuid, self._name or ""))
 
 
-def parse_token_list(page: str) -> list[tuple[str, str]] | None:
-    """``[(uuid, name), ...]`` of the live tokens on a user's security page; None when the page has no token list."""
+def parse_token_list(page: str, *, source: str | None = None) -> list[tuple[str, str]] | None:
+    """``[(uuid, name), ...]`` of the live tokens on a user's security page; None when the page has no token list.
+
+    A page over MAX_PAGE_CHARS, or listing more than MAX_TOKENS tokens, is refused (LimitExceededError naming
+    ``source``, else the SecurityPage's own)."""
+    where = source or getattr(page, "source", None) or "a Jenkins security page"
+    if len(page) > MAX_PAGE_CHARS:
+        raise LimitExceededError(
+            f"{where} is larger than {MAX_PAGE_CHARS // 2**20} MiB; keyturn stopped reading it",
+            hint="check that accounts.*.base_url points at the Jenkins controller itself",
+        )
     parser = _TokenList()
-    parser.feed(page)
+
+    def bounded() -> None:
+        if len(parser.tokens) > MAX_TOKENS:
+            raise LimitExceededError(
+                f"{where} lists more than {MAX_TOKENS:,} API tokens; keyturn stopped reading it",
+                hint="revoke the tokens nobody uses on that page, or check that accounts.*.base_url points at the "
+                "Jenkins controller itself",
+            )
+
+    for start in range(0, len(page), FEED_CHARS):
+        parser.feed(page[start : start + FEED_CHARS])
+        bounded()
     parser.close()
+    bounded()
     return parser.tokens if parser.found_list else None
