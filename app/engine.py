@@ -610,6 +610,11 @@ class Rotation:
             if current == fp:
                 continue
             what = "no readable value" if current is None else "another value"
+            if not s.is_store:  # a consumer changed behind keyturn's back (a Flux branch someone pushed to): a person decides
+                raise KeyturnError(
+                    f"{s.title} holds {what} now, not the new token; the old token stays alive",
+                    hint=f"look at what changed there, put the new token back, then `keyturn resume {self.id[:8]}`",
+                )
             self.engine.emit("warning", f"{s.title} holds {what} now, not the new token (a late or outside write); writing the new token again")
             if not self._ensure_value():
                 raise KeyturnError(

@@ -579,6 +579,8 @@ class KeyturnApp(App[None], inherit_bindings=False):
 
     def _back_to_targets(self, message: str | None = None) -> None:
         self.flow_rotation = None  # the flow is over: what it held in memory goes with it
+        if self._engine is not None:
+            self._engine.release_idle()  # a target planned but never begun is free for another process again
         while len(self.screen_stack) > 1:
             self.pop_screen()
         if message:

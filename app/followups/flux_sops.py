@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from app.config import Config, FluxSopsSecret
 from app.errors import FollowUpError, one_line
@@ -186,6 +187,7 @@ class FluxSopsStep(StepDefaults):
         """The children's environment: the user's, plus where the age key is. Never a value."""
         env = dict(os.environ)
         env["SOPS_DISABLE_VERSION_CHECK"] = "1"  # no network call to GitHub on every run
+        env["GIT_TERMINAL_PROMPT"] = "0"  # a fetch or push without credentials fails at once instead of waiting on a prompt
         if self.spec.age_key_file:
             env["SOPS_AGE_KEY_FILE"] = str(config.resolve_path(self.spec.age_key_file))
         return env
@@ -572,21 +574,45 @@ class FluxSopsStep(StepDefaults):
                 self._switch_back(config, original, check=False)
         return self._push(ctx, branch, sha) if self.spec.push else self._result(ctx, branch, sha, pushed=False)
 
+    def _value_at(self, config: Config, rev: str, file: str) -> str | None:
+        """The key's value in ``file`` as of ``rev``, decrypted in memory (the encrypted blob goes to a private temp file)."""
+        with tempfile.TemporaryDirectory(prefix="keyturn-") as tmp:
+            encrypted = Path(tmp) / Path(file).name
+            proc = self._run(config, ["git", "show", f"{rev}:{file}"], what="git show", check=False)
+            if proc.returncode:
+                return None
+            encrypted.write_bytes(proc.stdout)  # still encrypted: the same bytes as in the repository
+            stored = self._decrypt_field(config, str(encrypted))
+        if stored is None:
+            return None
+        return base64.b64decode(stored).decode() if self.spec.field == "data" else stored
+
     def recover_value(self, ctx: StepContext, fp: str) -> SecretValue | None:
         """After a crash: our commit (pushed or not) holds the value, encrypted; decrypt it in memory (never to disk)."""
         ours = self._our_commit(ctx)
         if ours is None:
             return None
-        config = ctx.config
-        with tempfile.TemporaryDirectory(prefix="keyturn-") as tmp:
-            encrypted = Path(tmp) / Path(self.spec.files[0]).name
-            blob = self._run(config, ["git", "show", f"{ours[1]}:{self.spec.files[0]}"], what="git show").stdout
-            encrypted.write_bytes(blob)  # still encrypted: the same bytes as in the repository
-            stored = self._decrypt_field(config, str(encrypted))
-        if stored is None:
+        raw = self._value_at(ctx.config, ours[1], self.spec.files[0])
+        return SecretValue(raw) if raw is not None and fingerprint(raw) == fp else None
+
+    reads_back = True
+
+    def current_fingerprint(self, ctx: StepContext, detail: dict[str, Any]) -> str | None:
+        """What the rotation's branch holds now (the remote's copy once pushed: what the pull request will merge),
+        in every file; None when a file lacks the key or the files disagree."""
+        branch = detail.get("branch") or ""
+        if not branch:
             return None
-        raw = base64.b64decode(stored).decode() if self.spec.field == "data" else stored
-        return SecretValue(raw) if fingerprint(raw) == fp else None
+        rev = f"refs/heads/{branch}"
+        if detail.get("pushed"):
+            remote = self.spec.remote
+            self._git(ctx.config, "fetch", "-q", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}", what=f"git fetch {remote}", check=False)
+            rev = f"refs/remotes/{remote}/{branch}"
+        prints = set()
+        for f in self.spec.files:
+            raw = self._value_at(ctx.config, rev, f)
+            prints.add(fingerprint(raw) if raw is not None else None)
+        return prints.pop() if len(prints) == 1 else None
 
     def _push(self, ctx: StepContext, branch: str, sha: str) -> StepResult:
         remote = self.spec.remote

@@ -31,7 +31,7 @@ def run_demo(directory: Path | None, fresh: bool) -> None:
 
     folder = directory if directory is not None else demo_directory()
     journal = folder / "journal"
-    if not fresh and not (folder / WORLD_FILE).exists() and journal.is_dir() and any(journal.iterdir()):
+    if not fresh and not (folder / WORLD_FILE).exists() and journal.is_dir() and any(journal.glob("*.jsonl")):
         # a folder of an earlier demo that did not keep its world: resuming there would be make-believe
         raise KeyturnError(
             f"{folder} holds a journal but no saved sandbox world, so its rotations cannot be resumed honestly",

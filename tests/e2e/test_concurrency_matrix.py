@@ -20,7 +20,7 @@ from app.sandbox import Sandbox
 from tests.e2e.support.proc import spawn_keyturn
 from tests.e2e.support.targets import KV
 
-PATS = "/{organization}/_apis/tokens/pats"
+PATS = "/{org}/_apis/tokens/pats"
 
 
 def live_daily(sb: Sandbox) -> str:
@@ -84,6 +84,8 @@ def test_two_processes_one_target(sandbox: Sandbox, tmp_path: Path, target: Targ
     out = {k: p.communicate(timeout=120) for k, p in runs.items()}
     codes = {k: p.returncode for k, p in runs.items()}
 
+    hits = sandbox.state.delay_hits()
+    assert all(hits[(service, call)] > 0 for service, call in target.slow), f"a delay slowed nothing: {hits}"
     target.check(sandbox)  # exactly one live token, and every store's current value is it
     journal = RotationJournal(sandbox.config_path.parent / "journal")
     records, damaged = journal.scan()

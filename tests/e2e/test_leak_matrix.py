@@ -147,7 +147,7 @@ def test_no_value_outside_its_stores(
         assert new in Path(env["KEYTURN_TEST_KEYRING_FILE"]).read_text()
 
     places: dict[str, bytes] = {"stdout": run.stdout, "stderr": run.stderr}
-    log_file = sb.directory / "keyturn.log"  # beside the journal (the sandbox config sets journal_dir)
+    log_file = sb.directory / "journal" / "keyturn.log"  # in the journal folder (the sandbox config sets journal_dir)
     for path in files_under(sb.directory / "journal", log_file, sb.config_path, home, tmp, seen):
         places[str(path.relative_to(tmp_path))] = path.read_bytes()
     flux = sb.flux
@@ -159,7 +159,7 @@ def test_no_value_outside_its_stores(
     places["git objects (bare)"] = git_objects(flux.bare)
     places["sandbox log records"] = "\n".join(r.getMessage() for r in caplog.records).encode()
     assert any(k.startswith("seen/") for k in places) == (case.target == "keda")  # the shims saw git and sops
-    assert any("journal" in k for k in places) and b"rotation" in places["sb/keyturn.log"]  # the log file was written
+    assert any("journal" in k for k in places) and b"rotation" in places["sb/journal/keyturn.log"]  # the log file was written
 
     hits = [f"{who} value ({form}) in {where}" for who, value in (("new", new), ("old", old))
             for form, needle in needles(value).items() for where, text in places.items() if needle in text]

@@ -85,7 +85,7 @@ def test_configured_journal_dir_is_private(sandbox: Sandbox, tmp_path: Path) -> 
     proc = cli(sandbox.config_path, "rotate", "daily-checks", "--no-input", home=tmp_path / "home", umask=0)
     assert proc.returncode == 0, proc.stderr
     journal = sandbox.config_path.parent / "journal"
-    log = sandbox.config_path.parent / "keyturn.log"
+    log = journal / "keyturn.log"
     assert mode(journal) == 0o700
     entries = list(journal.iterdir())
     assert entries and all(mode(p) == 0o600 and p.is_file() for p in entries)

@@ -330,3 +330,22 @@ def test_a_second_rotation_in_one_session_signs_in_with_the_new_token(sandbox: S
         assert row.state == "ok" and row.error is None, row
     finally:
         engine.close()
+
+
+def test_a_flux_branch_changed_behind_keyturns_back_keeps_the_old_token_alive(sandbox: Sandbox, keyturn) -> None:
+    from tests.e2e.support.targets import git
+
+    rid = _crash(keyturn, "after:propagated", target="keda")
+    flux = sandbox.flux
+    assert flux is not None
+    (branch,) = git(flux.bare, "branch", "--list", f"keyturn/rotate-keda-*-{rid[:8]}").split()
+    git(flux.clone, "fetch", "-q", "origin")
+    git(flux.clone, "switch", "-q", branch)
+    git(flux.clone, "rm", "-q", flux.files[0])
+    git(flux.clone, "-c", "user.name=someone", "-c", "user.email=someone@example.com", "commit", "-q", "-m", "drop it")
+    git(flux.clone, "push", "-q", "origin", branch)
+    git(flux.clone, "switch", "-q", "main")
+    run = keyturn("resume", "--no-input")
+    assert run.code == 2, run.stderr
+    assert "holds no readable value now, not the new token; the old token stays alive" in run.stderr
+    assert not sandbox.state.pats_named("keda-agent-pools")[0].revoked

@@ -58,7 +58,7 @@ def test_sets_every_file_in_one_commit_on_a_branch(tmp_path: Path, flux) -> None
     step, ctx = make(tmp_path, flux)
     step.preflight(ctx.config)
     result = step.run(ctx)
-    branch = "keyturn/rotate-keda-20261122"
+    branch = "keyturn/rotate-keda-20261122-rot-5678"
     assert result.detail["branch"] == branch
     assert git(flux.clone, "rev-parse", "--abbrev-ref", "HEAD") == "main"  # the engineer's branch is restored
     assert git(flux.clone, "status", "--porcelain") == ""
@@ -85,7 +85,7 @@ def test_push_to_the_remote(tmp_path: Path, flux) -> None:
     step, ctx = make(tmp_path, flux, push=True)
     result = step.run(ctx)
     assert result.detail["pushed"] is True
-    assert git(flux.bare, "rev-parse", "keyturn/rotate-keda-20261122") == result.detail["commit"]
+    assert git(flux.bare, "rev-parse", "keyturn/rotate-keda-20261122-rot-5678") == result.detail["commit"]
     assert "pushed to origin" in result.summary
 
 
@@ -124,8 +124,8 @@ def test_missing_decryption_key_is_clear_and_changes_nothing(tmp_path: Path, flu
 def test_interrupted_attempt_is_started_over(tmp_path: Path, flux) -> None:
     """A crash after `sops set` on the first file left the clone on our branch with a dirty file."""
     step, ctx = make(tmp_path, flux)
-    git(flux.clone, "switch", "-q", "-c", "keyturn/rotate-keda-20261122")
-    git(flux.clone, "config", "branch.keyturn/rotate-keda-20261122.keyturn-base", "main")
+    git(flux.clone, "switch", "-q", "-c", "keyturn/rotate-keda-20261122-rot-5678")
+    git(flux.clone, "config", "branch.keyturn/rotate-keda-20261122-rot-5678.keyturn-base", "main")
     (flux.clone / flux.files[0]).write_text("half-written\n")
     result = step.run(ctx)
     assert git(flux.clone, "rev-parse", "--abbrev-ref", "HEAD") == "main"
