@@ -116,7 +116,7 @@ def _wizard(ctx: click.Context) -> None:
 @cli.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the sandbox's world and journal here (default: keyturn's state folder, kept between runs).")
-@click.option("--fresh", is_flag=True, help="Start from a new sandbox world (the saved one, and its journal, are set aside).")
+@click.option("--fresh", is_flag=True, help="Start from a new sandbox world (the saved one and its journal are deleted).")
 @_guard
 def demo(directory: Path | None, fresh: bool) -> None:
     """The wizard on the built-in sandbox: nothing to configure, nothing real touched. The sandbox's world persists
