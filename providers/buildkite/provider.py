@@ -37,7 +37,7 @@ TOKEN_TYPES = ("cluster-agent-token", "unclustered-agent-token", "api-access-tok
 MIN_EXPIRY = timedelta(minutes=10)
 EXPIRY_SLACK = timedelta(seconds=30)  # the request takes time to arrive
 PAGE = 100
-MAX_CLUSTER_PAGES = 100
+MAX_CLUSTER_PAGES = 100  # = client.MAX_GRAPHQL_PAGES (not imported here: the client loads gql)
 DEFAULT_WEB_URL = "https://buildkite.com"
 NEW_API_TOKEN_PATH = "/user/api-access-tokens/new"  # noqa: S105 (a path)
 API_TOKEN_PREFIX = "bkua_"  # noqa: S105 (a prefix)
@@ -277,6 +277,10 @@ class BuildkiteProvider:
             if not page.get("hasNextPage") or not page.get("endCursor"):
                 return
             after = str(page["endCursor"])
+        raise ProviderError(
+            f"could not list the clusters of {self.account.organization}: more than {MAX_CLUSTER_PAGES} pages",
+            hint="name the cluster's id in targets.<name>.cluster",
+        )
 
     def clusters(self) -> list[str]:
         """The organization's cluster names, every page: what the wizard offers to pick from."""
@@ -337,8 +341,11 @@ class BuildkiteProvider:
             self._cluster = None
             raise ProviderError(f"cluster {cluster['name']} ({cluster['uuid']}) is gone from {self.account.organization}")
         conn = node.get("agentTokens") or {}
-        if (conn.get("pageInfo") or {}).get("hasNextPage"):
-            self.interaction.warn(f"cluster {cluster['name']} has more than {PAGE} agent tokens; only the first {PAGE} are listed")
+        if (conn.get("pageInfo") or {}).get("hasNextPage"):  # a cut-short list could hide the token a reconcile looks for
+            raise ProviderError(
+                f"cluster {cluster['name']} has more than {PAGE} agent tokens, more than keyturn lists",
+                hint="revoke the ones no agent uses on buildkite.com, then run keyturn again",
+            )
         return [self._cluster_token_info((e or {}).get("node") or {}, cluster) for e in conn.get("edges") or []]
 
     def _checked_expiry(self, expires_at: datetime | None) -> str | None:
@@ -450,8 +457,11 @@ class BuildkiteProvider:
         if not isinstance(org, dict):
             raise ProviderError(f"Buildkite has no organization {self.account.organization!r} visible to this token")
         conn = org.get("agentTokens") or {}
-        if (conn.get("pageInfo") or {}).get("hasNextPage"):
-            self.interaction.warn(f"{self.account.organization} has more than {PAGE} agent tokens; only the first {PAGE} are listed")
+        if (conn.get("pageInfo") or {}).get("hasNextPage"):  # a cut-short list could hide the token a reconcile looks for
+            raise ProviderError(
+                f"{self.account.organization} has more than {PAGE} unclustered agent tokens, more than keyturn lists",
+                hint="revoke the ones no agent uses on buildkite.com, then run keyturn again",
+            )
         out = []
         for edge in conn.get("edges") or []:
             node = (edge or {}).get("node") or {}
