@@ -221,10 +221,10 @@ class Engine:
         if lock := self._locks.pop(target_name, None):
             lock.release()
 
-    def release_idle(self) -> None:
-        """The wizard went back to its start: let go of targets this session planned but has no unfinished rotation of."""
-        busy = {r.target for r in self.journal.unfinished()}
-        for name in [n for n in self._locks if n not in busy]:
+    def release_all(self) -> None:
+        """The wizard went back to its start (no flow runs): every target is free for another process again; the
+        journal, not this process, holds what an unfinished rotation needs."""
+        for name in list(self._locks):
             self.release(name)
 
     def holder(self, target_name: str) -> str | None:

@@ -418,8 +418,15 @@ class KeyturnApp(App[None], inherit_bindings=False):
         return paste
 
     async def _rotate(self, target_name: str) -> None:
+        from app.errors import KeyturnError
         from screens.signin import SignInScreen
 
+        # before any sign-in or scope picking: another process drives the target, or it has an unfinished rotation
+        self.engine.lock(target_name)
+        try:
+            self.engine.refuse_unfinished(target_name)
+        except KeyturnError as exc:
+            raise KeyturnError(f"{exc.message}; resume it from the unfinished rotations below", hint=exc.hint) from None
         target = self.config.targets[target_name]
         if not self._signs_in_with_entra(target_name):
             return await self._rotate_with_options(target_name)
@@ -580,7 +587,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
     def _back_to_targets(self, message: str | None = None) -> None:
         self.flow_rotation = None  # the flow is over: what it held in memory goes with it
         if self._engine is not None:
-            self._engine.release_idle()  # a target planned but never begun is free for another process again
+            self._engine.release_all()  # the flow is over: its target is free for another process again
         while len(self.screen_stack) > 1:
             self.pop_screen()
         if message:

@@ -460,3 +460,23 @@ async def test_a_prompt_reference_asks_in_a_masked_dialog(scripted_wizard, wiz) 
         assert "hunter2" not in wiz.screen_text(wizard)
         await pilot.press("enter")
         assert await answer == "hunter2"
+
+
+async def test_a_target_with_an_unfinished_rotation_is_refused_before_sign_in(scripted_wizard, wiz, tmp_path: Path) -> None:
+    # issue 11, invariant 2 in the wizard: said at once on the targets screen, not after the scope picker
+    first = scripted_wizard()
+    async with first.run_test(size=(100, 30)) as pilot:
+        await to_review(wiz, pilot)
+        await pilot.press("enter")
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(first) == "RevealScreen")
+    first.close_engine()  # what run_wizard does when the wizard ends (else this process still holds the target)
+    (left,) = RotationJournal(tmp_path / "journal").unfinished()
+    again = scripted_wizard()
+    async with again.run_test(size=(100, 30)) as pilot:
+        await targets_ready(wiz, pilot)
+        await pilot.press("enter")
+        await wiz.wait_until(pilot, lambda: any("unfinished rotation" in m for _, m in again.notified), what=f"the refusal ({again.notified})")
+        assert wiz.screen_name(again) == "TargetsScreen"
+        (said,) = [m for _, m in again.notified if "unfinished rotation" in m]
+        assert f"has an unfinished rotation {left.rotation_id[:8]}" in said and "resume it from the unfinished rotations below" in said
+    assert [r.rotation_id for r in RotationJournal(tmp_path / "journal").all()] == [left.rotation_id], "nothing new began"
