@@ -1,6 +1,9 @@
 """Azure DevOps personal access tokens behind ``providers.base.Provider``.
 
 Importing this module loads neither azure.identity, httpx nor textual: they come on first use.
+
+One provider serves every target of an account (one sign-in), so it keeps nothing of a rotation: the Entra sign-in
+and the PAT client are the account's; every method takes the rotation's ``ctx`` and needs nothing from it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from app.errors import AuthExpiredError
 from app.secret import SecretValue
 from providers.azure_devops.auth import EntraUserAuth
 from providers.azure_devops.client import PatClient
-from providers.base import Interaction, MintedToken, MintRequest, TokenInfo
+from providers.base import NO_ROTATION, Interaction, MintedToken, MintRequest, Provider, RotationContext, TokenInfo
 
 if TYPE_CHECKING:
     from app.config import Account
@@ -21,10 +24,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class AzureDevOpsProvider:
+class AzureDevOpsProvider(Provider):
     """PATs of one bot account in one organization, minted with the bot's Entra user token."""
 
     platform = "azure-devops"
+    token_kind = "pat"  # noqa: S105 (a kind, not a secret)
 
     def __init__(
         self,
@@ -55,20 +59,20 @@ class AzureDevOpsProvider:
     def sign_in(self) -> None:
         self._auth.bearer()
 
-    def list_tokens(self, *, include_inactive: bool = False) -> list[TokenInfo]:
+    def list_tokens(self, ctx: RotationContext = NO_ROTATION, *, include_inactive: bool = False) -> list[TokenInfo]:
         return self._call(lambda: self._client.list_tokens(include_inactive=include_inactive))
 
-    def get_token(self, token_id: str) -> TokenInfo | None:
+    def get_token(self, token_id: str, ctx: RotationContext = NO_ROTATION) -> TokenInfo | None:
         return self._call(lambda: self._client.get_token(token_id))
 
-    def mint(self, request: MintRequest) -> MintedToken:
+    def mint(self, request: MintRequest, ctx: RotationContext = NO_ROTATION) -> MintedToken:
         return self._call(lambda: self._client.create(request))
 
-    def verify(self, token: MintedToken) -> str:
+    def verify(self, token: MintedToken, ctx: RotationContext = NO_ROTATION) -> str:
         # The new PAT authenticates itself: no Entra sign-in involved.
         return self._client.verify(token)
 
-    def revoke(self, token_id: str) -> None:
+    def revoke(self, token_id: str, ctx: RotationContext = NO_ROTATION) -> None:
         self._call(lambda: self._client.revoke(token_id))
 
     def close(self) -> None:

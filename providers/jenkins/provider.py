@@ -11,6 +11,10 @@
 
 Auth: Basic ``user:<current API token>`` on a stateless client (no cookie jar, no crumb needed); only when there is
 no ``api_token`` but a ``password``, a session (cookie + crumb on every POST). Importing this module loads no httpx.
+
+Per rotation, nothing is kept here: the token a rotation minted (its uuid, fingerprint and value) comes in every call
+as ``ctx`` (:class:`providers.base.RotationContext`). What is kept is the account's: the sign-in client, the server
+version, the current token's value as the reference first gave it, and whether the security page could be read.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.errors import KeyturnError, ProviderError
 from app.secret import SecretValue
-from providers.base import Interaction, MintedToken, MintRequest, TokenInfo
+from providers.base import NO_ROTATION, Interaction, MintedToken, MintRequest, Provider, RotationContext, TokenInfo
 
 if TYPE_CHECKING:
     from app.config import Account, Target
@@ -57,10 +61,12 @@ def unknown_uuid_message(target_name: str, user: str, base_url: str, token_name:
     )
 
 
-class JenkinsProvider:
+class JenkinsProvider(Provider):
     """The API token of one Jenkins user on one controller (or CloudBees CI Operations Center)."""
 
     platform = "jenkins"
+    token_kind = "api-token"  # noqa: S105 (a kind, not a secret)
+    CAN_REVOKE_ALL_EXCEPT: ClassVar[bool] = True  # revokeAllExcept: the way out when the old token's uuid is unknown
 
     def __init__(
         self,
@@ -88,8 +94,8 @@ class JenkinsProvider:
         from app.net import check_url
 
         self.base_url = check_url(account.base_url.rstrip("/"), f"accounts.{account_name}.base_url")
-        self.user = account.user
-        self.auth_user = auth_user or account.user
+        self.user: str = account.user  # whose API token rotates
+        self.auth_user: str = auth_user or account.user  # who signs in (the user, or an administrator)
         self._ca_bundle = ca_bundle
         self._resolve_secret = resolve_secret
         self._transport = transport
@@ -97,10 +103,10 @@ class JenkinsProvider:
         self._client_obj: JenkinsClient | None = None
         self._current: SecretValue | None = None  # the current (old) token value, read once
         self._current_read = False
-        self._minted: dict[str, SecretValue] = {}  # uuid -> value of tokens this provider minted
-        self._known: dict[str, str] = {}  # uuid -> fingerprint of tokens the journal says this rotation minted
-        self.lists_tokens: bool | None = None  # the security page was readable (None: not tried yet)
+        self._page_readable: bool | None = None  # the last security page read worked (None: not tried yet)
         self._version: str | None = None
+        # a client signed in with the token a rotation minted (ctx.value), kept by that value's fingerprint so
+        # consecutive calls reuse it; which token signs a call is decided by each call's ctx, never by this cache
         self._revoker: tuple[str, JenkinsClient] | None = None
 
     # -- plumbing ----------------------------------------------------------------------------------
@@ -148,13 +154,28 @@ class JenkinsProvider:
 
     @property
     def server_version(self) -> str | None:
+        """The controller's ``X-Jenkins`` version as sign_in() read it (e.g. ``"2.548"``); None before sign_in()."""
         return self._version
 
     @property
     def supports_expiry(self) -> bool:
+        """Whether API tokens minted here can expire (Jenkins 2.548 or newer); False until sign_in() read the version."""
         from providers.jenkins.client import version_tuple
 
         return version_tuple(self._version) >= EXPIRY_SINCE
+
+    def owner(self) -> str:
+        """The Jenkins user whose API tokens these are."""
+        return self.user
+
+    def lists_tokens(self) -> bool:
+        """False when the user's security page could not be read, so list_tokens() cannot find a token by name.
+
+        Accurate once a page read was tried: list_tokens(), get_token() and revoke() read the page, and so does
+        sign_in() for a target without ``token_uuid`` (mint, verify and revoke_all_except do not). Before any read it
+        says True (nothing is known to be missing yet); every read updates it. The engine asks right after
+        list_tokens(); the wizard's retire screen after planning listed the tokens."""
+        return self._page_readable is not False
 
     def retire_notice(self) -> str:
         return RETIRE_NOTICE
@@ -198,7 +219,7 @@ class JenkinsProvider:
                     "controller are overwritten by the Operations Center's",
                     hint="point accounts.*.base_url at the Operations Center and mint the token there",
                 )
-        if self.target.token_uuid is None and self.account.api_token and self._page() is None:
+        if self.target.token_uuid is None and self.account.api_token and self._page(NO_ROTATION) is None:
             self.interaction.warn(
                 unknown_uuid_message(self.target_name, self.user, self.base_url, self.target.token_name)
                 + " — this rotation will not revoke the old token"
@@ -207,32 +228,32 @@ class JenkinsProvider:
     def _info(self, uuid: str, name: str, expires_at: datetime | None = None, **extra: str) -> TokenInfo:
         return TokenInfo(id=uuid, name=name, expires_at=expires_at, scopes=("user",), extra={"user": self.user, **extra})
 
-    def _page(self) -> list[tuple[str, str]] | None:
+    def _page(self, ctx: RotationContext) -> list[tuple[str, str]] | None:
         """The live tokens (uuid, name) listed on the user's security page; None when it cannot be read."""
         from providers.jenkins.security_page import parse_token_list
 
-        reader = self._revoke_client("")  # the newest token keyturn minted once there is one: the old may be dead
+        reader = self._revoke_client("", ctx)  # the token this rotation minted once there is one: the old may be dead
         html = reader.security_page(self.user, what=f"could not read the security page of Jenkins user {self.user}")
         tokens = parse_token_list(html) if html is not None else None
-        self.lists_tokens = tokens is not None
+        self._page_readable = tokens is not None
         return tokens
 
-    def known_token(self, info: TokenInfo, fingerprint: str | None, value: SecretValue | None = None) -> None:
-        """The engine tells which token this rotation minted (on resume, from the journal): its uuid, its value's
-        fingerprint, and the value when it has it. A reference that now holds that value no longer holds the old one."""
-        if fingerprint:
-            self._known[info.id] = fingerprint
-        if value is not None:
-            self._minted[info.id] = value
+    @staticmethod
+    def _minted_value(ctx: RotationContext, token_id: str) -> SecretValue | None:
+        """The value of ``token_id`` when it is the token this rotation minted and this process holds its value."""
+        if ctx.minted is not None and ctx.minted.id == token_id:
+            return ctx.value
+        return None
 
-    def _old_value(self) -> SecretValue | None:
-        """The current (old) token's value: what the reference held when first read, unless that is a new token."""
+    def _old_value(self, ctx: RotationContext) -> SecretValue | None:
+        """The current (old) token's value: what the reference held when first read, unless that is the token this
+        rotation minted (ctx: on resume the reference may already hold the new value)."""
         value = self._current_token()
-        new = set(self._known.values()) | {v.fingerprint for v in self._minted.values()}
+        new = {fp for fp in (ctx.minted_fingerprint, ctx.value.fingerprint if ctx.value is not None else None) if fp}
         return value if value is not None and value.fingerprint not in new else None
 
-    def list_tokens(self, *, include_inactive: bool = False) -> list[TokenInfo]:
-        page = self._page()
+    def list_tokens(self, ctx: RotationContext = NO_ROTATION, *, include_inactive: bool = False) -> list[TokenInfo]:
+        page = self._page(ctx)
         if page is not None:
             return [self._info(uuid, name) for uuid, name in page]
         uuid = self.target.token_uuid
@@ -240,7 +261,7 @@ class JenkinsProvider:
             return []
         if self._current_token() is None:  # nothing to test it with: trust the config
             return [self._info(uuid, self.target.token_name)]
-        current = self._old_value()
+        current = self._old_value(ctx)
         if current is None:  # the reference already holds this rotation's new token: the old one is not knowable
             return []
         status, name = self._alive(current)
@@ -252,11 +273,11 @@ class JenkinsProvider:
         return [TokenInfo(id=uuid, name=self.target.token_name, expires_at=None, scopes=("user",), active=active,
                           extra={"user": self.user})]
 
-    def get_token(self, token_id: str) -> TokenInfo | None:
-        page = self._page()
+    def get_token(self, token_id: str, ctx: RotationContext = NO_ROTATION) -> TokenInfo | None:
+        page = self._page(ctx)
         if page is not None:
             return next((self._info(uuid, name) for uuid, name in page if uuid == token_id), None)
-        value = self._minted.get(token_id)
+        value = self._minted_value(ctx, token_id)
         if value is not None:
             status, name = self._alive(value)
             return self._info(token_id, "minted by keyturn") if status == 200 and name == self.user else None
@@ -272,7 +293,7 @@ class JenkinsProvider:
                              extra={"user": self.user})
         return None
 
-    def mint(self, request: MintRequest) -> MintedToken:
+    def mint(self, request: MintRequest, ctx: RotationContext = NO_ROTATION) -> MintedToken:
         if self._version is None:
             self.sign_in()
         client = self._client
@@ -301,7 +322,6 @@ class JenkinsProvider:
                 expires = datetime.fromisoformat(str(data["expirationDate"])).replace(tzinfo=UTC)
             except ValueError:
                 expires = None
-        self._minted[uuid] = value
         info = self._info(uuid, str(data.get("tokenName") or request.display_name), expires, version=str(self._version))
         return MintedToken(info=info, value=value, notes=tuple(notes))
 
@@ -315,7 +335,7 @@ class JenkinsProvider:
             )
         return f"{self.auth_user} may not manage API tokens on {self.base_url}"
 
-    def verify(self, token: MintedToken) -> str:
+    def verify(self, token: MintedToken, ctx: RotationContext = NO_ROTATION) -> str:
         status, name = self._alive(token.value)
         if status != 200:
             raise ProviderError(f"the new API token {token.info.id} is refused by Jenkins: GET /whoAmI/api/json -> {status}")
@@ -325,8 +345,8 @@ class JenkinsProvider:
             raise ProviderError(f"the new API token {token.info.id} authenticates as {name!r}, not {self.user!r}")
         return f"GET /whoAmI/api/json with the new token (fresh client, no cookies) -> 200 as {name}"
 
-    def revoke(self, token_id: str) -> None:
-        client = self._revoke_client(token_id)
+    def revoke(self, token_id: str, ctx: RotationContext = NO_ROTATION) -> None:
+        client = self._revoke_client(token_id, ctx)
         what = f"could not revoke API token {token_id} of Jenkins user {self.user}"
         resp = client.post(client.descriptor_path(self.user) + "/revoke", {"tokenUuid": token_id}, what=what,
                            idempotent=True)  # revoking twice does no harm
@@ -334,9 +354,9 @@ class JenkinsProvider:
         # revoke answers 200 even for a uuid it does not know: only the token's value getting 401, or the uuid
         # being gone from the user's security page, proves it
         proven = False
-        value = self._minted.get(token_id)
+        value = self._minted_value(ctx, token_id)
         if value is None and token_id == self.target.token_uuid:
-            value = self._old_value()
+            value = self._old_value(ctx)
         if value is not None:
             status, _name = self._alive(value)
             if status != 401:
@@ -346,7 +366,7 @@ class JenkinsProvider:
                     hint=f"targets.{self.target_name}.token_uuid may not be this token's uuid: check the user's security page",
                 )
             proven = True
-        page = self._page()
+        page = self._page(ctx)
         if page is not None:
             if any(uuid == token_id for uuid, _name in page):
                 raise ProviderError(
@@ -360,15 +380,15 @@ class JenkinsProvider:
                 f"security page to prove it is gone; check {self.base_url}/user/{self.user}/security/"
             )
 
-    def revoke_all_except(self, keep_uuid: str) -> None:
-        """``revokeAllExcept``: every API token of the user but ``keep_uuid`` dies (the last way out when the old
+    def revoke_all_except(self, keep_id: str, ctx: RotationContext = NO_ROTATION) -> None:
+        """``revokeAllExcept``: every API token of the user but ``keep_id`` dies (the last way out when the old
         token's uuid is unknown). Callers must have the engineer confirm first, naming what else dies."""
-        client = self._revoke_client("")
+        client = self._revoke_client("", ctx)
         what = f"could not revoke the other API tokens of Jenkins user {self.user}"
-        resp = client.post(client.descriptor_path(self.user) + "/revokeAllExcept", {"tokenUuid": keep_uuid}, what=what,
+        resp = client.post(client.descriptor_path(self.user) + "/revokeAllExcept", {"tokenUuid": keep_id}, what=what,
                            idempotent=True)
         client.check(resp, what, forbidden=self._forbidden_reason())
-        old = self._old_value()
+        old = self._old_value(ctx)
         if old is not None and self._alive(old)[0] != 401:
             raise ProviderError("Jenkins answered 200 to revokeAllExcept, but the old token still works")
 
@@ -376,17 +396,18 @@ class JenkinsProvider:
         """What the config should now say about this target: the uuid of the token that is current."""
         return {"token_uuid": token.id}
 
-    def _revoke_client(self, token_id: str) -> JenkinsClient:
-        """Revoke with a token that survives the call: the newest token keyturn minted, when it is not the one."""
+    def _revoke_client(self, token_id: str, ctx: RotationContext) -> JenkinsClient:
+        """Revoke (or read the page) with a token that survives the call: the token this rotation minted (ctx.minted
+        with ctx.value), when it is not the one being revoked; else the sign-in client."""
         from providers.jenkins.client import JenkinsClient
 
-        others = [v for u, v in self._minted.items() if u != token_id]
-        if not (self.account.api_token and others and self.auth_user == self.user):
+        value = ctx.value if ctx.minted is not None and ctx.minted.id != token_id else None
+        if not (self.account.api_token and value is not None and self.auth_user == self.user):
             return self._client
-        key = others[-1].fingerprint
+        key = value.fingerprint
         if self._revoker is None or self._revoker[0] != key:
             if self._revoker is not None:
                 self._revoker[1].close()
-            client = JenkinsClient(self.base_url, self.user, ca_bundle=self._ca_bundle, token=others[-1], transport=self._transport)
+            client = JenkinsClient(self.base_url, self.user, ca_bundle=self._ca_bundle, token=value, transport=self._transport)
             self._revoker = (key, client)
         return self._revoker[1]

@@ -1,4 +1,4 @@
-"""AzureDevOpsProvider: the Provider Protocol, import cost, and how it ties Entra sign-in to the PAT client."""
+"""AzureDevOpsProvider: the declared Provider contract, import cost, and how it ties Entra sign-in to the PAT client."""
 
 from __future__ import annotations
 
@@ -36,12 +36,16 @@ def test_importing_the_provider_loads_no_backend_library():
 
 
 def test_implements_every_protocol_member():
+    assert issubclass(AzureDevOpsProvider, Provider)
     for name, member in inspect.getmembers(Provider, inspect.isfunction):
         if name.startswith("_"):
             continue
         ours = getattr(AzureDevOpsProvider, name)
         assert list(inspect.signature(ours).parameters) == list(inspect.signature(member).parameters), name
-    assert AzureDevOpsProvider.platform == "azure-devops"
+    for name in ("sign_in", "list_tokens", "get_token", "mint", "verify", "revoke", "close"):
+        assert name in vars(AzureDevOpsProvider), name  # the required methods, not the base's NotImplementedError
+    assert (AzureDevOpsProvider.platform, AzureDevOpsProvider.token_kind) == ("azure-devops", "pat")
+    assert AzureDevOpsProvider.CAN_REVOKE_ALL_EXCEPT is False
 
 
 class FakeDeviceCode:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from app.errors import KeyturnError, ProviderError
 from app.sandbox.jenkins import NEW_VERSION, OLD_VERSION, SEED_TOKEN_UUID, JenkinsStandalone, seed_jenkins
 from app.sandbox.state import SandboxState
 from app.secret import SecretValue
-from providers.base import Interaction, MintRequest
+from providers.base import Interaction, MintedToken, MintRequest, Provider, RotationContext
 from providers.jenkins.provider import JenkinsProvider
 
 CANARY = "11c0ffee" + "ca" * 14  # the seeded token's value: must never reach a log line or a message
@@ -54,15 +55,35 @@ def make(
     )
 
 
+def minted_ctx(minted: MintedToken, *, with_value: bool = True) -> RotationContext:
+    """What the engine tells the provider once the journal says this rotation minted ``minted``."""
+    return RotationContext(rotation_id="r1", minted=minted.info, minted_fingerprint=minted.value.fingerprint,
+                           value=minted.value if with_value else None)
+
+
 def rotate(p: JenkinsProvider, expires_at: datetime | None) -> Any:
     p.sign_in()
     old = p.list_tokens()
     assert [(t.id, t.name) for t in old] == [(SEED_TOKEN_UUID, "ci-deploy")]
     minted = p.mint(MintRequest(display_name="ci-deploy-20260101-abcdef12", scopes=("user",), expires_at=expires_at))
     assert "200 as keyturn-bot" in p.verify(minted)
-    p.revoke(old[0].id)  # proven: the old value now gets 401, and the uuid left the security page
-    assert [t.id for t in p.list_tokens()] == [minted.info.id]
+    ctx = minted_ctx(minted)
+    p.revoke(old[0].id, ctx)  # proven: the old value now gets 401, and the uuid left the security page
+    assert [t.id for t in p.list_tokens(ctx)] == [minted.info.id]
     return minted
+
+
+def test_implements_the_declared_contract() -> None:
+    assert issubclass(JenkinsProvider, Provider)
+    for name, member in inspect.getmembers(Provider, inspect.isfunction):
+        if not name.startswith("_"):
+            ours = getattr(JenkinsProvider, name)
+            assert list(inspect.signature(ours).parameters) == list(inspect.signature(member).parameters), name
+    for name in ("sign_in", "list_tokens", "get_token", "mint", "verify", "revoke", "close", "revoke_all_except",
+                 "lists_tokens", "owner", "retire_notice", "no_expiry_notice", "config_updates"):
+        assert name in vars(JenkinsProvider), name  # implemented here, not the base's default
+    assert (JenkinsProvider.platform, JenkinsProvider.token_kind) == ("jenkins", "api-token")
+    assert JenkinsProvider.CAN_REVOKE_ALL_EXCEPT is True
 
 
 @pytest.mark.parametrize("version", [NEW_VERSION, OLD_VERSION])
@@ -119,7 +140,7 @@ def test_password_mode_never_reuses_the_session_for_verification(jk: JenkinsStan
         assert jk.world.counters["login"] == 1
         minted = p.mint(MintRequest(display_name="rotated", scopes=("user",), expires_at=None))
         p.verify(minted)
-        p.revoke(SEED_TOKEN_UUID)  # proof: the old value gets 401 on a fresh client
+        p.revoke(SEED_TOKEN_UUID, minted_ctx(minted))  # proof: the old value gets 401 on a fresh client
         assert jk.world.token_status(CANARY) == "revoked"
         jk.world.revoke(minted.info.id)  # the new token dies behind keyturn's back
         with pytest.raises(ProviderError, match="refused by Jenkins"):
@@ -136,7 +157,7 @@ def test_revoke_proof_catches_a_wrong_uuid(jk: JenkinsStandalone) -> None:
         minted = p.mint(MintRequest(display_name="next", scopes=("user",), expires_at=None))
         p.verify(minted)
         with pytest.raises(ProviderError, match="still works") as err:
-            p.revoke("0f0f0f0f-0000-4000-8000-000000000000")  # Jenkins answers 200: only the 401 proof tells
+            p.revoke("0f0f0f0f-0000-4000-8000-000000000000", minted_ctx(minted))  # Jenkins answers 200: only the 401 proof tells
     finally:
         p.close()
     assert jk.world.token_status(CANARY) == "active"
@@ -165,7 +186,7 @@ def test_admin_cannot_mint_for_another_user_without_the_property(jk: JenkinsStan
         jk.world.admin_can_generate_new_tokens = True
         minted = p.mint(MintRequest(display_name="by-admin", scopes=("user",), expires_at=None))
         p.verify(minted)
-        p.revoke(SEED_TOKEN_UUID)
+        p.revoke(SEED_TOKEN_UUID, minted_ctx(minted))
     finally:
         p.close()
     assert jk.world.token_status(CANARY) == "revoked"
@@ -211,11 +232,12 @@ def test_unknown_uuid_is_found_by_name_on_the_security_page(jk: JenkinsStandalon
         listed = {t.id: t.name for t in p.list_tokens()}
         assert listed[SEED_TOKEN_UUID] == "ci-deploy"
         assert "someone's <laptop> & script" in listed.values()
-        assert p.lists_tokens is True
+        assert p.lists_tokens() is True
         minted = p.mint(MintRequest(display_name="ci-deploy-20260101-abcdef12", scopes=("user",), expires_at=None))
-        p.revoke(SEED_TOKEN_UUID)  # proven by the old value's 401 and by the page
-        assert SEED_TOKEN_UUID not in {t.id for t in p.list_tokens()}
-        assert minted.info.id in {t.id for t in p.list_tokens()}
+        ctx = minted_ctx(minted)
+        p.revoke(SEED_TOKEN_UUID, ctx)  # proven by the old value's 401 and by the page
+        assert SEED_TOKEN_UUID not in {t.id for t in p.list_tokens(ctx)}
+        assert minted.info.id in {t.id for t in p.list_tokens(ctx)}
     finally:
         p.close()
     assert warnings == []
@@ -227,8 +249,9 @@ def test_unknown_uuid_and_no_page_names_the_ways_out_in_order(jk: JenkinsStandal
     warnings: list[str] = []
     p = make(jk, warnings=warnings, target={"token_uuid": None})
     try:
+        assert p.lists_tokens() is True  # no page read tried yet: nothing is known to be missing
         p.sign_in()
-        assert p.list_tokens() == [] and p.lists_tokens is False
+        assert p.list_tokens() == [] and p.lists_tokens() is False
     finally:
         p.close()
     (w,) = warnings
@@ -248,7 +271,7 @@ def test_revoke_all_except_keeps_only_the_new_token(jk: JenkinsStandalone) -> No
         p.sign_in()
         minted = p.mint(MintRequest(display_name="ci-deploy-20260101-abcdef12", scopes=("user",), expires_at=None))
         p.verify(minted)
-        p.revoke_all_except(minted.info.id)
+        p.revoke_all_except(minted.info.id, minted_ctx(minted))
     finally:
         p.close()
     assert jk.world.token_status(s.token_value) == "revoked"
@@ -270,14 +293,39 @@ def test_revoke_proof_by_the_page_when_no_value_is_known(jk: JenkinsStandalone) 
     warnings: list[str] = []
     resumed = make(jk, warnings=warnings, secrets={"env:JK": minted.value.reveal()})  # a new process, new value stored
     try:
-        resumed.known_token(minted.info, minted.value.fingerprint)
         resumed.sign_in()
-        resumed.revoke(SEED_TOKEN_UUID)  # the reference's value is the new token: not taken for the old one
+        # the journal's word (uuid and fingerprint, no value): the reference's value is the new token, not the old one
+        resumed.revoke(SEED_TOKEN_UUID, minted_ctx(minted, with_value=False))
     finally:
         resumed.close()
     assert warnings == []
     assert jk.world.token_status(s.token_value) == "revoked"
     assert jk.world.token_status(minted.value.reveal()) == "active"
+
+
+def test_the_minted_token_is_known_from_ctx_only(jk: JenkinsStandalone) -> None:
+    """Nothing of a rotation stays in the provider: minting, or a call with a ctx, leaves no trace in the next call."""
+    jk.world.security_page = False  # no list: only the ctx tells which token is the new one
+    first = make(jk)
+    try:
+        first.sign_in()
+        minted = first.mint(MintRequest(display_name="ci-deploy-20260101-abcdef12", scopes=("user",), expires_at=None))
+        by_value = first.get_token(minted.info.id, minted_ctx(minted))  # checked with the value the ctx holds
+        assert by_value is not None and by_value.name == "minted by keyturn"
+        guessed = first.get_token(minted.info.id)  # no ctx: a uuid the caller knows counts as current while the old works
+        assert guessed is not None and guessed.name == "ci-deploy"
+    finally:
+        first.close()
+    resumed = make(jk, secrets={"env:JK": minted.value.reveal()})  # a new process, new value stored
+    try:
+        resumed.sign_in()
+        assert resumed.list_tokens(minted_ctx(minted, with_value=False)) == []  # the old one is not knowable
+        # the same provider without the ctx takes the reference's (new) value for the old token: nothing was kept
+        assert [t.id for t in resumed.list_tokens()] == [SEED_TOKEN_UUID]
+    finally:
+        resumed.close()
+    assert resumed.lists_tokens() is False  # list_tokens tried the page
+    assert resumed.owner() == resumed.user == "keyturn-bot"
 
 
 def test_refused_token_and_missing_settings(jk: JenkinsStandalone, caplog: pytest.LogCaptureFixture) -> None:
