@@ -1,4 +1,4 @@
-"""BuildkiteProvider edge cases behind httpx.MockTransport: errors in 200, scopes, 429, ambiguity, expiry, canary."""
+"""Buildkite providers' edge cases behind httpx.MockTransport: errors in 200, scopes, 429, ambiguity, expiry, canary."""
 
 from __future__ import annotations
 
@@ -14,8 +14,12 @@ import pytest
 from app.config import Account, Target
 from app.errors import AmbiguousResultError, KeyturnError, ProviderError
 from app.secret import SecretValue
-from providers.base import Interaction, MintRequest
-from providers.buildkite.provider import BuildkiteProvider
+from providers.base import Interaction, MintRequest, Provider, RotationContext, TokenInfo
+from providers.buildkite.agent_tokens import UnclusteredAgentTokenProvider
+from providers.buildkite.api_token import ApiAccessTokenProvider
+from providers.buildkite.cluster_tokens import ClusterAgentTokenProvider
+from providers.buildkite.common import BuildkiteBase
+from providers.buildkite.provider import make_buildkite_provider
 
 CANARY = "bkua_CANARY0123456789abcdef0123456789abcdef"
 GQL = "https://graphql.example.test/v1"
@@ -58,11 +62,11 @@ class Fake:
         return [b for b in self.bodies if b["operationName"] == op]
 
 
-def provider(fake: Fake, secrets: dict[str, str] | None = None, **target: Any) -> tuple[BuildkiteProvider, list[float]]:
+def provider(fake: Fake, secrets: dict[str, str] | None = None, **target: Any) -> tuple[BuildkiteBase, list[float]]:
     values = {"env:BK": CANARY, **(secrets or {})}
     account = Account(platform="buildkite", organization="org", api_token="env:BK", graphql_url=GQL, rest_url=REST)
     sleeps: list[float] = []
-    p = BuildkiteProvider(
+    p = make_buildkite_provider(
         "bk",
         account,
         "t",
@@ -221,18 +225,17 @@ def api_fake(scopes: list[str], uuid: str = "new-uuid") -> Fake:
 def test_pasted_agent_token_refused(pasted: str, kind: str) -> None:
     f = api_fake([])
     p, _ = provider(f, token_type="api-access-token", preset="conductorone")
-    p.paste = lambda url: SecretValue(pasted)
     with pytest.raises(KeyturnError, match=kind) as err:
-        p.mint(MintRequest("c1", (), None))
+        p.mint(MintRequest("c1", (), None), RotationContext(paste=lambda url: SecretValue(pasted)))
     assert pasted not in str(err.value) and f.requests == []
 
 
 def test_scope_mismatch_names_missing_and_extra() -> None:
     f = api_fake(["read_teams", "write_builds"])
     p, _ = provider(f, token_type="api-access-token", preset="conductorone")
-    p.paste = lambda url: SecretValue(CANARY)
+    ctx = RotationContext(paste=lambda url: SecretValue(CANARY))
     with pytest.raises(ProviderError) as err:
-        p.mint(MintRequest("c1", ("read_teams", "read_organizations", "read_user"), None))
+        p.mint(MintRequest("c1", ("read_teams", "read_organizations", "read_user"), None), ctx)
     msg = str(err.value)
     assert "missing read_organizations, read_user, GraphQL access; extra write_builds" in msg
     assert CANARY not in msg and "api-access-tokens/new" in msg
@@ -288,3 +291,63 @@ def test_canary_never_in_logs(caplog: pytest.LogCaptureFixture) -> None:
     assert minted.value.reveal() == CANARY + "x"
     assert CANARY not in caplog.text and CANARY not in repr(minted)
     assert "ClusterAgentTokenCreate -> 200" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("token_type", "cls", "has_clusters", "made_by_hand"),
+    [
+        (None, ClusterAgentTokenProvider, True, False),
+        ("cluster-agent-token", ClusterAgentTokenProvider, True, False),
+        ("unclustered-agent-token", UnclusteredAgentTokenProvider, False, False),
+        ("api-access-token", ApiAccessTokenProvider, False, True),
+    ],
+)
+def test_one_class_per_token_kind(token_type: str | None, cls: type, has_clusters: bool, made_by_hand: bool) -> None:
+    p, _ = provider(Fake(), token_type=token_type, cluster="linux")
+    assert type(p) is cls and isinstance(p, Provider)
+    assert p.platform == "buildkite" and p.token_kind == (token_type or "cluster-agent-token")
+    assert (p.HAS_CLUSTERS, p.MADE_BY_HAND) == (has_clusters, made_by_hand)
+
+
+def test_unknown_token_kind_is_refused() -> None:
+    with pytest.raises(KeyturnError, match="'pat' is not a Buildkite token type"):
+        provider(Fake(), token_type="pat")
+
+
+def test_unclustered_revoke_reason_comes_from_the_rotation() -> None:
+    f = Fake()
+    node = {"id": "QVQtLS14", "uuid": "x", "description": "old", "public": False, "createdAt": None, "revokedAt": None,
+            "revokedReason": None, "permissions": {"agentTokenRevoke": {"allowed": True}}}
+    f.ops["ListAgentTokens"] = lambda r: gql_ok(
+        {"organization": {"agentTokens": {"count": 1, "pageInfo": {"hasNextPage": False}, "edges": [{"node": node}]}}}
+    )
+    f.ops["AgentTokenRevoke"] = lambda r: gql_ok({"agentTokenRevoke": {"agentToken": {**node, "revokedAt": "2026-01-01T00:00:00Z"}}})
+    p, _ = provider(f, token_type="unclustered-agent-token")
+    p.revoke("QVQtLS14", RotationContext(rotation_id="r-1"))
+    p.revoke("QVQtLS14")  # outside a rotation: the reason names the target
+    assert [b["variables"]["reason"] for b in f.sent("AgentTokenRevoke")] == [
+        "rotated by keyturn (rotation r-1)",
+        "rotated by keyturn (target t)",
+    ]
+
+
+def test_api_token_old_value_on_resume_comes_from_the_stores_previous_values() -> None:
+    """Resumed after the store step: old_token's reference already holds the new value; the old value is what the
+    stores held before (ctx.previous_values), and the new token revokes itself only with ctx.value."""
+    old, new = "bkua_old000000000000000000000000000000000", "bkua_new000000000000000000000000000000000"
+    uuids = {f"Bearer {old}": "old-uuid", f"Bearer {new}": "new-uuid"}
+    f = Fake()
+    f.rest["GET /v2/access-token"] = lambda r: httpx.Response(200, json={"uuid": uuids[r.headers["Authorization"]], "scopes": []})
+    f.rest["DELETE /v2/access-token"] = lambda r: httpx.Response(204)
+    p, _ = provider(f, {"env:OLD": new}, token_type="api-access-token", preset="conductorone", old_token="env:OLD")
+    minted = TokenInfo(id="new-uuid", name="c1", expires_at=None)
+    resumed = RotationContext(rotation_id="r", minted=minted, minted_fingerprint=SecretValue(new).fingerprint,
+                              previous_values=lambda: [SecretValue(new), SecretValue(old)])
+    assert [t.id for t in p.list_tokens(resumed)] == ["old-uuid"]
+    assert p.get_token("old-uuid", resumed) is not None
+    with pytest.raises(ProviderError, match="refusing"):  # without the value, the new token is not this rotation's to revoke
+        p.revoke("new-uuid", resumed)
+    p.revoke("old-uuid", resumed)
+    assert f.requests[-1].method == "DELETE" and f.requests[-1].headers["Authorization"] == f"Bearer {old}"
+    p.revoke("new-uuid", RotationContext(rotation_id="r", minted=minted, value=SecretValue(new)))
+    assert f.requests[-1].method == "DELETE" and f.requests[-1].headers["Authorization"] == f"Bearer {new}"

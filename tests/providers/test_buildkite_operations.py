@@ -49,7 +49,8 @@ def test_schema_is_the_vendored_copy() -> None:
 
 def test_import_is_lazy() -> None:
     code = (
-        "import sys, providers.buildkite.provider as p; "
+        "import sys, providers.buildkite.provider as p, providers.buildkite.cluster_tokens, "
+        "providers.buildkite.agent_tokens, providers.buildkite.api_token; "
         "bad = [m for m in ('gql', 'httpx', 'textual', 'graphql') if m in sys.modules]; "
         "assert not bad, bad; assert p.BUILTIN_PRESETS['conductorone'] == ('read_teams', 'read_organizations', 'read_user')"
     )

@@ -1,4 +1,4 @@
-"""BuildkiteProvider over real sockets against the Buildkite emulator (graphql-core on Buildkite's schema)."""
+"""The Buildkite providers over real sockets against the Buildkite emulator (graphql-core on Buildkite's schema)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from app.config import Account, Target
 from app.errors import KeyturnError, ProviderError
 from app.sandbox.buildkite import CONNECTOR_SCOPES, BuildkiteStandalone
 from app.secret import SecretValue
-from providers.base import Interaction, MintRequest
-from providers.buildkite.provider import BuildkiteProvider
+from providers.base import Interaction, MintRequest, RotationContext
+from providers.buildkite.agent_tokens import UnclusteredAgentTokenProvider
+from providers.buildkite.common import BuildkiteBase
+from providers.buildkite.provider import make_buildkite_provider
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ def bk(tmp_path: Path) -> Iterator[BuildkiteStandalone]:
     assert servers.state.internal_errors == [], "the emulator itself failed"
 
 
-def make(bk: BuildkiteStandalone, secrets: dict[str, str] | None = None, **target: object) -> BuildkiteProvider:
+def make(bk: BuildkiteStandalone, secrets: dict[str, str] | None = None, **target: object) -> BuildkiteBase:
     seeded = bk.world.seeded
     assert seeded is not None
     values = {"env:BK": seeded.keyturn_token, **(secrets or {})}
@@ -36,7 +38,7 @@ def make(bk: BuildkiteStandalone, secrets: dict[str, str] | None = None, **targe
         rest_url=bk.rest_url,
     )
     t = Target(account="bk", token_name="agents", **target)  # type: ignore[arg-type]
-    return BuildkiteProvider(
+    return make_buildkite_provider(
         "bk", account, "t", t, ca_bundle=bk.ca_path, resolve_secret=lambda ref: SecretValue(values[ref]),
         interaction=Interaction(), sleep=lambda s: None,
     )
@@ -83,18 +85,19 @@ def test_unclustered_cycle_with_reason_and_permission(bk: BuildkiteStandalone) -
     seeded = bk.world.seeded
     assert seeded is not None
     p = make(bk, token_type="unclustered-agent-token")
+    assert isinstance(p, UnclusteredAgentTokenProvider)
     assert "deprecated" in p.deprecation_notice()
     names = {t.name for t in p.list_tokens()}
     assert {"Legacy macOS agents", "Default agent token"} <= names
     minted = p.mint(MintRequest(display_name="keyturn unclustered", scopes=(), expires_at=None))
     assert "is listed" in p.verify(minted)
     legacy = seeded.agent_tokens["Legacy macOS agents"]
-    p.set_revoke_reason("keyturn rotation 1234")
+    rotation = RotationContext(rotation_id="1234")
     assert p.revoke_allowed(legacy) == (True, "")
-    p.revoke(legacy)
+    p.revoke(legacy, rotation)
     rec = bk.world.agent_token(legacy)
-    assert rec is not None and rec.revoked and rec.revoked_reason == "keyturn rotation 1234"
-    p.revoke(legacy)  # already revoked: fine
+    assert rec is not None and rec.revoked and rec.revoked_reason == "rotated by keyturn (rotation 1234)"
+    p.revoke(legacy, rotation)  # already revoked: fine
     locked = seeded.agent_tokens["Default agent token"]
     assert p.revoke_allowed(locked)[0] is False
     with pytest.raises(ProviderError, match="does not allow revoking"):
@@ -154,16 +157,16 @@ def test_api_access_token_wrong_scopes_and_pasted_agent_token(bk: BuildkiteStand
     assert seeded is not None
     wrong = bk.world.create_api_token(["read_teams", "read_builds"], graphql=False, description="wrong")
     p = make(bk, token_type="api-access-token", preset="conductorone")
-    p.paste = lambda url: SecretValue(wrong.value)
     with pytest.raises(ProviderError) as err:
-        p.mint(MintRequest(display_name="c1", scopes=CONNECTOR_SCOPES, expires_at=None))
+        p.mint(MintRequest(display_name="c1", scopes=CONNECTOR_SCOPES, expires_at=None),
+               RotationContext(paste=lambda url: SecretValue(wrong.value)))
     msg = str(err.value)
     assert "missing read_organizations, read_user, GraphQL access" in msg and "extra read_builds" in msg
     assert wrong.value not in msg
     agent = bk.world.cluster_tokens("linux-large")[0].value
-    p.paste = lambda url: SecretValue(agent)
     with pytest.raises(KeyturnError, match="cluster agent token") as err2:
-        p.mint(MintRequest(display_name="c1", scopes=CONNECTOR_SCOPES, expires_at=None))
+        p.mint(MintRequest(display_name="c1", scopes=CONNECTOR_SCOPES, expires_at=None),
+               RotationContext(paste=lambda url: SecretValue(agent)))
     assert agent not in str(err2.value)
 
 
@@ -176,7 +179,8 @@ def test_api_access_token_taken_then_given_up_revokes_itself(bk: BuildkiteStanda
     p = make(bk, {"env:OLD": seeded.connector_token, "env:NEW": new.value}, token_type="api-access-token",
              preset="conductorone", old_token="env:OLD", new_token="env:NEW")
     minted = p.mint(MintRequest(display_name="ConductorOne 2026", scopes=CONNECTOR_SCOPES, expires_at=None))
-    p.revoke(minted.info.id)
+    # the engine tells which token this rotation took, and its value (from the journal and memory)
+    p.revoke(minted.info.id, RotationContext(minted=minted.info, minted_fingerprint=minted.value.fingerprint, value=minted.value))
     assert bk.world.token_status(new.value) == "revoked"
     assert bk.world.token_status(seeded.connector_token) == "active"
 
@@ -188,15 +192,14 @@ def test_clusters_are_listed_across_pages_and_one_can_be_picked(bk: BuildkiteSta
     p = make(bk, token_type="cluster-agent-token", cluster="Default cluster")
     names = p.clusters()
     assert len(names) == 62 and "pool-59" in names and "Default cluster" in names
-    p.use_cluster("pool-59")  # the wizard's pick
-    p.mint(MintRequest(display_name="agents-20261122-abcdef12", scopes=(), expires_at=None))
+    picked = RotationContext(cluster="pool-59")  # the wizard's pick
+    p.mint(MintRequest(display_name="agents-20261122-abcdef12", scopes=(), expires_at=None), picked)
     pool = next(c for c in bk.world.clusters.values() if c.name == "pool-59")
     assert [t.description for t in bk.world.cluster_tokens(pool.uuid)] == ["agents-20261122-abcdef12"]
 
 
 def test_a_picked_cluster_does_not_stick_to_the_next_rotation(bk: BuildkiteStandalone) -> None:
     p = make(bk, token_type="cluster-agent-token", cluster="Default cluster")
-    p.use_cluster("linux-large")
-    assert {t.name for t in p.list_tokens()} == {"linux-large agents"}
-    p.use_cluster(None)  # the next plan without a pick: the target's own cluster again
-    assert "Default cluster agents" in {t.name for t in p.list_tokens()}
+    assert {t.name for t in p.list_tokens(RotationContext(cluster="linux-large"))} == {"linux-large agents"}
+    # the next plan without a pick: the target's own cluster again
+    assert "Default cluster agents" in {t.name for t in p.list_tokens(RotationContext())}
