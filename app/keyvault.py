@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 
 from app.errors import KeyturnError, SecretSourceError, one_line
 from app.net import (
-    MAX_ATTEMPTS,
     MAX_PAGES,
-    RETRY_WAIT_CAP,
     LimitExceededError,
     Listing,
-    backoff,
+    Outcome,
+    Transient,
+    answer_failure,
     bounded_requests_session,
     certificate_error,
     certificate_problem,
@@ -28,6 +28,7 @@ from app.net import (
     limit_exceeded,
     retry_sleep,
     said_of,
+    with_retries,
 )
 
 if TYPE_CHECKING:
@@ -106,9 +107,10 @@ class VaultClient:
         self.sleep: Callable[[float], None] = retry_sleep
 
     @staticmethod
-    def _transient(exc: Exception) -> tuple[str, float | None, bool] | None:
-        """(what happened, the announced wait, whether the request may have had an effect) for a failure
-        worth another attempt; None for the rest (403, 404, a bad request, a sign-in failure)."""
+    def _transient(exc: Exception) -> Transient | None:
+        """An SDK failure another attempt may cure, classified as app.net's retry policy knows them (a failed
+        connection: not sent; 429: rate limited, with its Retry-After; a reset, a timeout, a 5xx, an unreadable
+        answer: outcome unknown); None for the rest (403, 404, a bad request, a sign-in failure, a certificate)."""
         from azure.core.exceptions import (
             DecodeError,
             DeserializationError,
@@ -119,22 +121,16 @@ class VaultClient:
 
         if certificate_problem(exc) is not None:
             return None  # never retried: _fail says which certificate
-        if isinstance(exc, ServiceRequestError):
-            return "could not connect", None, False
+        if isinstance(exc, ServiceRequestError):  # azure-core: no request was sent
+            return Transient("could not connect", Outcome.NOT_SENT)
         if isinstance(exc, ServiceResponseError):
             said = "timed out" if "timed out" in str(exc).lower() else "the connection was reset"
-            return said, None, True
+            return Transient(said, Outcome.UNKNOWN)
         if isinstance(exc, DecodeError | DeserializationError):
-            return "an unreadable answer", None, True
-        if isinstance(exc, HttpResponseError) and exc.status_code in (429, 500, 502, 503, 504):
-            wait = None
-            if exc.response is not None:
-                try:
-                    headers = getattr(exc.response, "headers", None) or {}
-                    wait = min(max(float(headers.get("Retry-After") or ""), 0.0), RETRY_WAIT_CAP)
-                except ValueError:
-                    wait = None
-            return f"HTTP {exc.status_code}", wait, exc.status_code != 429
+            return Transient("an unreadable answer", Outcome.UNKNOWN)
+        if isinstance(exc, HttpResponseError) and exc.status_code is not None:
+            headers = getattr(exc.response, "headers", None) if exc.response is not None else None
+            return answer_failure(exc.status_code, headers or {})
         return None
 
     def _where(self, secret: str) -> str:
@@ -150,22 +146,26 @@ class VaultClient:
         return SecretSourceError(f"{self._tried(action, secret)} failed: {said_of(problems)}; try again later")
 
     def _call(self, fn: Callable[[], T], action: str, secret: str, version: str | None = None) -> T:
-        """An idempotent call, retried (timeouts, resets, 429 after its Retry-After, 5xx, unreadable answers)."""
-        problems: list[str] = []
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        """An idempotent call under app.net.with_retries (timeouts, resets, 429 after its Retry-After, 5xx,
+        unreadable answers are tried again)."""
+
+        def once() -> T:
             try:
                 return fn()
             except Exception as exc:
-                transient = self._transient(exc)
-                if transient is None:
+                failure = self._transient(exc)
+                if failure is None:
                     raise self._fail(exc, action, secret, version) from None
-                problem, wait, _maybe = transient
-                problems.append(problem)
-                log.warning("%s: %s: %s (attempt %d/%d)", self._where(secret), action, problem, attempt, MAX_ATTEMPTS)
-                if attempt == MAX_ATTEMPTS:
-                    raise self._gave_up(action, secret, problems) from None
-                self.sleep(wait if wait is not None else backoff(attempt))
-        raise AssertionError("unreachable")
+                raise failure from None
+
+        return with_retries(
+            once,
+            idempotent=True,
+            gave_up=lambda _failure, problems: self._gave_up(action, secret, problems),
+            sleep=self.sleep,
+            log=log,
+            call=self._tried(action, secret),
+        )
 
     def _fail(self, exc: Exception, action: str, secret: str, version: str | None = None) -> KeyturnError:
         from azure.core.exceptions import (
@@ -262,39 +262,56 @@ class VaultClient:
         return self._call(listing, LIST_VERSIONS, secret)
 
     def set(self, secret: str, value: str, **kwargs: Any) -> Any:
-        """SetSecret, which adds a version each time: never repeated blindly. After a failure that may have
-        written it (a timeout, a reset, a 5xx, an unreadable answer) the versions are read back: a version
-        with these tags and this value is the one we wrote; only when there is none is it written again."""
-        problems: list[str] = []
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        """SetSecret, which adds a version each time: never repeated blindly (app.net.with_retries, not idempotent).
+        A failed connection or a 429 wrote nothing: sent again. After a failure that may have written it (a
+        timeout, a reset, a 5xx, an unreadable answer, one too large) the versions are read back: a version with
+        these tags and this value is the one we wrote; only when there is none is it written again."""
+
+        def once() -> Any:
             try:
                 return self._client.set_secret(secret, value, **kwargs)
             except Exception as exc:
-                too_large = exc if isinstance(exc, LimitExceededError) else None  # the answer: it may be written
-                transient = (too_large.message, None, True) if too_large is not None else self._transient(exc)
-                if transient is None:
-                    raise self._fail(exc, WRITE, secret) from None
-                problem, wait, maybe_written = transient
-                problems.append(problem)
-                log.warning("%s: %s: %s (attempt %d/%d)", self._where(secret), WRITE, problem, attempt, MAX_ATTEMPTS)
-                if maybe_written:
-                    try:
-                        written = self._written(secret, value, kwargs.get("tags"))
-                    except KeyturnError as check:
-                        raise SecretSourceError(
-                            f"{self._tried(WRITE, secret)} failed ({problem}) and whether it "
-                            f"happened cannot be checked: {check.message}",
-                            hint="look at the secret's versions before trying again",
-                        ) from None
+                if isinstance(exc, LimitExceededError):  # the answer was too large: it may be written
+                    log.warning("%s -> %s", self._tried(WRITE, secret), exc.message)
+                    written = self._check_written(secret, value, kwargs.get("tags"), exc.message)
                     if written is not None:
-                        log.info("%s: %s: %s, but the version was written", self._where(secret), WRITE, problem)
                         return written
-                if too_large is not None:  # not written; a server that answers like that is not asked again
-                    raise SecretSourceError(f"{self._tried(WRITE, secret)} failed: {problem}", hint=too_large.hint) from None
-                if attempt == MAX_ATTEMPTS:
-                    raise self._gave_up(WRITE, secret, problems) from None
-                self.sleep(wait if wait is not None else backoff(attempt))
-        raise AssertionError("unreachable")
+                    # not written; a server that answers like that is not asked again
+                    raise SecretSourceError(f"{self._tried(WRITE, secret)} failed: {exc.message}", hint=exc.hint) from None
+                failure = self._transient(exc)
+                if failure is None:
+                    raise self._fail(exc, WRITE, secret) from None
+                raise failure from None
+
+        def unknown(failure: Transient, problems: list[str]) -> Any:
+            written = self._check_written(secret, value, kwargs.get("tags"), failure.problem)
+            if written is not None:
+                return written
+            raise failure.not_done()  # read back: not there, so writing it again makes no second version
+
+        return with_retries(
+            once,
+            idempotent=False,
+            wait_out_rate_limit=True,  # refused: nothing written; the new token already exists, so wait
+            unknown=unknown,
+            gave_up=lambda _failure, problems: self._gave_up(WRITE, secret, problems),
+            sleep=self.sleep,
+            log=log,
+            call=self._tried(WRITE, secret),
+        )
+
+    def _check_written(self, secret: str, value: str, tags: dict[str, str] | None, problem: str) -> Any | None:
+        """After a SetSecret that failed with ``problem`` but may have written: the version it wrote, or None."""
+        try:
+            written = self._written(secret, value, tags)
+        except KeyturnError as check:
+            raise SecretSourceError(
+                f"{self._tried(WRITE, secret)} failed ({problem}) and whether it happened cannot be checked: {check.message}",
+                hint="look at the secret's versions before trying again",
+            ) from None
+        if written is not None:
+            log.info("%s: %s: %s, but the version was written", self._where(secret), WRITE, problem)
+        return written
 
     def _written(self, secret: str, value: str, tags: dict[str, str] | None) -> Any | None:
         """The version a failed SetSecret wrote anyway (same tags, same value), or None."""

@@ -3,22 +3,26 @@ input (invariant 9): a body limit on every client, bounds on paginated listings.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
+import logging
 import os
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from app.errors import KeyturnError, ProviderError
 
 USER_AGENT = "keyturn/0.1 (+https://github.com/keyturn)"
+T = TypeVar("T")
 
-# Retries (idempotent calls only; creations are never repeated blindly): how many attempts, the backoff
-# between them (1 s, 2 s, ...) and the longest server-announced wait (Retry-After, RateLimit-Reset) honoured.
+# Retries (one policy for every client, see with_retries below): how many attempts, the backoff between them
+# (1 s, 2 s, ...) and the longest server-announced wait (Retry-After) honoured (a vendor may pass its own cap).
 MAX_ATTEMPTS = 3
 RETRY_WAIT_CAP = 30.0
 DEFAULT_TIMEOUT = 30.0
@@ -67,6 +71,183 @@ def said_of(problems: list[str]) -> str:
     """What the attempts met: "HTTP 503 3 times", or "timed out, then HTTP 503" when they differ."""
     distinct = list(dict.fromkeys(problems))
     return f"{distinct[0]} {times(len(problems))}" if len(distinct) == 1 else ", then ".join(problems)
+
+
+# -- the retry policy (one for every HTTP client) -------------------------------------------------------
+#
+# Every failure an attempt may meet is put in one of three kinds, the same for every client:
+#
+# - NOT_SENT: the request never reached the server (a connect failure, a connect timeout), or the caller has
+#   checked that it had no effect. Tried again for any call, a creation too.
+# - RATE_LIMITED: HTTP 429; the server did nothing and may have said when to come back (Retry-After, or a
+#   vendor's reset header), which is waited (capped) instead of the backoff. Tried again for idempotent calls
+#   and for writes that ask for it (``wait_out_rate_limit``: a Key Vault version, a connector's setting, made
+#   after the new token exists); a creation of a token stops at once with "try again in N s".
+# - UNKNOWN: the request was sent and its outcome is unknown (a read timeout, a reset after sending, a 5xx, an
+#   answer that cannot be read). Tried again for idempotent calls only; for any other call the caller's own
+#   check decides (``unknown``): AmbiguousResultError for the engine to reconcile, or read back what was
+#   written and send it again only when it is not there.
+#
+# Never tried again: an untrusted certificate (raise_if_certificate: one line, never bypassed), an answer past
+# a bound (LimitExceededError), and every other answer (4xx...): an attempt raises those as they are.
+
+
+class Outcome(enum.Enum):
+    NOT_SENT = "not sent"
+    RATE_LIMITED = "rate limited"
+    UNKNOWN = "outcome unknown"
+
+
+class Transient(Exception):
+    """One attempt's failure that another attempt may cure, raised by the attempt for :func:`with_retries`.
+
+    ``problem`` says what happened in words for the one-line message ("timed out", "HTTP 503", "an unreadable
+    answer (HTTP 200)"); ``wait`` is what the server announced (seconds, capped); ``status`` the HTTP status of
+    an answer (None for a failed connection). Holds no header, body or value."""
+
+    def __init__(self, problem: str, outcome: Outcome, *, wait: float | None = None, status: int | None = None) -> None:
+        super().__init__(problem)
+        self.problem, self.outcome, self.wait, self.status = problem, outcome, wait, status
+
+    def reworded(self, problem: str) -> Transient:
+        return Transient(problem, self.outcome, wait=self.wait, status=self.status)
+
+    def not_done(self) -> Transient:
+        """The same failure once the caller has checked that the call had no effect: as safe to send again as a
+        request that was never sent."""
+        return Transient(self.problem, Outcome.NOT_SENT, wait=self.wait, status=self.status)
+
+
+def announced_wait(headers: Any, names: tuple[str, ...] = ("Retry-After",), cap: float = RETRY_WAIT_CAP) -> float | None:
+    """The first of ``names`` the answer carries, as seconds from now (a number, or an HTTP date), between 0
+    and ``cap``; None when none is there or readable."""
+    for name in names:
+        value = headers.get(name) if headers is not None else None
+        if not value:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            from email.utils import parsedate_to_datetime
+
+            try:
+                seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+            except (TypeError, ValueError):
+                continue
+        return min(max(seconds, 0.0), cap)
+    return None
+
+
+def answer_failure(
+    status: int,
+    headers: Any,
+    *,
+    rate_limit_headers: tuple[str, ...] = ("Retry-After",),
+    cap: float = RETRY_WAIT_CAP,
+) -> Transient | None:
+    """An HTTP answer another attempt may cure: 429 (RATE_LIMITED, with the wait ``rate_limit_headers`` announce)
+    or any 5xx (UNKNOWN: the server may have acted; a Retry-After it sends is honoured); None for the rest."""
+    if status == 429:
+        return Transient("HTTP 429", Outcome.RATE_LIMITED, wait=announced_wait(headers, rate_limit_headers, cap), status=429)
+    if 500 <= status < 600:
+        return Transient(f"HTTP {status}", Outcome.UNKNOWN, wait=announced_wait(headers, ("Retry-After",), cap), status=status)
+    return None
+
+
+def transport_failure(exc: BaseException, url: str) -> Transient:
+    """An httpx transport failure (or one that wraps it, as gql does), classified; a failed certificate check is
+    raised as its one-line error instead (never tried again)."""
+    import httpx
+
+    raise_if_certificate(exc, url)
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen and not isinstance(cur, httpx.HTTPError):
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    if isinstance(cur, httpx.ConnectTimeout):
+        return Transient("could not connect (timed out)", Outcome.NOT_SENT)
+    if isinstance(cur, httpx.ConnectError):
+        return Transient("could not connect", Outcome.NOT_SENT)
+    if isinstance(cur, httpx.TimeoutException):
+        return Transient("timed out", Outcome.UNKNOWN)
+    if isinstance(cur, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return Transient("the connection was reset", Outcome.UNKNOWN)
+    if isinstance(cur, httpx.DecodingError):
+        return Transient("an unreadable answer", Outcome.UNKNOWN)
+    return Transient("the connection failed", Outcome.UNKNOWN)
+
+
+def may_repeat(failure: Transient, *, idempotent: bool, wait_out_rate_limit: bool | None = None) -> bool:
+    """Whether the policy sends the call again after ``failure`` (the attempts left aside)."""
+    if failure.outcome is Outcome.NOT_SENT:
+        return True
+    if failure.outcome is Outcome.RATE_LIMITED:
+        return idempotent if wait_out_rate_limit is None else wait_out_rate_limit
+    return idempotent
+
+
+def with_retries(
+    attempt: Callable[[], T],
+    *,
+    idempotent: bool,
+    gave_up: Callable[[Transient, list[str]], BaseException],
+    unknown: Callable[[Transient, list[str]], T] | None = None,
+    wait_out_rate_limit: bool | None = None,
+    sleep: Callable[[float], None] | None = None,
+    log: logging.Logger | None = None,
+    call: str = "call",
+) -> T:
+    """Run ``attempt`` (one request) under keyturn's one retry policy, on tenacity: at most MAX_ATTEMPTS attempts,
+    which a :class:`Transient` it raises may bring about (see the kinds above); any other exception goes through.
+
+    Between attempts: the wait the server announced, else the backoff (1 s, 2 s), through ``sleep`` (default
+    :func:`retry_sleep`, scaled by KEYTURN_RETRY_SLEEP_SCALE). ``problems`` (what each attempt met, in order) goes to:
+
+    - ``unknown(failure, problems)`` when a call that is not ``idempotent`` met an UNKNOWN outcome: it returns
+      the result (the caller found its write done), raises its own error (AmbiguousResultError...), or raises
+      ``failure.not_done()`` (checked: nothing happened) to have it sent again. Without it, ``gave_up`` is raised.
+    - ``gave_up(failure, problems)`` when the policy stops: the one-line error it returns is raised."""
+    import tenacity
+
+    problems: list[str] = []
+    logger = log or logging.getLogger("keyturn.net")
+    backoff_wait = tenacity.wait_exponential(multiplier=1, exp_base=2)
+
+    def once() -> T:
+        try:
+            return attempt()
+        except Transient as failure:
+            problems.append(failure.problem)
+            logger.warning("%s -> %s (attempt %d/%d)", call, failure.problem, len(problems), MAX_ATTEMPTS)
+            if failure.outcome is Outcome.UNKNOWN and not idempotent:
+                if unknown is None:
+                    raise gave_up(failure, list(problems)) from None
+                return unknown(failure, list(problems))
+            raise
+
+    def repeat(exc: BaseException) -> bool:
+        return isinstance(exc, Transient) and may_repeat(exc, idempotent=idempotent, wait_out_rate_limit=wait_out_rate_limit)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(failure, Transient) and failure.wait is not None:
+            if failure.outcome is Outcome.RATE_LIMITED:
+                logger.info("rate limited: waiting %.0f s", failure.wait)
+            return failure.wait
+        return float(backoff_wait(state))
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(MAX_ATTEMPTS),
+        retry=tenacity.retry_if_exception(repeat),
+        wait=wait,
+        sleep=sleep or retry_sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(once)
+    except Transient as failure:
+        raise gave_up(failure, list(problems)) from None
 
 
 def is_loopback(host: str) -> bool:

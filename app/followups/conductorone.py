@@ -53,15 +53,16 @@ from app.config import ConductorOneConnector, Config
 from app.errors import FollowUpError, KeyturnError
 from app.followups import StepContext, StepDefaults, StepResult
 from app.net import (
-    MAX_ATTEMPTS,
-    RETRY_WAIT_CAP,
     LimitExceededError,
-    backoff,
+    Outcome,
+    Transient,
+    answer_failure,
     check_url,
     http_client,
-    raise_if_certificate,
     retry_sleep,
     said_of,
+    transport_failure,
+    with_retries,
 )
 from app.secret import SecretValue
 
@@ -152,27 +153,11 @@ def client_assertion(client_id: str, key: Ed25519PrivateKey, aud: str, now: floa
     return signing_input + "." + _b64url(key.sign(signing_input.encode("ascii")))
 
 
-class _Transient(Exception):
-    """A failure another attempt may cure: ``maybe_happened`` when the server may have acted on the request."""
-
-    def __init__(self, problem: str, maybe_happened: bool, wait: float | None = None) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.maybe_happened = maybe_happened
-        self.wait = wait
-
-
 def _raise_transient(resp: httpx.Response) -> None:
-    """429 (nothing happened; wait for Retry-After) and 5xx (it may have happened) -> _Transient."""
-    status = resp.status_code
-    if status == 429:
-        try:
-            wait: float | None = min(max(float(resp.headers.get("Retry-After") or ""), 0.0), RETRY_WAIT_CAP)
-        except ValueError:
-            wait = None
-        raise _Transient("HTTP 429", False, wait)
-    if status in (500, 502, 503, 504):
-        raise _Transient(f"HTTP {status}", True)
+    """429 (nothing happened; wait for Retry-After) and 5xx (it may have happened) -> app.net's Transient."""
+    failure = answer_failure(resp.status_code, resp.headers)
+    if failure is not None:
+        raise failure
 
 
 def _one_line(text: str, limit: int = 200, value: SecretValue | None = None) -> str:
@@ -247,7 +232,7 @@ class ConductorOneStep(StepDefaults):
         return client
 
     def _send(self, client: httpx.Client, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
-        """One request; a transport failure becomes _Transient (the caller decides whether to try again)."""
+        """One request; a transport failure becomes app.net's Transient (the retry policy decides what follows)."""
         import httpx
 
         try:
@@ -260,43 +245,41 @@ class ConductorOneStep(StepDefaults):
                 hint=f"{exc.hint}; then `keyturn resume` repeats it (setting the connector again is safe)",
             ) from None
         except httpx.HTTPError as exc:
-            raise_if_certificate(exc, url)
-            if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
-                problem, sent = "could not connect", False
-            elif isinstance(exc, httpx.TimeoutException):
-                problem, sent = "timed out", True
-            else:
-                problem, sent = "the connection was reset", True
-            log.warning("ConductorOne %s %s -> %s", method, urlsplit(url).path, problem)
+            failure = transport_failure(exc, url)
+            log.warning("ConductorOne %s %s -> %s", method, urlsplit(url).path, failure.problem)
             host = urlsplit(url).netloc
-            raise _Transient(f"cannot reach {host}" if not sent else f"{problem} ({host})", sent) from None
+            said = f"cannot reach {host}" if failure.outcome is Outcome.NOT_SENT else f"{failure.problem} ({host})"
+            raise failure.reworded(said) from None
         log.info("ConductorOne %s %s -> %s", method, urlsplit(url).path, resp.status_code)
         return resp
 
     def _with_retries(self, call: Callable[[], T], what: str, *, idempotent: bool) -> T:
-        """Run ``call`` (one request) up to MAX_ATTEMPTS times when it is idempotent: timeouts, resets, 429, 5xx
+        """Run ``call`` (one request) under app.net.with_retries: when it is idempotent, timeouts, resets, 429, 5xx
         and unreadable answers are tried again. A non-idempotent call is tried again only after a 429 or a
         failed connection (nothing happened); otherwise FollowUpError (``keyturn resume`` repeats the step)."""
-        problems: list[str] = []
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                return call()
-            except _Transient as exc:
-                problems.append(exc.problem)
-                again = idempotent or not exc.maybe_happened
-                if not again or attempt == MAX_ATTEMPTS:
-                    said = said_of(problems)
-                    if again or not exc.maybe_happened:
-                        raise FollowUpError(
-                            f"{self.where}: {what} failed: {said}; try again later",
-                            hint="check the tenant / base_url and the network, then `keyturn resume`",
-                        ) from None
-                    raise FollowUpError(
-                        f"{self.where}: {what}: {said}; it may or may not have happened",
-                        hint="`keyturn resume` repeats it (setting the connector again is safe)",
-                    ) from None
-                self.retry_wait(exc.wait if exc.wait is not None else backoff(attempt))
-        raise AssertionError("unreachable")
+
+        def gave_up(_failure: Transient, problems: list[str]) -> FollowUpError:
+            return FollowUpError(
+                f"{self.where}: {what} failed: {said_of(problems)}; try again later",
+                hint="check the tenant / base_url and the network, then `keyturn resume`",
+            )
+
+        def unknown(_failure: Transient, problems: list[str]) -> T:
+            raise FollowUpError(
+                f"{self.where}: {what}: {said_of(problems)}; it may or may not have happened",
+                hint="`keyturn resume` repeats it (setting the connector again is safe)",
+            )
+
+        return with_retries(
+            call,
+            idempotent=idempotent,
+            wait_out_rate_limit=True,  # refused: nothing happened; the new token already exists, so wait
+            unknown=unknown,
+            gave_up=gave_up,
+            sleep=self.retry_wait,
+            log=log,
+            call=f"ConductorOne {what}",
+        )
 
     def _refused(self, resp: httpx.Response, what: str, value: SecretValue | None = None) -> FollowUpError:
         text = ""
@@ -345,7 +328,7 @@ class ConductorOneStep(StepDefaults):
                 try:
                     resp.json()
                 except ValueError:
-                    raise _Transient("an unreadable answer (HTTP 200)", True) from None
+                    raise Transient("an unreadable answer (HTTP 200)", Outcome.UNKNOWN, status=200) from None
             return resp
 
         resp = self._with_retries(once, f"sign-in (POST {TOKEN_PATH})", idempotent=True)  # another access token is harmless
@@ -395,7 +378,7 @@ class ConductorOneStep(StepDefaults):
             try:
                 data = resp.json()
             except ValueError:
-                raise _Transient("an unreadable answer (HTTP 200)", True) from None
+                raise Transient("an unreadable answer (HTTP 200)", Outcome.UNKNOWN, status=200) from None
             if not isinstance(data, dict):
                 raise FollowUpError(f"{self.where}: {what}: unexpected answer")
             return data

@@ -20,17 +20,19 @@ from urllib.parse import quote, urlsplit
 
 from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError, one_line
 from app.net import (
-    MAX_ATTEMPTS,
     MAX_PAGES,
     RETRY_WAIT_CAP,
     LimitExceededError,
     Listing,
-    backoff,
+    Outcome,
+    Transient,
+    answer_failure,
     check_url,
     http_client,
-    raise_if_certificate,
     retry_sleep,
     times,
+    transport_failure,
+    with_retries,
 )
 from app.secret import SecretValue
 from providers.azure_devops.scopes import FULL_ACCESS, scope_string
@@ -47,7 +49,6 @@ DEFAULT_VSSPS_URL = "https://vssps.dev.azure.com"
 DEFAULT_BASE_URL = "https://dev.azure.com"
 
 RETRY_AFTER_CAP = RETRY_WAIT_CAP  # seconds: a longer Retry-After is cut to this
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 CLAMP_TOLERANCE = timedelta(minutes=1)
 POOL_SCOPES = frozenset({"vso.agentpools", "vso.agentpools_manage", FULL_ACCESS})
 NOT_FOUND_ERRORS = frozenset(
@@ -172,22 +173,6 @@ def _expired(expires_at: datetime | None, now: datetime | None = None) -> bool:
     return expires_at is not None and expires_at <= (now or datetime.now(UTC))
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
-        except (TypeError, ValueError):
-            return None
-    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
-
-
 def _is_html(response: httpx.Response) -> bool:
     return response.headers.get("content-type", "").lower().startswith("text/html")
 
@@ -212,18 +197,6 @@ def _server_message(response: httpx.Response, redact: tuple[str, ...] = ()) -> s
     if body is not None and isinstance(body.get("message"), str) and body["message"].strip():
         return one_line(body["message"], redact=redact)
     return None
-
-
-def _transport_problem(exc: Exception) -> str:
-    import httpx
-
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    if isinstance(exc, httpx.ConnectError):
-        return "could not connect"
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-        return "the connection was reset"
-    return "the connection failed"
 
 
 class PatClient:
@@ -336,7 +309,8 @@ class PatClient:
         return token_info(pat, status=status)
 
     def create(self, request: MintRequest) -> MintedToken:
-        """POST a new PAT. Never retried: an unknown outcome raises AmbiguousResultError."""
+        """POST a new PAT. Sent again only when it never left (a failed connection); an unknown outcome raises
+        AmbiguousResultError (the engine reconciles), a 429 stops with "try again in N s"."""
         what = f"could not create PAT {request.display_name!r} in {self.organization}"
         if request.expires_at is None:
             raise ProviderError(f"{what}: Azure DevOps PATs always expire; give an expiry date")
@@ -502,7 +476,7 @@ class PatClient:
             return f"{call} -> {status}"
         return f"{call} -> {status} (authenticated as {one_line(who, redact=(secret, encoded), limit=80)})"
 
-    # -- transport: retries for idempotent calls, ambiguity for the rest -----------------------
+    # -- transport: app.net's retry policy; an unknown outcome of a creation is ambiguous --------------
 
     def _send(
         self,
@@ -516,16 +490,16 @@ class PatClient:
         idempotent: bool,
         what: str,
     ) -> httpx.Response:
-        """One call. Idempotent calls are retried (timeouts, resets, 429 after its Retry-After, 5xx, a 2xx JSON
-        answer that does not parse) up to MAX_ATTEMPTS. The rest are sent once: a 429 stops with "try again
-        in N s"; a reset, timeout or 5xx raises AmbiguousResultError (the caller reconciles)."""
+        """One call under app.net.with_retries. Idempotent calls are tried again (timeouts, resets, 429 after its
+        Retry-After, 5xx, a 2xx JSON answer that does not parse) up to MAX_ATTEMPTS; a creation only when it was
+        not sent (a failed connection). For a creation a 429 stops with "try again in N s", and a reset, a timeout
+        or a 5xx raises AmbiguousResultError (the caller reconciles)."""
         import httpx
 
         host = urlsplit(url).netloc
         path = urlsplit(url).path
-        attempts = MAX_ATTEMPTS if idempotent else 1
-        problems: list[str] = []
-        for attempt in range(1, attempts + 1):
+
+        def once() -> httpx.Response:
             headers = {"Authorization": authorization(), "Accept": "application/json"}
             try:
                 response = client.request(method, url, params=params, json=json_body, headers=headers)
@@ -537,49 +511,41 @@ class PatClient:
                     ) from None
                 raise LimitExceededError(f"{what}: {exc.message}", hint=exc.hint) from None
             except httpx.TransportError as exc:
-                raise_if_certificate(exc, url)
-                problem = _transport_problem(exc)
-                log.warning("%s %s -> %s (attempt %d/%d)", method, path, problem, attempt, attempts)
-                if not idempotent:
-                    raise AmbiguousResultError(
-                        f"{what}: {problem} ({host}); the token may or may not have been created",
-                        hint="list the tokens by name before minting again",
-                    ) from None
-                problems.append(problem)
-                if attempt == attempts:
-                    raise ProviderError(_gave_up(what, host, problems)) from None
-                self._sleep(backoff(attempt))
-                continue
+                raise transport_failure(exc, url) from None
             status = response.status_code
             log.info("%s %s -> %d", method, path, status)
-            if status == 429:
-                wait = _retry_after(response)
-                problems.append("HTTP 429")
-                if attempt == attempts or wait is None:
-                    raise ProviderError(
-                        f"{what}: Azure DevOps is rate limiting the bot (HTTP 429 {times(len(problems))})",
-                        hint=f"try again in {wait:.0f} s" if wait is not None else "try again later",
-                    )
-                log.info("rate limited: waiting %.0f s (Retry-After)", wait)
-                self._sleep(wait)
-                continue
-            if status in RETRYABLE_STATUS:
-                if not idempotent:
-                    raise AmbiguousResultError(
-                        f"{what}: {host} answered HTTP {status}; the token may or may not have been created",
-                        hint="list the tokens by name before minting again",
-                    )
-                problems.append(f"HTTP {status}")
-            elif idempotent and 200 <= status < 300 and _malformed(response):
-                log.warning("%s %s -> %d with a malformed body (attempt %d/%d)", method, path, status, attempt, attempts)
-                problems.append("a malformed answer")
-            else:
-                return response
-            if attempt == attempts:
-                raise ProviderError(_gave_up(what, host, problems))
-            wait = _retry_after(response)
-            self._sleep(wait if wait is not None else backoff(attempt))
-        raise AssertionError("unreachable")
+            failure = answer_failure(status, response.headers, cap=RETRY_AFTER_CAP)
+            if failure is not None:
+                raise failure
+            if idempotent and 200 <= status < 300 and _malformed(response):
+                raise Transient("a malformed answer", Outcome.UNKNOWN, status=status)
+            return response
+
+        def unknown(failure: Transient, problems: list[str]) -> httpx.Response:
+            said = f"{host} answered {failure.problem}" if failure.status is not None else f"{failure.problem} ({host})"
+            raise AmbiguousResultError(
+                f"{what}: {said}; the token may or may not have been created",
+                hint="list the tokens by name before minting again",
+            )
+
+        def gave_up(failure: Transient, problems: list[str]) -> ProviderError:
+            if failure.outcome is Outcome.RATE_LIMITED:
+                wait = failure.wait
+                return ProviderError(
+                    f"{what}: Azure DevOps is rate limiting the bot (HTTP 429 {times(len(problems))})",
+                    hint=f"try again in {wait:.0f} s" if wait is not None else "try again later",
+                )
+            return ProviderError(_gave_up(what, host, problems))
+
+        return with_retries(
+            once,
+            idempotent=idempotent,
+            unknown=unknown,
+            gave_up=gave_up,
+            sleep=self._sleep,
+            log=log,
+            call=f"{method} {path}",
+        )
 
 
 def _malformed(response: httpx.Response) -> bool:

@@ -2,7 +2,8 @@
 
 Awkward parts handled here: errors inside HTTP 200 (``{"errors": [{"message"}]}``), a refused GraphQL call
 explained by the token's scopes (``GET /v2/access-token``), 429 with ``RateLimit-Reset`` (waited out and
-retried for queries only), mutations never retried (``AmbiguousResultError`` on 5xx, timeout, reset).
+retried for queries only), mutations sent again only when they were not sent at all (app.net's retry policy;
+``AmbiguousResultError`` on 5xx, timeout, reset).
 
 gql and httpx are imported on first use. Only method, path or operation name and status are logged
 (logger ``keyturn.providers.buildkite``), never a header, a body, a variable or a token value.
@@ -21,18 +22,21 @@ from urllib.parse import urlsplit
 
 from app.errors import AmbiguousResultError, ProviderError, one_line
 from app.net import (
-    MAX_ATTEMPTS,
     USER_AGENT,
     LimitExceededError,
     Listing,
-    backoff,
+    Outcome,
+    Transient,
+    announced_wait,
+    answer_failure,
     bounded_hooks,
     check_url,
     http_timeout,
-    raise_if_certificate,
     retry_sleep,
     ssl_context,
     times,
+    transport_failure,
+    with_retries,
 )
 from app.secret import SecretValue
 
@@ -85,29 +89,7 @@ def operations() -> dict[str, str]:
 
 def rate_limit_wait(headers: Any) -> float | None:
     """Seconds until the rate-limit window resets (``RateLimit-Reset``, else ``Retry-After``), capped."""
-    for name in ("RateLimit-Reset", "Retry-After"):
-        value = headers.get(name) if headers is not None else None
-        if value:
-            try:
-                return min(max(float(value), 0.0), RATE_LIMIT_CAP)
-            except ValueError:
-                continue
-    return None
-
-
-def _transport_problem(exc: BaseException | None) -> tuple[str, bool]:
-    """(what happened, whether the request may have reached the server)."""
-    import httpx
-
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "could not connect (timed out)", False
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out", True
-    if isinstance(exc, httpx.ConnectError):
-        return "could not connect", False
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-        return "the connection was reset", True
-    return "the connection failed", True
+    return announced_wait(headers, ("RateLimit-Reset", "Retry-After"), RATE_LIMIT_CAP)
 
 
 def _make_transport_class() -> Any:
@@ -247,7 +229,8 @@ class BuildkiteClient:
         bearer: SecretValue | None = None,
         ambiguous_hint: str = "list the tokens by description before trying again",
     ) -> dict[str, Any]:
-        """Run one named operation; its ``data``. Queries are retried (5xx, 429, network); mutations never."""
+        """Run one named operation; its ``data``. Queries are retried (5xx, 429, network); mutations only when
+        the request never left (a failed connection)."""
         from gql import GraphQLRequest
         from gql.transport.exceptions import (
             TransportConnectionFailed,
@@ -265,11 +248,12 @@ class BuildkiteClient:
         token = bearer if bearer is not None else self._token()
         redact = (token.reveal(),)
         host = urlsplit(self.graphql_url).netloc
-        problems: list[str] = []
-        # Queries are retried on timeouts, resets, 5xx, 429 and malformed answers; mutations never: a 429
-        # stops with "try again in N s", and after a timeout, a reset, a 5xx or an unreadable answer the
-        # mutation may have happened, which only the caller can find out (AmbiguousResultError).
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        # app.net's policy: queries are tried again after timeouts, resets, 5xx, 429 and unreadable answers;
+        # a mutation only when it was not sent (a failed connection). A 429 stops a mutation with "try again in
+        # N s", and after a timeout, a reset, a 5xx or an unreadable answer it may have happened, which only the
+        # caller can find out (AmbiguousResultError).
+
+        def once() -> dict[str, Any]:
             _client, session = self._session(token)
             transport = session.transport
             transport.last_status = None
@@ -289,21 +273,7 @@ class BuildkiteClient:
                             hint=ambiguous_hint,
                         ) from None
                     raise LimitExceededError(f"{what}: {exc.__cause__.message}", hint=exc.__cause__.hint) from None
-                raise_if_certificate(exc, self.graphql_url)
-                problem, maybe_sent = _transport_problem(exc.__cause__)
-                log.warning("POST graphql %s -> %s (attempt %d/%d)", operation, problem, attempt, MAX_ATTEMPTS)
-                if mutation:
-                    if maybe_sent:
-                        raise AmbiguousResultError(
-                            f"{what}: {operation}: {problem} ({host}); it may or may not have happened",
-                            hint=ambiguous_hint,
-                        ) from None
-                    raise ProviderError(f"{what}: {operation}: {problem} ({host})") from None
-                problems.append(problem)
-                if attempt == MAX_ATTEMPTS:
-                    raise ProviderError(_gave_up(what, operation, host, problems)) from None
-                self._sleep(backoff(attempt))
-                continue
+                raise transport_failure(exc, self.graphql_url) from None
             except TransportProtocolError:
                 malformed = True
             except TransportServerError:
@@ -312,26 +282,11 @@ class BuildkiteClient:
             headers = transport.response_headers
             log.info("POST graphql %s -> %d", operation, status)
             if status == 429:
-                wait = rate_limit_wait(headers)
-                problems.append("HTTP 429")
-                if mutation or attempt == MAX_ATTEMPTS or wait is None:
-                    raise ProviderError(
-                        f"{what}: {operation}: Buildkite is rate limiting this organization (HTTP 429 {times(len(problems))})",
-                        hint=f"try again in {wait:.0f} s" if wait is not None else "try again later",
-                    )
-                self.interaction_wait(wait)
-                continue
+                raise Transient("HTTP 429", Outcome.RATE_LIMITED, wait=rate_limit_wait(headers), status=429)
             if status >= 500 or (status == 0 and errors is None) or (malformed and status < 400):
                 said = f"HTTP {status}" if status >= 500 or not malformed else f"an unreadable answer (HTTP {status})"
-                if mutation:
-                    raise AmbiguousResultError(
-                        f"{what}: {operation}: Buildkite answered {said}; it may or may not have happened", hint=ambiguous_hint
-                    )
-                problems.append(said)
-                if attempt == MAX_ATTEMPTS:
-                    raise ProviderError(_gave_up(what, operation, host, problems))
-                self._sleep(backoff(attempt))
-                continue
+                wait = announced_wait(headers, cap=RATE_LIMIT_CAP) if status >= 500 else None
+                raise Transient(said, Outcome.UNKNOWN, wait=wait, status=status)
             if status in (401, 403):
                 raise ProviderError(self._refused(what, token, errors, status))
             if errors:
@@ -346,7 +301,28 @@ class BuildkiteClient:
             if not mutation:
                 self._bound_listing(operation, variables or {}, data, what)
             return data
-        raise AssertionError("unreachable")
+
+        def unknown(failure: Transient, problems: list[str]) -> dict[str, Any]:
+            said = f"Buildkite answered {failure.problem}" if failure.status is not None else f"{failure.problem} ({host})"
+            raise AmbiguousResultError(f"{what}: {operation}: {said}; it may or may not have happened", hint=ambiguous_hint)
+
+        def gave_up(failure: Transient, problems: list[str]) -> ProviderError:
+            if failure.outcome is Outcome.RATE_LIMITED:
+                return ProviderError(
+                    f"{what}: {operation}: Buildkite is rate limiting this organization (HTTP 429 {times(len(problems))})",
+                    hint=f"try again in {failure.wait:.0f} s" if failure.wait is not None else "try again later",
+                )
+            return ProviderError(_gave_up(what, operation, host, problems))
+
+        return with_retries(
+            once,
+            idempotent=not mutation,
+            unknown=unknown,
+            gave_up=gave_up,
+            sleep=self._sleep,
+            log=log,
+            call=f"POST graphql {operation}",
+        )
 
     def _bound_listing(self, operation: str, variables: dict[str, Any], data: dict[str, Any], what: str) -> None:
         """Invariant 9 for every connection (``edges``) in a query's answer: at most MAX_ITEMS items, and for a
@@ -451,45 +427,35 @@ class BuildkiteClient:
         url = self.rest_url + ACCESS_TOKEN_PATH
         host = urlsplit(url).netloc
         call = f"{method} {ACCESS_TOKEN_PATH}"
-        problems: list[str] = []
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+
+        def once() -> Any:
             headers = {"Authorization": f"Bearer {token.reveal()}", "Accept": "application/json"}
             try:
                 response = self._rest_client().request(method, url, headers=headers)
             except LimitExceededError as exc:  # GET and DELETE are both safe: say it, do not retry
                 raise LimitExceededError(f"{what}: {exc.message}", hint=exc.hint) from None
             except httpx.TransportError as exc:
-                raise_if_certificate(exc, url)
-                problem, _sent = _transport_problem(exc)
-                log.warning("%s -> %s (attempt %d/%d)", call, problem, attempt, MAX_ATTEMPTS)
-                problems.append(problem)
-                if attempt == MAX_ATTEMPTS:
-                    raise ProviderError(_gave_up(what, call, host, problems)) from None
-                self._sleep(backoff(attempt))
-                continue
+                raise transport_failure(exc, url) from None
             status = response.status_code
             log.info("%s -> %d", call, status)
             if status == 429:
-                wait = rate_limit_wait(response.headers)
-                problems.append("HTTP 429")
-                if attempt == MAX_ATTEMPTS or wait is None:
-                    raise ProviderError(
-                        f"{what}: {call}: Buildkite is rate limiting this token (HTTP 429 {times(len(problems))})",
-                        hint=f"try again in {wait:.0f} s" if wait is not None else "try again later",
-                    )
-                self.interaction_wait(wait)
-                continue
-            if status >= 500:
-                problems.append(f"HTTP {status}")
-            elif status == 200 and method == "GET" and _malformed(response):
-                log.warning("%s -> %d with a malformed body (attempt %d/%d)", call, status, attempt, MAX_ATTEMPTS)
-                problems.append("an unreadable answer (HTTP 200)")
-            else:
-                return response
-            if attempt == MAX_ATTEMPTS:
-                raise ProviderError(_gave_up(what, call, host, problems))
-            self._sleep(backoff(attempt))
-        raise AssertionError("unreachable")
+                raise Transient("HTTP 429", Outcome.RATE_LIMITED, wait=rate_limit_wait(response.headers), status=429)
+            failure = answer_failure(status, response.headers, cap=RATE_LIMIT_CAP)
+            if failure is not None:
+                raise failure
+            if status == 200 and method == "GET" and _malformed(response):
+                raise Transient("an unreadable answer (HTTP 200)", Outcome.UNKNOWN, status=status)
+            return response
+
+        def gave_up(failure: Transient, problems: list[str]) -> ProviderError:
+            if failure.outcome is Outcome.RATE_LIMITED:
+                return ProviderError(
+                    f"{what}: {call}: Buildkite is rate limiting this token (HTTP 429 {times(len(problems))})",
+                    hint=f"try again in {failure.wait:.0f} s" if failure.wait is not None else "try again later",
+                )
+            return ProviderError(_gave_up(what, call, host, problems))
+
+        return with_retries(once, idempotent=True, gave_up=gave_up, sleep=self._sleep, log=log, call=call)
 
 
 def _connections(data: Any, name: str = "items", depth: int = 0) -> list[tuple[str, dict[str, Any]]]:

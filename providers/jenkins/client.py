@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from app.errors import AmbiguousResultError, AuthExpiredError, ProviderError, one_line
 from app.net import (
-    MAX_ATTEMPTS,
-    RETRY_WAIT_CAP,
     LimitExceededError,
-    backoff,
+    Outcome,
+    Transient,
+    answer_failure,
     check_url,
     http_client,
-    raise_if_certificate,
-    retry_sleep,
     said_of,
+    transport_failure,
+    with_retries,
 )
 from app.secret import SecretValue
 
@@ -141,16 +141,16 @@ class JenkinsClient:
     def _send(self, method: str, path: str, *, what: str, data: dict[str, str] | None = None,
               headers: dict[str, str] | None = None, ambiguous: bool = False, idempotent: bool | None = None,
               json_expected: bool = False) -> httpx.Response:
-        """One call. Idempotent ones (GETs, revoking) are tried again within bounds after a timeout, a reset, a
-        429/5xx or an unreadable JSON answer; generating a token is sent once and, when its outcome is unknown,
-        raises AmbiguousResultError so the engine looks for it on the security page before minting again."""
+        """One call under app.net.with_retries. Idempotent ones (GETs, revoking) are tried again within bounds after
+        a timeout, a reset, a 429/5xx or an unreadable JSON answer; the rest only when the request never left (a
+        failed connection). Generating a token whose outcome is unknown raises AmbiguousResultError so the engine
+        looks for it on the security page before minting again."""
         import httpx
 
         idempotent = method == "GET" if idempotent is None else idempotent
-        attempts = MAX_ATTEMPTS if idempotent else 1
         url = self.url(path)
-        problems: list[str] = []
-        for attempt in range(1, attempts + 1):
+
+        def once() -> httpx.Response:
             try:
                 resp = self._http.request(method, url, data=data, headers=headers)
             except LimitExceededError as exc:  # too large an answer: never retried
@@ -158,37 +158,36 @@ class JenkinsClient:
                     raise AmbiguousResultError(f"{what}: {exc.message}; it may or may not have happened") from None
                 raise LimitExceededError(f"{what}: {exc.message}", hint=exc.hint) from None
             except httpx.TransportError as exc:
-                raise_if_certificate(exc, url)
-                problem, sent = _transport_problem(exc)
-                log.warning("jenkins %s %s -> %s (attempt %d/%d)", method, path, problem, attempt, attempts)
-                if ambiguous and sent:
-                    raise AmbiguousResultError(f"{what}: {problem} after the request was sent; the outcome is unknown") from None
-                problems.append(problem)
-                if attempt == attempts:
-                    raise ProviderError(f"{what}: {said_of(problems)} ({self.base_url}); try again later") from None
-                retry_sleep(backoff(attempt))
-                continue
+                raise transport_failure(exc, url) from None
             log.info("jenkins %s %s -> %s", method, path, resp.status_code)
             self.info = server_info(resp)
             status = resp.status_code
             says_json = "json" in resp.headers.get("content-type", "")
-            unreadable = status == 200 and (json_expected or says_json) and not _parses(resp)
-            if status not in (429, 500, 502, 503, 504) and not unreadable:
-                return resp
-            problem = "an unreadable answer (HTTP 200)" if unreadable else f"HTTP {status}"
-            wait = _retry_after(resp) if status == 429 else None
-            if idempotent and attempt < attempts:
-                problems.append(problem)
-                retry_sleep(wait if wait is not None else backoff(attempt))
-                continue
-            if status == 429:
-                raise ProviderError(f"{what}: Jenkins is refusing requests for now (HTTP 429)",
-                                    hint=f"try again in {wait:.0f} s" if wait is not None else "try again later")
-            if ambiguous:
-                raise AmbiguousResultError(f"{what}: Jenkins answered {problem}; it may or may not have happened")
-            problems.append(problem)
-            raise ProviderError(f"{what}: Jenkins answered {said_of(problems)}; try again later")
-        raise AssertionError("unreachable")
+            if status == 200 and (json_expected or says_json) and not _parses(resp):
+                raise Transient("an unreadable answer (HTTP 200)", Outcome.UNKNOWN, status=status)
+            failure = answer_failure(status, resp.headers)
+            if failure is not None:
+                raise failure
+            return resp
+
+        def gave_up(failure: Transient, problems: list[str]) -> ProviderError:
+            if failure.outcome is Outcome.RATE_LIMITED:
+                wait = failure.wait
+                return ProviderError(f"{what}: Jenkins is refusing requests for now (HTTP 429)",
+                                     hint=f"try again in {wait:.0f} s" if wait is not None else "try again later")
+            if failure.status is None:
+                return ProviderError(f"{what}: {said_of(problems)} ({self.base_url}); try again later")
+            return ProviderError(f"{what}: Jenkins answered {said_of(problems)}; try again later")
+
+        def unknown(failure: Transient, problems: list[str]) -> httpx.Response:
+            if not ambiguous:
+                raise gave_up(failure, problems)
+            if failure.status is None:
+                raise AmbiguousResultError(f"{what}: {failure.problem} after the request was sent; the outcome is unknown")
+            raise AmbiguousResultError(f"{what}: Jenkins answered {failure.problem}; it may or may not have happened")
+
+        return with_retries(once, idempotent=idempotent, unknown=unknown, gave_up=gave_up, log=log,
+                            call=f"jenkins {method} {path}")
 
     def who_am_i(self, *, what: str) -> tuple[int, str | None]:
         """(status, the authenticated name; None when anonymous)."""
@@ -294,45 +293,42 @@ class JenkinsClient:
 
 def token_alive(base_url: str, ca_bundle: Path | None, user: str, token: SecretValue, *, transport: Any = None) -> tuple[int, str | None]:
     """``GET /whoAmI/api/json`` with ``token`` on a brand-new cookie-less client: (status, authenticated name).
-    Tried again within bounds after a timeout, a reset, a 429/5xx or an unreadable answer."""
+    Tried again within bounds (app.net.with_retries) after a timeout, a reset, a 429/5xx or an unreadable answer."""
     import httpx
 
     url = check_url(base_url, "accounts.*.base_url") + "/whoAmI/api/json"
-    problems: list[str] = []
     with stateless_client(ca_bundle, user, token, transport=transport) as http:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+
+        def once() -> httpx.Response:
             try:
                 resp = http.get(url)
             except LimitExceededError as exc:
                 raise LimitExceededError(f"could not call GET /whoAmI/api/json: {exc.message}", hint=exc.hint) from None
             except httpx.TransportError as exc:
-                raise_if_certificate(exc, url)
-                problems.append(_transport_problem(exc)[0])
-            else:
-                log.info("jenkins GET /whoAmI/api/json (fresh client) -> %s", resp.status_code)
-                if resp.status_code not in (429, 500, 502, 503, 504) and (resp.status_code != 200 or _parses(resp)):
-                    break
-                problems.append(f"HTTP {resp.status_code}" if resp.status_code != 200 else "an unreadable answer (HTTP 200)")
-            if attempt == MAX_ATTEMPTS:
-                raise ProviderError(f"could not call GET /whoAmI/api/json on {base_url}: {said_of(problems)}; try again later")
-            retry_sleep(backoff(attempt))
+                raise transport_failure(exc, url) from None
+            log.info("jenkins GET /whoAmI/api/json (fresh client) -> %s", resp.status_code)
+            if resp.status_code == 200 and not _parses(resp):
+                raise Transient("an unreadable answer (HTTP 200)", Outcome.UNKNOWN, status=200)
+            failure = answer_failure(resp.status_code, resp.headers)
+            if failure is not None:
+                raise failure
+            return resp
+
+        resp = with_retries(
+            once,
+            idempotent=True,
+            gave_up=lambda failure, problems: ProviderError(
+                f"could not call GET /whoAmI/api/json on {base_url}: {said_of(problems)}; try again later"
+            ),
+            log=log,
+            call="jenkins GET /whoAmI/api/json (fresh client)",
+        )
     if resp.status_code != 200:
         return resp.status_code, None
     body = resp.json()
     if not isinstance(body, dict) or body.get("anonymous"):
         return 200, None
     return 200, str(body.get("name") or "")
-
-
-def _transport_problem(exc: BaseException) -> tuple[str, bool]:
-    """(what happened, whether the request may have reached Jenkins)."""
-    import httpx
-
-    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
-        return "could not connect", False
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out", True
-    return "the connection was reset", True
 
 
 def _parses(resp: httpx.Response) -> bool:
@@ -342,9 +338,3 @@ def _parses(resp: httpx.Response) -> bool:
         return False
     return True
 
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    try:
-        return min(max(float(resp.headers.get("Retry-After") or ""), 0.0), RETRY_WAIT_CAP)
-    except ValueError:
-        return None

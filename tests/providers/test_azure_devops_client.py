@@ -372,13 +372,14 @@ def test_revoking_an_unknown_or_revoked_token_is_fine(make_client, answer):
     make_client(lambda req: answer).revoke("a1")
 
 
-# -- non-idempotent create: ambiguity, never a retry -----------------------------------------------
+# -- non-idempotent create: ambiguity, never a blind retry -----------------------------------------
+# (a connect failure on create was here: it is "not sent" now, like every client's; see
+# tests/unit/test_retry_policy.py)
 
 
 AMBIGUOUS = {
     "500": lambda req: httpx.Response(500, text="oops"),
     "503": lambda req: httpx.Response(503, headers={"Retry-After": "1"}),
-    "connect": httpx.ConnectError("connection refused"),
     "read-timeout": httpx.ReadTimeout("timed out"),
     "reset": httpx.RemoteProtocolError("peer closed connection"),
     "not-json": lambda req: httpx.Response(200, text="{not json"),
