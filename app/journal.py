@@ -15,7 +15,7 @@ import shlex
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,9 +69,16 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+CRASH_HOOK: Callable[[str], None] | None = None  # in-process tests: called first at every crash point (may raise)
+
+
 def crash_point(where: str) -> None:
     """Fault injection for the crash tests: KEYTURN_TEST_KILL_AT=after:minted (a journal event) or a named point
-    inside a follow-up (e.g. ``flux:committed``) SIGKILLs this process there."""
+    inside a follow-up (e.g. ``flux:committed``) SIGKILLs this process there. In-process tests set ``CRASH_HOOK``
+    instead: it is called with the point's name first, and may raise (a ``BaseException``, so no handler of the
+    engine's catches it) to end the "process" there."""
+    if CRASH_HOOK is not None:
+        CRASH_HOOK(where)
     if os.environ.get("KEYTURN_TEST_PAUSE_AT") == where:
         # the concurrency tests start a second process while this one stands here (it says so in a marker file)
         Path(os.environ["KEYTURN_TEST_PAUSE_FILE"]).write_text(where)
