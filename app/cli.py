@@ -228,10 +228,10 @@ def rotate(ctx: click.Context, target: str, no_input: bool, dry_run: bool, as_js
         plan = engine.plan(target, lock=not dry_run)
         if revoke_all_others:
             provider = engine.provider(plan.account_name, target)
-            if not hasattr(provider, "revoke_all_except"):
+            if not provider.CAN_REVOKE_ALL_EXCEPT:
                 raise KeyturnError(f"--revoke-all-other-tokens: {plan.platform} cannot revoke every other token", hint="drop the option")
             plan.revoke_all_others = True
-            user = getattr(provider, "user", plan.account_name)
+            user = provider.owner() or plan.account_name
             _stderr("warning", f"--revoke-all-other-tokens: once the new token works, EVERY other API token of {user} "
                                "dies with the old one (other jobs', scripts' and people's tokens too)")
         if dry_run:

@@ -23,9 +23,10 @@ from app.errors import AmbiguousResultError, ConfigError, KeyturnError
 from app.followups import FollowUpStep, StepContext, build_steps
 from app.journal import STATES, RotationJournal, RotationRecord, utcnow
 from app.locks import TargetLock
+from app.plan import PlanRecord, StepRecord, TokenRecord
 from app.secret import SecretValue
 from app.secret_sources import PromptFn, SecretResolver
-from providers.base import Interaction, MintedToken, MintRequest, Provider, TokenInfo
+from providers.base import Interaction, MintedToken, MintRequest, Provider, RotationContext, TokenInfo
 
 
 def journal_dir(config: Config) -> Path:
@@ -134,23 +135,25 @@ class RotationPlan:
             out.append(f"{n}. retire: no earlier token of this target found; nothing to revoke")
         return out
 
-    def to_journal(self) -> dict[str, Any]:
-        return {
-            "account": self.account_name,
-            "platform": self.platform,
-            "display_name": self.display_name,
-            "token_name": self.token_name,
-            "scopes": list(self.scopes),
-            "expires_at": _iso(self.expires_at),
-            "all_orgs": self.all_orgs,
-            "old_tokens": [_token_dict(t) for t in self.old_tokens],
-            "steps": [{"id": s.id, "kind": s.kind, "title": s.title} for s in self.steps],
-            "revoke_after_s": int(self.revoke_after.total_seconds()),
-            "revoke_all_others": self.revoke_all_others,
-            "warnings": list(self.warnings),
-            "cluster": self.cluster,
-            "lines": self.lines(),
-        }
+    def to_record(self, target_config: dict[str, Any] | None = None) -> PlanRecord:
+        """The plan as the journal keeps it (read back with ``PlanRecord.from_json``)."""
+        return PlanRecord(
+            account=self.account_name,
+            platform=self.platform,
+            display_name=self.display_name,
+            token_name=self.token_name,
+            scopes=tuple(self.scopes),
+            expires_at=self.expires_at,
+            all_orgs=self.all_orgs,
+            old_tokens=tuple(TokenRecord.of(t) for t in self.old_tokens),
+            steps=tuple(StepRecord(s.id, s.kind, s.title) for s in self.steps),
+            revoke_after_s=int(self.revoke_after.total_seconds()),
+            revoke_all_others=self.revoke_all_others,
+            warnings=tuple(self.warnings),
+            cluster=self.cluster,
+            lines=tuple(self.lines()),
+            target_config=target_config,
+        )
 
 
 @dataclass
@@ -289,13 +292,15 @@ class Engine:
     def steps(self, target_name: str, target: Target | None = None) -> list[FollowUpStep]:
         """The target's follow-ups, then the manual steps its provider adds (Buildkite: cycle the agents
         that cache the old token before it is revoked). Built the same way on resume, so ids are stable."""
+        from app.followups import unique_step_id
         from app.followups.manual import ManualStep
 
         target = target or self.target(target_name)
         steps = build_steps(self.config, target)
-        extra = getattr(self.provider(target.account, target_name, target), "manual_follow_ups", None)
-        for i, spec in enumerate(extra() if extra else (), start=len(steps) + 1):
-            steps.append(ManualStep(f"{i}-manual-{self.config.accounts[target.account].platform}", spec))
+        provider = self.provider(target.account, target_name, target)
+        taken = {s.id for s in steps}
+        for spec in provider.manual_follow_ups():
+            steps.append(ManualStep(unique_step_id("manual", f"{provider.platform} {spec.name or spec.text}", taken), spec))
         return steps
 
     def emit(self, kind: str, text: str) -> None:
@@ -342,14 +347,13 @@ class Engine:
         if expires_at is not None and expires_at <= now:
             raise KeyturnError(f"the expiry {expires_at:%Y-%m-%d} is in the past", hint="choose a future date")
         old: list[TokenInfo] = []
-        if use := getattr(self.provider(target.account, target_name), "use_cluster", None):
-            use(options.cluster)  # the wizard's pick, or back to target.cluster (the provider outlives one rotation)
+        planning = RotationContext(cluster=options.cluster)  # the wizard's pick, else the provider uses target.cluster
         if sign_in:
             provider = self.provider(target.account, target_name)
             self.emit("progress", f"signing in to {account.platform} as {target.account}")
             provider.sign_in()
             self.emit("progress", "listing the account's tokens")
-            old = [t for t in provider.list_tokens() if t.active and is_target_token(target.token_name, t.name)]
+            old = [t for t in provider.list_tokens(planning) if t.active and is_target_token(target.token_name, t.name)]
             # platforms that cannot list tokens (Jenkins) rely on the journal: what earlier rotations of this
             # target revoked is gone (whatever a stale config says), and what the last one minted is current
             history = [r for r in self.journal.all() if r.target == target_name]
@@ -357,17 +361,17 @@ class Engine:
             old = [t for t in old if t.id not in revoked_before]
             last = self.journal.last_done(target_name)
             if last and last.new_token and last.new_token["id"] not in {t.id for t in old}:
-                known = provider.get_token(last.new_token["id"])
+                known = provider.get_token(last.new_token["id"], planning)
                 if known is not None and known.active:
                     old.append(known)
             old.sort(key=lambda t: t.expires_at or datetime.max.replace(tzinfo=now.tzinfo))
         no_expiry = ""
-        if sign_in and (said := getattr(self.provider(target.account, target_name), "no_expiry_notice", None)):
-            no_expiry = said()  # Jenkins before 2.548: the plan must not promise an expiry the token will not have
+        if sign_in:
+            no_expiry = self.provider(target.account, target_name).no_expiry_notice()  # Jenkins before 2.548: no promise
             if no_expiry and expires_at is not None:
                 expires_at = None
-        if sign_in and old and (blockers := getattr(self.provider(target.account, target_name), "retire_blockers", None)):
-            if refused := blockers(old):
+        if sign_in and old:
+            if refused := self.provider(target.account, target_name).retire_blockers(old, planning):
                 raise KeyturnError(
                     refused[0] + "; nothing was minted",
                     hint="ask an organization administrator to revoke it or to run the rotation, or move the agents to a cluster",
@@ -396,9 +400,8 @@ class Engine:
         )
         if no_expiry:
             plan.warnings.append(no_expiry)
-        if sign_in and (deprecated := getattr(self.provider(target.account, target_name), "deprecation_notice", None)):
-            if text := deprecated():
-                plan.warnings.append(text)
+        if sign_in and (text := self.provider(target.account, target_name).deprecation_notice()):
+            plan.warnings.append(text)
         if plan.all_orgs:
             plan.warnings.append("all-organizations (global) PATs stop working on 2026-12-01; prefer one organization")
         if not any(s.is_store for s in steps):
@@ -408,9 +411,8 @@ class Engine:
     def begin(self, plan: RotationPlan) -> Rotation:
         self.lock(plan.target_name, plan.rotation_id)
         self.refuse_unfinished(plan.target_name, close_empty=True)
-        journaled = plan.to_journal()
-        journaled["target_config"] = self.target(plan.target_name).model_dump(mode="json", exclude_none=True)
-        self.journal.append(plan.rotation_id, "planned", target=plan.target_name, plan=journaled)
+        saved = self.target(plan.target_name).model_dump(mode="json", exclude_none=True)
+        self.journal.append(plan.rotation_id, "planned", target=plan.target_name, plan=plan.to_record(saved).to_json())
         return Rotation(self, self.journal.load(plan.rotation_id), steps=plan.steps)
 
     def open(self, rotation_id: str) -> Rotation:
@@ -424,7 +426,7 @@ class Engine:
                 hint=f"`keyturn abort {record.rotation_id[:8]}` undoes it (revokes its new token, restores the stores)",
             )
         rotation = Rotation(self, record, steps=self.steps(record.target))
-        rotation.tell_provider()
+        rotation.check_steps_match()
         return rotation
 
     def heal(self, target_name: str) -> list[str]:
@@ -456,8 +458,9 @@ class Engine:
                 hint=f"`keyturn resume {short}` finishes it",
             )
         target = self.config.targets.get(record.target)
-        if target is None or target.account != record.plan.get("account"):
-            saved = record.plan.get("target_config")
+        planned = PlanRecord.from_json(record.plan)
+        if target is None or target.account != planned.account:
+            saved = planned.target_config
             if saved is None:
                 raise ConfigError(
                     f"rotation {short}: target {record.target!r} is no longer in {self.config.path} and its journal predates saved settings",
@@ -465,7 +468,6 @@ class Engine:
                 )
             target = Target.model_validate(saved)
         rotation = Rotation(self, record, steps=self.steps(record.target, target), target=target)
-        rotation.tell_provider()
         return rotation, rotation.abort("aborted by `keyturn abort`")
 
     # -- the expiry radar ---------------------------------------------------------------------------
@@ -551,6 +553,9 @@ class Rotation:
         self.record = record
         self.steps = steps
         self._target = target
+        self._plan: PlanRecord | None = None
+        self._plan_of: RotationRecord | None = None
+        self._renamed: dict[str, str] = {}  # journaled positional step id -> stable id (an older keyturn's journal)
         self.value: SecretValue | None = None
         self.options: dict[str, Any] = {"ticked": {}}
         self.notes: list[str] = []
@@ -569,19 +574,76 @@ class Rotation:
         return self._target or self.engine.target(self.record.target)
 
     @property
+    def plan(self) -> PlanRecord:
+        """The journaled plan, typed (read again whenever the record is)."""
+        if self._plan is None or self._plan_of is not self.record:
+            self._plan, self._plan_of = PlanRecord.from_json(self.record.plan), self.record
+        return self._plan
+
+    @property
     def provider(self) -> Provider:
-        return self.engine.provider(self.record.plan["account"], self.record.target, self._target)
+        return self.engine.provider(self.plan.account, self.record.target, self._target)
+
+    def context(self) -> RotationContext:
+        """What the provider needs to know of this rotation, from the journal (providers keep no rotation state)."""
+        token = self.new_token
+        paste = self.engine.interaction.paste
+        return RotationContext(
+            rotation_id=self.id,
+            display_name=self.plan.display_name,
+            cluster=self.plan.cluster,
+            minted=token,
+            minted_fingerprint=self.record.new_token.get("fingerprint") if self.record.new_token else None,
+            value=self.value,
+            previous_values=self.previous_values,
+            paste=(lambda url: paste(self.record.target, url)) if paste else None,
+        )
+
+    def check_steps_match(self) -> None:
+        """Resume only with the follow-ups the rotation began with (ids are stable across reordering)."""
+        journaled = [s.id for s in self.plan.steps]
+        if self.plan.positional_ids:  # an older keyturn's ids: positions; match by position and kind instead
+            if [s.kind for s in self.plan.steps] == [s.kind for s in self.steps]:
+                self._renamed = {old: new.id for old, new in zip(journaled, self.steps, strict=True)}
+                self.record = self._reload()
+                return
+            journaled = ["?"]  # cannot be matched
+        current = [s.id for s in self.steps]
+        if sorted(journaled) != sorted(current):
+            gone = [s.title for s in self.plan.steps if s.id not in current]
+            new = [s.title for s in self.steps if s.id not in journaled]
+            what = "; ".join(filter(None, [f"gone: {', '.join(gone)}" if gone else "", f"new: {', '.join(new)}" if new else ""]))
+            raise KeyturnError(
+                f"rotation {self.id[:8]}: the follow-ups of {self.record.target} changed since it began ({what or 'reordered in an older format'})",
+                hint=f"put them back as they were to resume, or `keyturn abort {self.id[:8]}`",
+            )
+
+    def _reload(self) -> RotationRecord:
+        record = self.engine.journal.load(self.id)
+        if self._renamed:
+            record.steps_done = {self._renamed.get(k, k): v for k, v in record.steps_done.items()}
+        return record
 
     @property
     def new_token(self) -> TokenInfo | None:
         return _token_info(self.record.new_token) if self.record.new_token else None
 
     def _write(self, event: str, **fields: Any) -> None:
+        # one writer per target: a Rotation whose engine let go of the target takes it again, and stops if another
+        # process drove the rotation on meanwhile
+        self.engine.lock(self.record.target, self.id)
+        on_disk = self.engine.journal.load(self.id)
+        if len(on_disk.events) != len(self.record.events):
+            self.record = self._reload()
+            raise KeyturnError(
+                f"rotation {self.id[:8]} moved on in another process (now {on_disk.state}); nothing more was done here",
+                hint="`keyturn status` shows where it stands",
+            )
         self.engine.journal.append(self.id, event, **fields)
-        self.record = self.engine.journal.load(self.id)
+        self.record = self._reload()
         if self.record.finished:
             # the stores now hold another value than the references read at sign-in: read them again next time
-            self.engine.forget_secrets(self.record.plan["account"])
+            self.engine.forget_secrets(self.plan.account)
             self.engine.release(self.record.target)
 
     def _at_least(self, state: str) -> bool:
@@ -638,29 +700,25 @@ class Rotation:
 
     # -- the protocol ------------------------------------------------------------------------------
     def _mint_request(self) -> MintRequest:
-        p = self.record.plan
-        return MintRequest(
-            display_name=p["display_name"],
-            scopes=tuple(p["scopes"]),
-            expires_at=datetime.fromisoformat(p["expires_at"]) if p.get("expires_at") else None,
-            all_orgs=bool(p.get("all_orgs")),
-        )
+        p = self.plan
+        return MintRequest(display_name=p.display_name, scopes=p.scopes, expires_at=p.expires_at, all_orgs=p.all_orgs)
 
     def _reconcile(self) -> int:
         """Revoke any live token carrying this rotation's name that the journal does not know (value lost)."""
-        name = self.record.plan["display_name"]
+        name = self.plan.display_name
         self.engine.emit("progress", f"reconciling: looking for tokens named {name!r}")
-        listed = self.provider.list_tokens()
-        if getattr(self.provider, "lists_tokens", True) is False:  # Jenkins without a readable security page
+        listed = self.provider.list_tokens(self.context())
+        if not self.provider.lists_tokens():  # Jenkins without a readable security page
             raise KeyturnError(
                 f"an interrupted attempt may have created token {name!r}, and keyturn cannot list "
-                f"{self.record.plan['platform']} tokens here to find it",
+                f"{self.plan.platform} tokens here to find it",
                 hint=f"look for a token named {name!r} on the user's security page and revoke it if it is there, "
                 f"then `keyturn resume {self.id[:8]} --orphan-checked`",
             )
         orphans = [t for t in listed if t.active and t.name == name]
         for t in orphans:
-            self.provider.revoke(t.id)
+            self.provider.revoke(t.id, self.context())
+            self._prove_revoked(t.id)
             self._write("revoked", token_id=t.id, role="orphan", reason="created by an interrupted attempt; its value was never seen")
             self.engine.emit("warning", f"revoked orphan token {t.id} left by an interrupted attempt")
         return len(orphans)
@@ -680,9 +738,9 @@ class Rotation:
             tries += 1
             attempt = len([e for e in self.record.events if e["event"] == "mint_attempt"]) + 1
             self._write("mint_attempt", attempt=attempt)
-            self.engine.emit("progress", f"minting {self.record.plan['display_name']!r}")
+            self.engine.emit("progress", f"minting {self.plan.display_name!r}")
             try:
-                minted = self.provider.mint(self._mint_request())
+                minted = self.provider.mint(self._mint_request(), self.context())
                 break
             except AmbiguousResultError as exc:
                 self._write("error", message=str(exc))
@@ -696,7 +754,7 @@ class Rotation:
         self.value = minted.value
         self.notes.extend(minted.notes)
         self._write("minted", token=_token_dict(minted.info, minted.value.fingerprint), notes=list(minted.notes))
-        said = set(self.record.plan.get("warnings", []))  # the plan already warned of these
+        said = set(self.plan.warnings)  # the plan already warned of these
         for n in minted.notes:
             if n not in said:
                 self.engine.emit("warning", n)
@@ -706,7 +764,7 @@ class Rotation:
     def revoke_all_others(self) -> bool:
         """Every other token of the user dies at retire (Jenkins revokeAllExcept): asked for in the plan
         (--revoke-all-other-tokens) or confirmed later in the wizard."""
-        return bool(self.record.plan.get("revoke_all_others")) or any(
+        return self.plan.revoke_all_others or any(
             e["event"] == "revoke_all_others_confirmed" for e in self.record.events
         )
 
@@ -720,17 +778,6 @@ class Rotation:
         if not self._at_least("minted"):
             self._write("orphan_checked")
 
-    def tell_provider(self) -> None:
-        """Optional hook (Jenkins): which token this rotation minted, so a provider that reads the current token from
-        a reference the rotation has since overwritten does not take the new token for the old one."""
-        hook = getattr(self.provider, "known_token", None)
-        if hook and self.new_token is not None and self.record.new_token:
-            hook(self.new_token, self.record.new_token.get("fingerprint"), self.value)
-        if use := getattr(self.provider, "use_cluster", None):
-            use(self.record.plan.get("cluster"))  # the cluster this rotation was planned in
-        if (supply := getattr(self.provider, "previous_values_from", None)) and self.new_token is not None:
-            supply(self.previous_values)
-
     def previous_values(self) -> list[SecretValue]:
         """What the stores held before this rotation wrote to them (the old token, e.g. Key Vault's previous
         version): a provider that authenticates a revoke with the old value reads it here on resume."""
@@ -739,9 +786,8 @@ class Rotation:
         ctx = self._ctx()
         out: list[SecretValue] = []
         for s in self.steps:
-            read = getattr(s, "previous_value", None)
-            if s.is_store and read is not None and s.id in self.record.steps_done:
-                value = read(ctx, self.record.steps_done[s.id])
+            if s.is_store and s.id in self.record.steps_done:
+                value = s.previous_value(ctx, self.record.steps_done[s.id])
                 if value is not None:
                     out.append(value)
         return out
@@ -757,15 +803,12 @@ class Rotation:
                 v = s.recover_value(ctx, fp)
                 if v is not None:
                     self.value = v
-                    self.tell_provider()
                     self.engine.emit("progress", f"read the new value back from {s.title}")
                     return True
-            # optional provider hook (Buildkite API token): a value made by hand is still where it was read from
-            read = getattr(self.provider, "recover_value", None)
+            # a value made by hand (the Buildkite API token) is still where the provider read it from
             assert self.new_token is not None
-            if read is not None and (v := read(self.new_token, fp)) is not None:
+            if (v := self.provider.recover_value(self.new_token, fp, self.context())) is not None:
                 self.value = v
-                self.tell_provider()
                 self.engine.emit("progress", "read the new value again from targets.*.new_token")
                 return True
         return False
@@ -775,7 +818,8 @@ class Rotation:
         token = self.new_token
         assert token is not None
         self.engine.emit("warning", f"the value of new token {token.id} was lost before it was stored; revoking it and minting again")
-        self.provider.revoke(token.id)
+        self.provider.revoke(token.id, self.context())
+        self._prove_revoked(token.id)
         self._write("revoked", token_id=token.id, role="lost", reason="value lost before it was stored")
         self._write("compensated", token_id=token.id)
 
@@ -812,6 +856,16 @@ class Rotation:
                 self.engine.emit("warning", f"{s.title} held the revoked token of aborted rotation {self.id[:8]} (a write that landed late); {text}")
                 said.append(text)
         return said
+
+    def _prove_revoked(self, token_id: str) -> None:
+        """A revocation may answer 200 without effect: a token given up on must really be dead before another is minted."""
+        if not self.provider.lists_tokens():
+            return
+        if any(t.id == token_id and t.active for t in self.provider.list_tokens(self.context())):
+            raise KeyturnError(
+                f"token {token_id} is still active after revocation",
+                hint=f"revoke it in the portal, then `keyturn resume {self.id[:8]}`",
+            )
 
     def _needs_value(self) -> bool:
         if self.state in ("minted", "stored"):
@@ -852,7 +906,7 @@ class Rotation:
         token = self.new_token
         assert token is not None and self.value is not None
         self.engine.emit("progress", "verifying the new token")
-        detail = self.provider.verify(MintedToken(token, self.value))
+        detail = self.provider.verify(MintedToken(token, self.value), self.context())
         ctx = self._ctx()
         for s in self.steps:
             if s.is_store and s.id in self.record.steps_done:
@@ -881,7 +935,7 @@ class Rotation:
         """Revoke the old tokens now, or schedule it (`revoke_after`). Returns what happened."""
         if self._at_least("old_retired"):
             return "old tokens already retired"
-        delay = timedelta(seconds=self.record.plan.get("revoke_after_s", 0))
+        delay = timedelta(seconds=self.plan.revoke_after_s)
         if not now and delay:
             if self.record.retire_at is None:
                 at = self.engine.clock() + delay
@@ -895,39 +949,36 @@ class Rotation:
         return self.retire()
 
     def retire(self) -> str:
-        olds = [_token_info(t) for t in self.record.plan.get("old_tokens", [])]
+        olds = [t.info() for t in self.plan.old_tokens]
         new = self.new_token
         olds = [t for t in olds if not (new and t.id == new.id)]
         if new is not None:
             self.ensure_held()  # never zero live tokens: the old one dies only when every store holds the new one
-        # optional provider hooks (Buildkite): what revocation does to running agents, and the reason it records
-        if olds and (notice := getattr(self.provider, "retire_notice", None)):
-            self.engine.emit("notice", notice())  # the CLI prints it; the wizard's retire screen already shows it
-        if reason := getattr(self.provider, "set_revoke_reason", None):
-            reason(f"rotated by keyturn (rotation {self.id})")
+        ctx = self.context()  # Buildkite records ctx.revoke_reason with each revocation
+        if olds and (notice := self.provider.retire_notice()):
+            self.engine.emit("notice", notice)  # the CLI prints it; the wizard's retire screen already shows it
         for t in olds:
             if t.id not in self.record.revoked:
                 self.engine.emit("progress", f"revoking old token {t.name!r} ({t.id})")
-                self.provider.revoke(t.id)
+                self.provider.revoke(t.id, ctx)
                 self._write("revoked", token_id=t.id, role="old")
         if self.revoke_all_others and new is not None:
-            everyone_else = getattr(self.provider, "revoke_all_except", None)
-            if everyone_else is None:
-                raise KeyturnError(f"{self.record.plan['platform']} has no 'revoke every other token'", hint="drop --revoke-all-other-tokens")
+            if not self.provider.CAN_REVOKE_ALL_EXCEPT:
+                raise KeyturnError(f"{self.plan.platform} has no 'revoke every other token'", hint="drop --revoke-all-other-tokens")
             if "all-others" not in {e.get("role") for e in self.record.events if e["event"] == "revoked"}:
                 self.engine.emit("progress", f"revoking every API token of the user except {new.id}")
-                everyone_else(new.id)
+                self.provider.revoke_all_except(new.id, ctx)
                 self._write("revoked", token_id="*", role="all-others", kept=new.id)  # noqa: S106 (not a secret)
         if olds:  # proof: revoke calls may answer 200 without effect
-            still = {t.id for t in self.provider.list_tokens()} & {t.id for t in olds}
+            still = {t.id for t in self.provider.list_tokens(ctx)} & {t.id for t in olds}
             if still:
                 raise KeyturnError(f"old token {sorted(still)[0]} is still active after revocation", hint="check it in the portal, then `keyturn resume`")
         tidied = []
         if self.new_token:
-            ctx = self._ctx()
+            step_ctx = self._ctx()
             for s in self.steps:
                 if s.is_store and s.id in self.record.steps_done:
-                    said = s.on_retired(ctx, self.record.steps_done[s.id])
+                    said = s.on_retired(step_ctx, self.record.steps_done[s.id])
                     if said:
                         tidied.append(said)
                         self.engine.emit("step", said)
@@ -944,14 +995,15 @@ class Rotation:
             self._write("done")
 
     def _record_in_config(self) -> None:
-        """Optional hook (Jenkins): settings the config file should now hold (the current token's uuid)."""
-        hook = getattr(self.provider, "config_updates", None)
+        """Settings the config file should now hold (Jenkins: the current token's uuid)."""
         path = self.engine.config.path
-        if hook is None or self.new_token is None or path is None:
+        if self.new_token is None or path is None:
+            return
+        updates = self.provider.config_updates(self.new_token)
+        if not updates:
             return
         from app.config_edit import set_target_values
 
-        updates = hook(self.new_token)
         try:
             changed = set_target_values(path, self.record.target, updates)
         except KeyturnError as exc:
@@ -974,7 +1026,7 @@ class Rotation:
                 elif not s.is_store and s.id in self.record.steps_done and s.needs_value:
                     undone.append(f"{s.title} was given the new token, which is now revoked: put the old one back by hand")
             if token.id not in self.record.revoked:
-                self.provider.revoke(token.id)
+                self.provider.revoke(token.id, self.context())
                 self._write("revoked", token_id=token.id, role="aborted")
             undone.insert(0, f"revoked the new token {token.id}")
         elif any(e["event"] == "mint_attempt" for e in self.record.events):

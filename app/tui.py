@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from app.clipboard import Clipboard
     from app.config import Config
     from app.engine import Engine, MintOptions, Rotation
-    from providers.base import DeviceCodePrompt, Interaction
+    from app.secret import SecretValue
+    from providers.base import DeviceCodePrompt, Interaction, Provider
     from screens.reveal import RevealScreen
 
     EngineFactory = Callable[["KeyturnApp"], Engine]
@@ -172,7 +173,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
         def progress(text: str) -> None:
             self.post_message(EngineEvent("progress", text))
 
-        return Interaction(on_device_code=device_code, on_warning=warning, on_progress=progress)
+        return Interaction(on_device_code=device_code, on_warning=warning, on_progress=progress, paste=self._paste_from_thread)
 
     def on_engine_line(self, kind: str, text: str) -> None:
         """The engine's ``on_event``: thread-safe (post_message)."""
@@ -371,51 +372,47 @@ class KeyturnApp(App[None], inherit_bindings=False):
         target = self.config.targets[target_name]
         return self.config.accounts[target.account].platform == "azure-devops"
 
-    async def _token_provider(self, target_name: str) -> Any:
+    async def _token_provider(self, target_name: str) -> Provider:
         """The target's provider, signed in (cheap for Buildkite: one GraphQL call), made in a thread."""
         import asyncio
 
         target = self.config.targets[target_name]
 
-        def make() -> Any:
+        def make() -> Provider:
             provider = self.engine.provider(target.account, target_name)
             provider.sign_in()
             return provider
 
-        provider = await asyncio.to_thread(make)
-        if target.token_type == "api-access-token":  # noqa: S105 (a token kind)
-            provider.paste = self._paste_from_thread(target_name, provider)
-        return provider
+        return await asyncio.to_thread(make)
 
-    def _paste_from_thread(self, target_name: str, provider: Any) -> Callable[[str], Any]:
-        """The provider's ``paste``: called in the mint worker, it shows PasteTokenScreen and waits for it."""
+    def _paste_from_thread(self, target_name: str, url: str) -> SecretValue:
+        """``Interaction.paste`` (a token no API mints): called in the mint worker, it shows PasteTokenScreen and
+        waits for the value."""
+        from app.errors import KeyturnError
 
-        def paste(url: str) -> Any:
-            from app.errors import KeyturnError
+        target = self.config.targets[target_name]
+        provider = self.engine.provider(target.account, target_name)
+        answer: list[Any] = []
+        done = threading.Event()
 
-            answer: list[Any] = []
-            done = threading.Event()
+        def ask() -> None:
+            from screens.paste_token import PasteTokenScreen
 
-            def ask() -> None:
-                from screens.paste_token import PasteTokenScreen
+            def got(value: Any) -> None:
+                answer.append(value)
+                done.set()
 
-                def got(value: Any) -> None:
-                    answer.append(value)
-                    done.set()
+            # The provider's own prefix check, so an agent token is refused here and can be pasted again.
+            self.push_screen(PasteTokenScreen(target_name, url, check=provider.check_pasted), callback=got)
 
-                # The provider's own prefix check, so an agent token is refused here and can be pasted again.
-                check = getattr(provider, "check_pasted", None)
-                self.push_screen(PasteTokenScreen(target_name, url, check=check), callback=got)
-
-            self.call_from_thread(ask)
-            while not done.wait(0.2):
-                if not self.is_running:
-                    break
-            if not answer or answer[0] is None:
-                raise KeyturnError("no API access token was pasted; nothing was created")
-            return answer[0]
-
-        return paste
+        self.call_from_thread(ask)
+        while not done.wait(0.2):
+            if not self.is_running:
+                break
+        if not answer or answer[0] is None:
+            raise KeyturnError("no API access token was pasted; nothing was created")
+        value: SecretValue = answer[0]
+        return value
 
     async def _rotate(self, target_name: str) -> None:
         from app.errors import KeyturnError
@@ -457,8 +454,8 @@ class KeyturnApp(App[None], inherit_bindings=False):
         target = self.config.targets[target_name]
         provider = await self._token_provider(target_name)
         clusters: list[str] | None = None
-        if provider.platform == "buildkite" and target.token_type in (None, "cluster-agent-token"):
-            clusters = await asyncio.to_thread(provider.clusters)  # type: ignore[attr-defined]  # every page
+        if provider.HAS_CLUSTERS:
+            clusters = await asyncio.to_thread(provider.clusters)  # every page
         while True:
             options = await self.push_screen_wait(TokenOptionsScreen(target_name, target, provider, clusters=clusters))
             if options is None:
@@ -474,7 +471,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
 
         target = self.config.targets[target_name]
         if not self._signs_in_with_entra(target_name):
-            await self._token_provider(target_name)  # signed in, and ``paste`` set should the mint run again
+            await self._token_provider(target_name)  # signed in before the mint screen runs
         elif not await self.push_screen_wait(
             SignInScreen(target.account, purpose=f"to resume rotation {rotation_id[:8]}")
         ):

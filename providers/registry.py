@@ -21,6 +21,36 @@ def provider_key(account_name: str, account: Account, target_name: str | None) -
     return f"{account_name}/{target_name}"
 
 
+# (platform, token kind) -> the class serving it, imported on first use (a platform's libraries load only when needed)
+PROVIDERS: dict[tuple[str, str], str] = {
+    ("azure-devops", "pat"): "providers.azure_devops.provider:AzureDevOpsProvider",
+    ("buildkite", "cluster-agent-token"): "providers.buildkite.cluster_tokens:ClusterAgentTokenProvider",
+    ("buildkite", "unclustered-agent-token"): "providers.buildkite.agent_tokens:UnclusteredAgentTokenProvider",
+    ("buildkite", "api-access-token"): "providers.buildkite.api_token:ApiAccessTokenProvider",
+    ("jenkins", "api-token"): "providers.jenkins.provider:JenkinsProvider",
+}
+DEFAULT_KIND = {"azure-devops": "pat", "buildkite": "cluster-agent-token", "jenkins": "api-token"}
+PER_TARGET = frozenset({"buildkite", "jenkins"})  # their tokens belong to a target (a cluster, a user's token)
+
+
+def token_kind(account: Account, target: Target | None) -> str:
+    return (target.token_type if target is not None and target.token_type else None) or DEFAULT_KIND.get(account.platform, "")
+
+
+def provider_class(platform: str, kind: str, where: str = "") -> type[Provider]:
+    import importlib
+
+    path = PROVIDERS.get((platform, kind))
+    if path is None:
+        if platform not in DEFAULT_KIND:
+            raise NotBuiltError(f"{where or 'accounts'}: platform {platform!r} is not supported by this version of keyturn yet")
+        kinds = ", ".join(k for p, k in PROVIDERS if p == platform)
+        raise ConfigError(f"{where or 'targets'}.token_type: {kind!r} is not a {platform} token kind", hint=f"use one of: {kinds}")
+    module, _, name = path.partition(":")
+    cls: type[Provider] = getattr(importlib.import_module(module), name)
+    return cls
+
+
 def make_provider(
     account_name: str,
     account: Account,
@@ -31,27 +61,14 @@ def make_provider(
     resolve_secret: Callable[[str], SecretValue],
     interaction: Interaction,
 ) -> Provider:
-    if account.platform == "azure-devops":
-        from providers.azure_devops.provider import AzureDevOpsProvider
-
-        return AzureDevOpsProvider(account_name, account, ca_bundle=ca_bundle, resolve_secret=resolve_secret, interaction=interaction)
-    if account.platform == "buildkite":
-        if target_name is None or target is None:
-            raise NotBuiltError(f"accounts.{account_name}: Buildkite tokens belong to a target; name one")
-        from providers.buildkite.provider import BuildkiteProvider
-
-        return BuildkiteProvider(
-            account_name, account, target_name, target, ca_bundle=ca_bundle, resolve_secret=resolve_secret, interaction=interaction
-        )
-    if account.platform == "jenkins":
-        if target_name is None or target is None:
-            raise NotBuiltError(f"accounts.{account_name}: Jenkins tokens belong to a target; name one")
-        from providers.jenkins.provider import JenkinsProvider
-
-        return JenkinsProvider(
-            account_name, account, target_name, target, ca_bundle=ca_bundle, resolve_secret=resolve_secret, interaction=interaction
-        )
-    raise NotBuiltError(f"accounts.{account_name}: platform {account.platform!r} is not supported by this version of keyturn yet")
+    kind = token_kind(account, target)
+    where = f"targets.{target_name}" if target_name else f"accounts.{account_name}"
+    cls = provider_class(account.platform, kind, where)  # refuses an unknown platform or kind before anything else
+    if account.platform not in PER_TARGET:
+        return cls(account_name, account, ca_bundle=ca_bundle, resolve_secret=resolve_secret, interaction=interaction)  # type: ignore[call-arg]
+    if target_name is None or target is None:
+        raise NotBuiltError(f"accounts.{account_name}: {account.platform} tokens belong to a target; name one")
+    return cls(account_name, account, target_name, target, ca_bundle=ca_bundle, resolve_secret=resolve_secret, interaction=interaction)  # type: ignore[call-arg]
 
 
 def resolve_scopes(config: Config, target_name: str, target: Target) -> tuple[str, ...]:

@@ -82,8 +82,10 @@ class FollowUpsScreen(WizardScreen[bool]):
 
     def _text(self, step: FollowUpStep) -> str:
         """A manual step's templated text, filled in for this rotation; else what the step does."""
-        spec = getattr(step, "spec", None)
-        if step.manual and spec is not None and hasattr(spec, "text"):
+        from app.followups.manual import ManualStep
+
+        if isinstance(step, ManualStep):
+            spec = step.spec
             from app.followups import StepContext
             from app.followups.manual import render
 

@@ -6,7 +6,7 @@ verified and propagated. A deferred revocation is journaled and done by a later 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
@@ -73,7 +73,7 @@ class RetireScreen(WizardScreen["str | None"]):
         self.rotation = rotation
         self.ready = False
         self.busy = False
-        self.delay = timedelta(seconds=rotation.record.plan.get("revoke_after_s", 0))
+        self.delay = timedelta(seconds=rotation.plan.revoke_after_s)
 
     def compose(self) -> ComposeResult:
         rotation = self.rotation
@@ -90,36 +90,28 @@ class RetireScreen(WizardScreen["str | None"]):
     def old_unknown(self) -> bool:
         """Jenkins without a readable security page or a token_uuid: the old token cannot be named."""
         provider = self.rotation.provider
-        return (
-            not self.rotation.record.plan.get("old_tokens")
-            and hasattr(provider, "revoke_all_except")
-            and getattr(provider, "lists_tokens", None) is False
-        )
+        return not self.rotation.plan.old_tokens and provider.CAN_REVOKE_ALL_EXCEPT and not provider.lists_tokens()
 
     def _old_tokens(self) -> str:
-        olds = self.rotation.record.plan.get("old_tokens", [])
+        olds = self.rotation.plan.old_tokens
         if not olds and self.old_unknown:
-            from providers.jenkins.provider import unknown_uuid_message
-
-            p = self.rotation.provider
-            text = unknown_uuid_message(self.rotation.record.target, p.user, p.base_url, p.target.token_name)  # type: ignore[attr-defined]
+            text = self.rotation.provider.unknown_old_token_help()
             return f"  not known: {text.replace('rotate with --revoke-all-other-tokens', 'press a')}"
         if not olds:
             return "  none found: nothing to revoke"
         lines = []
         for t in olds:
-            exp = f", expires {datetime.fromisoformat(t['expires_at']):%Y-%m-%d}" if t.get("expires_at") else ""
-            lines.append(f"  • {t['name']}{exp}\n    id {t['id']}")
+            exp = f", expires {t.expires_at:%Y-%m-%d}" if t.expires_at else ""
+            lines.append(f"  • {t.name}{exp}\n    id {t.id}")
         # what revocation does and does not do on this platform (Buildkite: running agents), before Enter
-        notice = getattr(self.rotation.provider, "retire_notice", None)
-        if notice and (text := notice()):
+        if text := self.rotation.provider.retire_notice():
             lines.append(f"\n  ⓘ {text}")
         return "\n".join(lines)
 
     def _choice_text(self) -> str:
         if self.rotation.revoke_all_others:
             return "Enter revokes every other API token of the user now; the new one stays."
-        if not self.rotation.record.plan.get("old_tokens"):
+        if not self.rotation.plan.old_tokens:
             return "Enter finishes the rotation (nothing revoked)" + ("; a revokes every other token first." if self.old_unknown else ".")
         if self.delay:
             return (
@@ -174,7 +166,7 @@ class RetireScreen(WizardScreen["str | None"]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "retire":
-            if not self.rotation.record.plan.get("old_tokens"):
+            if not self.rotation.plan.old_tokens:
                 return False
             if parameters and parameters[0] is False and not self.delay:
                 return False
@@ -189,7 +181,7 @@ class RetireScreen(WizardScreen["str | None"]):
 
     def action_revoke_all_others(self) -> None:
         p = self.rotation.provider
-        user = getattr(p, "user", "the user")
+        user = p.owner() or "the user"
         question = (
             f"Revoke EVERY other API token of {user}? Jobs, scripts and people using any other token of {user} get 401 "
             "from their next request; only the new token stays. Type yes to confirm."

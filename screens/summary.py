@@ -25,7 +25,7 @@ def summary_rows(rotation: Rotation, outcome: str) -> list[tuple[str, str]]:
     from providers.registry import scope_label
 
     record = rotation.record
-    plan = record.plan
+    plan = rotation.plan
     rows: list[tuple[str, str]] = []
     token = rotation.new_token
     if token is not None:
@@ -35,8 +35,8 @@ def summary_rows(rotation: Rotation, outcome: str) -> list[tuple[str, str]]:
         minted = [e for e in record.events if e["event"] == "minted"]
         for note in minted[-1].get("notes", []) if minted else []:
             rows.append(("Note", note))
-    scopes = plan.get("scopes", [])
-    platform = plan.get("platform", "")
+    scopes = plan.scopes
+    platform = plan.platform
     labels = ((scope_label(platform, s), s) for s in scopes)
     rows.append(("Scopes", ", ".join(label if label == s else f"{label} ({s})" for label, s in labels) or "-"))
     stored = rotation.stored_in()
@@ -54,7 +54,7 @@ def summary_rows(rotation: Rotation, outcome: str) -> list[tuple[str, str]]:
         if not s.is_store and s.id not in record.steps_done
     ]
     rows.append(("Follow-ups", "\n".join(follow) if follow else "none"))
-    olds = {t["id"]: t["name"] for t in plan.get("old_tokens", [])}
+    olds = {t.id: t.name for t in plan.old_tokens}
     revoked = [e["token_id"] for e in record.events if e["event"] == "revoked" and e.get("role") == "old"]
     if revoked:
         old_text = "revoked " + ", ".join(f"{olds.get(i, '?')} ({i})" for i in revoked)

@@ -27,6 +27,7 @@ from screens import PaletteCommand, WizardScreen
 if TYPE_CHECKING:
     from app.config import Target
     from app.engine import MintOptions  # noqa: F401 (the screen's result type, named in a string)
+    from providers.base import Provider
 
 MIN_EXPIRY = timedelta(minutes=10)  # Buildkite refuses an agent token that expires sooner
 DESCRIPTION_MAX = 100  # the config's limit for token_name
@@ -111,13 +112,19 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
         ),
     ]
 
-    def __init__(self, target_name: str, target: Target, provider: Any, *, clusters: list[str] | None = None) -> None:
+    def __init__(self, target_name: str, target: Target, provider: Provider, *, clusters: list[str] | None = None) -> None:
+        from providers.buildkite.api_token import ApiAccessTokenProvider
+        from providers.jenkins.provider import JenkinsProvider
+
         super().__init__()
         self.clusters = clusters or []  # cluster agent tokens: the organization's clusters (every page)
         self.target_name = target_name
         self.target = target
         self.provider = provider
-        self.kind = JENKINS if getattr(provider, "platform", "") == "jenkins" else (target.token_type or "cluster-agent-token")
+        # the kind-specific options read the kind's own class (typed; no attribute probing)
+        self.jenkins = provider if isinstance(provider, JenkinsProvider) else None
+        self.api_token = provider if isinstance(provider, ApiAccessTokenProvider) else None
+        self.kind = JENKINS if self.jenkins is not None else provider.token_kind
         self.error: str | None = None
 
     @property
@@ -179,12 +186,13 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
 
     @property
     def has_expiry(self) -> bool:
-        if self.kind == JENKINS:
-            return bool(self.provider.supports_expiry)
+        if self.jenkins is not None:
+            return self.jenkins.supports_expiry
         return self.kind == "cluster-agent-token"
 
     def _compose_jenkins(self) -> ComposeResult:
-        version = self.provider.server_version or "?"
+        assert self.jenkins is not None
+        version = self.jenkins.server_version or "?"
         if self.has_expiry:
             yield from self._compose_expiry(default_days=self.target.validity_days)
             yield Static(
@@ -202,10 +210,10 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
             )
         with Horizontal(classes="field"):
             yield Label("User", classes="field-label")
-            yield Input(self.provider.user, id="user", compact=True, max_length=100)
+            yield Input(self.jenkins.user, id="user", compact=True, max_length=100)
         yield Static(
             "Only the user mints their own API tokens: keyturn signs in as "
-            f"{self.provider.auth_user} with that user's current token.",
+            f"{self.jenkins.auth_user} with that user's current token.",
             classes="note",
             markup=False,
         )
@@ -239,7 +247,8 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
             classes="note",
             markup=False,
         )
-        scopes = ", ".join("GraphQL access" if s == "graphql" else s for s in self.provider.expected_scopes())
+        assert self.api_token is not None
+        scopes = ", ".join("GraphQL access" if s == "graphql" else s for s in self.api_token.expected_scopes())
         with Horizontal(classes="field"):
             yield Label("Scopes", classes="field-label")
             yield Static(f"exactly {scopes}", id="scopes", markup=False)
@@ -331,7 +340,7 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
             cluster = picked if picked != self.target.cluster else None
         if self.kind == JENKINS:
             user = self.query_one("#user", Input).value.strip()
-            if user != self.provider.user:
+            if self.jenkins is not None and user != self.jenkins.user:
                 self._fail(
                     f"user: only {user or 'that user'} can mint their own API token; sign in as them (their current "
                     "token in accounts.*.api_token), or have Jenkins started with "

@@ -36,7 +36,7 @@ class StepResult:
 
 
 class FollowUpStep(Protocol):
-    id: str  # stable within the target: "<index>-<kind>"
+    id: str  # stable across config edits: "<kind>-<what it acts on>" (app.plan.step_id)
     kind: str
     title: str
     is_store: bool  # persists the value (runs before the reveal)
@@ -57,6 +57,9 @@ class FollowUpStep(Protocol):
 
     def recover_value(self, ctx: StepContext, fingerprint: str) -> SecretValue | None:
         """Store steps: read the value back (resume after a crash); others return None."""
+
+    def previous_value(self, ctx: StepContext, detail: dict[str, Any]) -> SecretValue | None:
+        """Store steps: what the place held before this rotation wrote to it (the old token), or None."""
 
     reads_back: bool  # current_fingerprint says what consumers read now (every store step, and the Flux branch)
 
@@ -79,6 +82,9 @@ class StepDefaults:
     """No-op defaults for the optional hooks, so each step writes only what it does."""
 
     reads_back = False
+
+    def previous_value(self, ctx: StepContext, detail: dict[str, Any]) -> SecretValue | None:
+        return None
 
     def current_fingerprint(self, ctx: StepContext, detail: dict[str, Any]) -> str | None:
         raise NotImplementedError(f"{type(self).__name__} cannot read back what it holds")
@@ -117,6 +123,7 @@ def build_steps(config: Config, target: Target) -> list[FollowUpStep]:
         "manual": ManualStep,
     }
     steps: list[FollowUpStep] = []
+    taken: set[str] = set()
     for i, spec in enumerate(target.follow_ups):
         cls = built.get(spec.kind)
         if cls is None:
@@ -124,5 +131,33 @@ def build_steps(config: Config, target: Target) -> list[FollowUpStep]:
                 f"follow-up {i + 1} ({spec.kind}{': ' + spec.name if spec.name else ''}) cannot run in this version of keyturn",
                 hint="nothing was minted; replace it with a `manual` step for now",
             )
-        steps.append(cls(f"{i + 1}-{spec.kind}", spec))
+        steps.append(cls(unique_step_id(spec.kind, acts_on(spec), taken), spec))
     return steps
+
+
+def acts_on(spec: Any) -> str:
+    """What a follow-up acts on, for its stable id: the same step keeps its id when others are added or reordered."""
+    from app.config import AwsSsmParameter, ConductorOneConnector, FluxSopsSecret, KeyringStore, KeyVaultSecretVersion
+
+    if isinstance(spec, KeyVaultSecretVersion):
+        return f"{spec.vault}/{spec.secret}"
+    if isinstance(spec, FluxSopsSecret):
+        return f"{spec.repo}/{spec.field}.{spec.key}/{','.join(spec.files)}"
+    if isinstance(spec, AwsSsmParameter):
+        return f"{spec.region}{spec.parameter}"
+    if isinstance(spec, KeyringStore):
+        return f"{spec.service}/{spec.username}"
+    if isinstance(spec, ConductorOneConnector):
+        return f"{spec.tenant}/{spec.app_id}/{spec.connector_id}"
+    return str(spec.name or spec.text)  # manual: its name, else its text
+
+
+def unique_step_id(kind: str, what: str, taken: set[str]) -> str:
+    from app.plan import step_id
+
+    sid = base = step_id(kind, what)
+    n = 2
+    while sid in taken:  # the same place twice in one target (a config mistake, but ids must not collide)
+        sid, n = f"{base}-{n}", n + 1
+    taken.add(sid)
+    return sid

@@ -21,6 +21,10 @@ class ClusterAgentTokenProvider(AgentTokenBase):
     token_kind = "cluster-agent-token"  # noqa: S105 (a type name)
     HAS_CLUSTERS: ClassVar[bool] = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._found: dict[str, dict[str, str]] = {}  # cluster name/uuid/id as asked -> the organization's cluster
+
     # -- clusters ----------------------------------------------------------------------------------
 
     def _clusters(self) -> Iterator[dict[str, str]]:
@@ -55,10 +59,14 @@ class ClusterAgentTokenProvider(AgentTokenBase):
         wanted = (ctx.cluster or self.target.cluster or "").strip()
         if not wanted:
             raise KeyturnError(f"targets.{self.target_name}.cluster is not set: name the cluster (name or id)")
+        # the organization's clusters are the account's, not a rotation's: one lookup per name serves every call
+        if (known_node := self._found.get(wanted)) is not None:
+            return known_node
         names: list[str] = []
         for node in self._clusters():
             names.append(node["name"])
             if wanted in (node["name"], node["uuid"], node["id"]) or wanted.lower() == node["name"].lower():
+                self._found[wanted] = node
                 return node
         known = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
         raise ProviderError(
@@ -93,6 +101,7 @@ class ClusterAgentTokenProvider(AgentTokenBase):
         )
         node = (data.get("organization") or {}).get("cluster")
         if not isinstance(node, dict):
+            self._found.clear()  # looked up again next time
             raise ProviderError(f"cluster {cluster['name']} ({cluster['uuid']}) is gone from {self.account.organization}")
         conn = node.get("agentTokens") or {}
         if (conn.get("pageInfo") or {}).get("hasNextPage"):  # a cut-short list could hide the token a reconcile looks for

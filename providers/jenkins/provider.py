@@ -168,6 +168,10 @@ class JenkinsProvider(Provider):
         """The Jenkins user whose API tokens these are."""
         return self.user
 
+    def unknown_old_token_help(self) -> str:
+        """No token_uuid and no readable security page: the three ways to name the old token, in order."""
+        return unknown_uuid_message(self.target_name, self.user, self.base_url, self.target.token_name)
+
     def lists_tokens(self) -> bool:
         """False when the user's security page could not be read, so list_tokens() cannot find a token by name.
 

@@ -144,7 +144,7 @@ def _journal(*events: str, garbage: bool = False) -> Setup:
             plan = engine.plan("daily-checks", sign_in=False)  # offline: what would happen, no sign-in
         finally:
             engine.close()
-        journal.append(SEEDED_ROTATION, "planned", target="daily-checks", plan=plan.to_journal())
+        journal.append(SEEDED_ROTATION, "planned", target="daily-checks", plan=plan.to_record().to_json())
         for event in events:
             journal.append(SEEDED_ROTATION, event, reason="test")
         if garbage:

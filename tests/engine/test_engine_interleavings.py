@@ -194,7 +194,6 @@ def test_two_threads_start_together(world: FakeWorld, round_: int) -> None:
     world.check_done(T)
 
 
-@pytest.mark.xfail(strict=True, reason="a Rotation keeps journaling after its engine let go of the target (release_all)")
 def test_a_rotation_whose_engine_let_go_of_the_target_cannot_write(world: FakeWorld) -> None:
     """The wizard lets go of every target when it goes back to its start. If a Rotation object of that engine were
     driven afterwards (while another engine resumed and finished the rotation), it would journal past `done`: a

@@ -347,7 +347,6 @@ def test_a_value_lost_before_anyone_held_it_is_revoked_not_left_live(world: Fake
     world.check_done("bare")
 
 
-@pytest.mark.xfail(strict=True, reason="the engine proves only the old tokens' revocation (a list after revoke), not a lost or orphan token's")
 def test_a_lost_tokens_revocation_without_effect_is_noticed(world: FakeWorld) -> None:
     world.add_target(T)
     _crash(world, "after:minted")  # the value is lost: the resume revokes that token and mints another

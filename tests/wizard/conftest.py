@@ -126,7 +126,7 @@ from app.engine import Engine  # noqa: E402
 from app.journal import RotationJournal  # noqa: E402
 from app.secret import SecretValue  # noqa: E402
 from app.tui import KeyturnApp  # noqa: E402
-from providers.base import DeviceCodePrompt, MintedToken, MintRequest, TokenInfo  # noqa: E402
+from providers.base import NO_ROTATION, DeviceCodePrompt, MintedToken, MintRequest, Provider, RotationContext, TokenInfo  # noqa: E402
 
 FROZEN_NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)  # the same day as FROZEN_TODAY above
 
@@ -252,10 +252,11 @@ SNAPSHOT_CONFIG = {
 SNAPSHOT_VALUE = "snapshotpatvalue7q2w9e4r1t6y3u8i5o0pzxcvbnmasdfghjkl"  # a value the scripted provider mints
 
 
-class ScriptedProvider:
+class ScriptedProvider(Provider):
     """Azure DevOps as a script: two seeded tokens, deterministic mint/revoke, optional device code."""
 
     platform = "azure-devops"
+    token_kind = "pat"
 
     def __init__(self, interaction: Any, *, device_code: bool = False, fail_mint: int = 0) -> None:
         self.interaction = interaction
@@ -293,13 +294,13 @@ class ScriptedProvider:
         self.release.wait(60)
         self.signed_in = True
 
-    def list_tokens(self) -> list[TokenInfo]:
-        return [t for t in self.tokens.values() if t.active]  # like the provider: active tokens only
+    def list_tokens(self, ctx: RotationContext = NO_ROTATION, *, include_inactive: bool = False) -> list[TokenInfo]:
+        return [t for t in self.tokens.values() if t.active or include_inactive]  # like the provider: active ones
 
-    def get_token(self, token_id: str) -> TokenInfo | None:
+    def get_token(self, token_id: str, ctx: RotationContext = NO_ROTATION) -> TokenInfo | None:
         return self.tokens.get(token_id)
 
-    def mint(self, request: MintRequest) -> MintedToken:
+    def mint(self, request: MintRequest, ctx: RotationContext = NO_ROTATION) -> MintedToken:
         if self.fail_mint:
             self.fail_mint -= 1
             from app.errors import ProviderError
@@ -311,10 +312,10 @@ class ScriptedProvider:
         self.tokens[token_id] = info
         return MintedToken(info, SecretValue(SNAPSHOT_VALUE))
 
-    def verify(self, token: MintedToken) -> str:
+    def verify(self, token: MintedToken, ctx: RotationContext = NO_ROTATION) -> str:
         return "GET /contoso/_apis/distributedtask/pools -> 200 (3 pools)"
 
-    def revoke(self, token_id: str) -> None:
+    def revoke(self, token_id: str, ctx: RotationContext = NO_ROTATION) -> None:
         old = self.tokens[token_id]
         self.tokens[token_id] = TokenInfo(old.id, old.name, old.expires_at, old.scopes, active=False)
 

@@ -45,6 +45,17 @@ async def targets_ready(wiz: Any, pilot: Pilot[Any]) -> TargetsScreen:
     return app.screen
 
 
+def manual_ids(screen: Any) -> list[str]:
+    """The checklist's manual steps' ids (stable ids: kind and what they act on, not positions)."""
+    return [s.id for s in screen.rotation.steps if s.manual]
+
+
+def record_steps(record: Any) -> list[Any]:
+    from app.plan import PlanRecord
+
+    return list(PlanRecord.from_json(record.plan).steps)
+
+
 async def to_review(wiz: Any, pilot: Pilot[Any]) -> ReviewScreen:
     app = pilot.app
     await targets_ready(wiz, pilot)
@@ -275,12 +286,12 @@ async def test_continue_is_refused_while_a_manual_step_is_open(scripted_wizard, 
         assert wiz.screen_name(app) == "FollowUpsScreen"
         assert "Still to do: Flux secret (cft), Flux secret (sds)" in wiz.screen_text(app)
         await pilot.press("space")
-        await wiz.wait_until(pilot, lambda: app.screen.states["1-manual"] == "done")
+        await wiz.wait_until(pilot, lambda: app.screen.states[manual_ids(app.screen)[0]] == "done")
         await pilot.press("up", "space")  # a done step cannot be unticked
         await pilot.pause()
         assert "cannot be unticked" in wiz.screen_text(app)
     (record,) = RotationJournal(tmp_path / "journal").all()
-    assert list(record.steps_done) == ["1-manual"]
+    assert list(record.steps_done) == [s.id for s in record_steps(record) if s.kind == "manual"][:1]
     assert record.state == "verified"
 
 
@@ -437,9 +448,9 @@ async def test_automated_steps_run_by_themselves_and_retry_one_by_one(
         await pilot.press("home", "space")  # retry the failed step
         await wiz.wait_until(pilot, lambda: screen.states["0-fake-consumer"] == "done")
         await pilot.press("space")  # the highlight moved on to the first manual step
-        await wiz.wait_until(pilot, lambda: screen.states["1-manual"] == "done")
+        await wiz.wait_until(pilot, lambda: screen.states[manual_ids(screen)[0]] == "done")
         await pilot.press("space")
-        await wiz.wait_until(pilot, lambda: screen.states["2-manual"] == "done")
+        await wiz.wait_until(pilot, lambda: screen.states[manual_ids(screen)[1]] == "done")
         await pilot.press("ctrl+s")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(wizard) == "RetireScreen")
     (record,) = RotationJournal(tmp_path / "journal").all()

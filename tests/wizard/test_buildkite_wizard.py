@@ -55,7 +55,7 @@ async def test_cluster_agent_token_rotates_end_to_end(wiz, sandbox_wizard, wizar
 
     (record,) = journal_of(wizard_sandbox).all()
     assert record.target == "buildkite-cluster" and record.state == "done"
-    assert any(k.endswith("-manual-buildkite") for k in record.steps_done)  # ticked by hand, journaled
+    assert any(k.startswith("manual-buildkite-") for k in record.steps_done)  # ticked by hand, journaled
     tokens = {t.uuid: t for t in bk.cluster_tokens(include_revoked=True)}
     assert tokens[old.uuid].revoked
     live = [t for t in bk.cluster_tokens() if t.description.startswith("Default cluster agents-")]

@@ -23,6 +23,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+
+def flux_step(screen: Any) -> str:
+    return next(s.id for s in screen.rotation.steps if s.kind == "flux-sops-secret")
+
 def journal_of(sandbox: Any) -> RotationJournal:
     return RotationJournal(sandbox.directory / "journal")
 
@@ -86,7 +90,7 @@ async def test_daily_checks_rotation_with_the_keyboard(wiz, sandbox_wizard, wiza
     (record,) = journal_of(wizard_sandbox).all()
     assert record.target == "daily-checks"
     assert record.state == "done"
-    assert list(record.steps_done) == ["1-keyvault-secret-version"]
+    assert list(record.steps_done) == ["keyvault-secret-version-cftptl-intsvc-azure-devops-token"]  # a stable id
     new = state.pat(record.new_token["id"])
     assert new is not None and not new.revoked
     assert sorted(new.scopes) == sorted(BUILTIN_PRESETS["daily-checks"].scopes)
@@ -95,7 +99,7 @@ async def test_daily_checks_rotation_with_the_keyboard(wiz, sandbox_wizard, wiza
     assert len(versions) == versions_before + 1
     assert versions[-1].value == new.value
     assert versions[-1].tags["keyturn-rotation-id"] == record.rotation_id
-    assert f"version {record.steps_done['1-keyvault-secret-version']['version']}" in summary
+    assert f"version {record.steps_done['keyvault-secret-version-cftptl-intsvc-azure-devops-token']['version']}" in summary
     assert record.rotation_id in summary
 
 
@@ -115,8 +119,9 @@ async def test_keda_rotation_commits_the_flux_secret_within_the_key_budget(wiz, 
     print(f"key presses to rotate keda from launch: {len(keys)} {keys}")  # shown with -s; the README quotes it
     (record,) = journal_of(wizard_sandbox).all()
     assert record.state == "done"
-    assert set(record.steps_done) == {"1-flux-sops-secret"}
-    assert record.steps_done["1-flux-sops-secret"]["pushed"] is True
+    (flux_id,) = record.steps_done
+    assert flux_id.startswith("flux-sops-secret-flux-config-")
+    assert record.steps_done[flux_id]["pushed"] is True
     new = state.pat(record.new_token["id"])
     assert new is not None and not new.revoked
     assert new.scopes == ["vso.agentpools_manage"]
@@ -197,7 +202,7 @@ async def test_leave_at_the_checklist_then_resume_from_the_targets(wiz, sandbox_
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen")
         await pilot.press("tab", "space", "ctrl+s")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen")
-        await wiz.wait_until(pilot, lambda: app.screen.states["1-flux-sops-secret"] == "done", what="the Flux commit")
+        await wiz.wait_until(pilot, lambda: app.screen.states[flux_step(app.screen)] == "done", what="the Flux commit")
         await pilot.press("l")  # leave it: the journal keeps it at "verified"
         await on_targets_ready(wiz, pilot)
         (record,) = journal_of(wizard_sandbox).unfinished()
@@ -206,7 +211,7 @@ async def test_leave_at_the_checklist_then_resume_from_the_targets(wiz, sandbox_
 
         await pilot.press("tab", "enter")  # the unfinished rotations' table; resume the highlighted one
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen", what="the resumed checklist")
-        assert app.screen.states["1-flux-sops-secret"] == "done"  # from the journal: not run twice
+        assert app.screen.states[flux_step(app.screen)] == "done"  # from the journal: not run twice
         await pilot.press("ctrl+s")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready)
         await pilot.press("enter")
