@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from app.config import Config, Target
 from app.errors import AmbiguousResultError, ConfigError, KeyturnError
@@ -559,6 +559,7 @@ class Rotation:
         self.value: SecretValue | None = None
         self.options: dict[str, Any] = {"ticked": {}}
         self.notes: list[str] = []
+        self.outcome = ""  # what retiring the old tokens did (or when it will)
 
     # -- helpers ---------------------------------------------------------------------------------
     @property
@@ -915,6 +916,11 @@ class Rotation:
         self.engine.emit("step", f"verified: {detail}")
         return detail
 
+    def verified_detail(self) -> str:
+        """What the verification called (from the journal), or "" before it."""
+        done = [e for e in self.record.events if e["event"] == "verified"]
+        return str(done[-1].get("detail", "")) if done else ""
+
     def run_step(self, step_id: str) -> None:
         """Run (or retry) one propagation step; the wizard's checklist calls this."""
         step = next(s for s in self.steps if s.id == step_id)
@@ -1068,24 +1074,71 @@ class Rotation:
             return
         raise KeyturnError("the new value was lost repeatedly; giving up", hint="check the store follow-ups")
 
+    # -- the one sequence ---------------------------------------------------------------------------
+    # The protocol's order lives here and nowhere else: the CLI runs it to the end, the wizard's screens run it up to
+    # the point each one renders (mint screen: verified; checklist: propagated; retire screen: done) and post what the
+    # person chose (ticks, revoke now or later, revoke every other token) as arguments or journaled decisions.
+    NEXT_STEP: ClassVar[dict[str, str]] = {
+        "planned": "mint", "minted": "store", "stored": "verify", "verified": "propagate", "propagated": "retire", "old_retired": "finish",
+    }
+
+    def next_step(self) -> str | None:
+        return None if self.record.finished else self.NEXT_STEP.get(self.state)
+
+    def _advance(self, step: str, *, revoke_now: bool, rollback: bool) -> None:
+        """Run one step of the protocol. ``rollback``: a failed store or verification undoes the rotation (headless);
+        the wizard keeps it and lets the person retry or abort."""
+        self.recover()  # mint, or read a resumed rotation's value back (or replace a lost one) before what needs it
+        if step == "mint" or self.next_step() != step:
+            return  # recover() did this step (or replaced the token: the sequence starts over from its state)
+        try:
+            if step == "store":
+                self.store()
+            elif step == "verify":
+                self.verify()
+        except KeyturnError as exc:
+            if rollback:
+                self.abort_after_failure(exc, "storing" if step == "store" else "verification")
+            raise
+        if step == "propagate":
+            try:
+                self.propagate()
+            except KeyturnError as exc:
+                if not rollback:
+                    raise
+                self._write("error", message=str(exc))
+                held = "stored and verified" if self.stored_in() else "verified"
+                raise KeyturnError(f"{exc}; the new token is {held}, the old one is untouched", hint=f"fix it, then `keyturn resume {self.id[:8]}`") from None
+        elif step == "retire":
+            self.outcome = self.schedule_or_retire(now=revoke_now)
+        elif step == "finish":
+            self.finish()
+
+    def run_until(
+        self,
+        state: str,
+        *,
+        revoke_now: bool = False,
+        rollback: bool = False,
+        before: Callable[[str], None] | None = None,
+        after: Callable[[str], None] | None = None,
+    ) -> str:
+        """Run the sequence from where the journal stands until ``state`` (or a retirement scheduled for later).
+        ``before``/``after`` see each step's name (the wizard shows progress and may stop between steps)."""
+        if self.needs_value and not self.record.finished:
+            self.recover()  # a resumed rotation reads its value back (or replaces a lost one) before anything else
+        while (step := self.next_step()) is not None and not self._at_least(state):
+            if before:
+                before(step)
+            self._advance(step, revoke_now=revoke_now, rollback=rollback)
+            if after:
+                after(step)
+            if step == "retire" and self.state == "propagated":
+                break  # revoking waits for its time: `keyturn resume` picks it up
+        if self.state == "done" and not self.outcome:
+            self.outcome = "old tokens already retired"
+        return self.outcome
+
     def run_to_end(self, *, revoke_now: bool = False) -> str:
         """Headless: from whatever state the journal says, to `done` (or a scheduled retirement)."""
-        self.recover()  # a mint refused outright leaves the rotation resumable; it blocks no new one (nothing_minted)
-        try:
-            self.store()
-        except KeyturnError as exc:
-            self.abort_after_failure(exc, "storing")
-        try:
-            self.verify()
-        except KeyturnError as exc:
-            self.abort_after_failure(exc, "verification")
-        try:
-            self.propagate()
-        except KeyturnError as exc:
-            self._write("error", message=str(exc))
-            held = "stored and verified" if self.stored_in() else "verified"
-            raise KeyturnError(f"{exc}; the new token is {held}, the old one is untouched", hint=f"fix it, then `keyturn resume {self.id[:8]}`") from None
-        outcome = self.schedule_or_retire(now=revoke_now)
-        if self.state == "old_retired":
-            self.finish()
-        return outcome
+        return self.run_until("done", revoke_now=revoke_now, rollback=True)

@@ -511,7 +511,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
             outcome = result
         elif rotation.state == "old_retired":
             with self.rotation_lock:
-                rotation.finish()
+                rotation.run_until("done")
         from screens.summary import SummaryScreen
 
         await self.push_screen_wait(SummaryScreen(rotation, outcome))

@@ -1,7 +1,7 @@
 """The follow-up checklist: automated steps run with live status, manual ones are ticked by hand.
 
 A tick is recorded by the engine (``rotation.tick`` then ``rotation.run_step``), so nothing shows as
-done that the journal does not hold as done. Continue runs ``rotation.propagate()``, which refuses
+done that the journal does not hold as done. Continue runs the engine's sequence to ``propagated``, which refuses
 while any step is still open.
 """
 
@@ -188,7 +188,7 @@ class FollowUpsScreen(WizardScreen[bool]):
     def _propagate(self) -> None:
         try:
             with self.wizard.rotation_lock:
-                self.rotation.propagate()
+                self.rotation.run_until("propagated")
         except Exception as exc:
             self.ui(self._continue_failed, one_line(exc))
             return

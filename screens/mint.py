@@ -123,22 +123,33 @@ class MintScreen(WizardScreen["Rotation | None"]):
                     assert self.plan is not None
                     self.rotation = engine.begin(self.plan)
                 rotation = self.rotation
+
+                def before(step: str) -> None:  # the engine's sequence says what comes next; this shows it
+                    nonlocal current
+                    if step != "mint":
+                        self._checkpoint()
+                    ids = [sid for sid, _ in self.store_steps] if step == "store" else [step]
+                    current = ids[0] if ids else step
+                    for sid in ids:
+                        self.ui(self._step, sid, "running")
+
+                def after(step: str) -> None:
+                    if step == "mint" and (token := rotation.new_token) is not None:
+                        self.ui(self._step, "mint", "done", f"{token.name} ({token.id})")
+                    elif step == "store":
+                        for sid, _ in self.store_steps:
+                            self.ui(self._step, sid, "done", rotation.record.steps_done.get(sid, {}).get("summary", ""))
+                    elif step == "verify":
+                        self.ui(self._step, "verify", "done", rotation.verified_detail())
+
                 self.ui(self._step, "mint", "running")
-                rotation.recover()
-                token = rotation.new_token
-                self.ui(self._step, "mint", "done", f"{token.name} ({token.id})" if token else "")
-                for sid, _ in self.store_steps:
-                    current = sid
-                    self._checkpoint()
-                    self.ui(self._step, sid, "running")
-                rotation.store()
-                for sid, _ in self.store_steps:
-                    self.ui(self._step, sid, "done", rotation.record.steps_done.get(sid, {}).get("summary", ""))
-                current = "verify"
-                self._checkpoint()
-                self.ui(self._step, "verify", "running")
-                detail = rotation.verify()
-                self.ui(self._step, "verify", "done", detail)
+                rotation.run_until("verified", before=before, after=after)
+                if rotation.new_token is not None:  # a resumed rotation past minting: its steps were done before
+                    token = rotation.new_token
+                    self.ui(self._step, "mint", "done", f"{token.name} ({token.id})")
+                    for sid, _ in self.store_steps:
+                        self.ui(self._step, sid, "done", rotation.record.steps_done.get(sid, {}).get("summary", ""))
+                    self.ui(self._step, "verify", "done", rotation.verified_detail())
         except _Stopped:
             self.ui(self._halt, current, "stopped", "Stopped.")
             return

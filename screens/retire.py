@@ -130,8 +130,8 @@ class RetireScreen(WizardScreen["str | None"]):
     def _prepare(self) -> None:
         try:
             with self.wizard.rotation_lock:
-                self.rotation.propagate()  # already done by the checklist, or nothing to propagate
-                detail = self.rotation.verify()  # verified earlier: this reads the journal
+                self.rotation.run_until("propagated")  # already done by the checklist, or nothing to propagate
+                detail = self.rotation.verified_detail()
         except Exception as exc:
             self.ui(self._failed, one_line(exc))
             return
@@ -141,9 +141,7 @@ class RetireScreen(WizardScreen["str | None"]):
     def _retire(self, now: bool) -> None:
         try:
             with self.wizard.rotation_lock:
-                outcome = self.rotation.schedule_or_retire(now=now)
-                if self.rotation.state == "old_retired":
-                    self.rotation.finish()
+                outcome = self.rotation.run_until("done", revoke_now=now)
         except Exception as exc:
             self.ui(self._failed, one_line(exc))
             return
