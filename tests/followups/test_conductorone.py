@@ -248,7 +248,9 @@ def test_undo_says_what_stays(c1: C1Harness) -> None:
 # -- the value never leaks ----------------------------------------------------------------------------
 
 
-def test_canary_never_in_logs_errors_or_detail(c1: C1Harness, caplog: pytest.LogCaptureFixture) -> None:
+def test_canary_never_in_logs_errors_or_detail(c1: C1Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an earlier test in this worker may have run setup_logging, which stops "keyturn" records at its own file
+    monkeypatch.setattr(logging.getLogger("keyturn"), "propagate", True)
     caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
     for name in ("httpx", "httpcore", "keyturn", "keyturn.sandbox"):
         logging.getLogger(name).setLevel(logging.DEBUG)
