@@ -313,7 +313,12 @@ def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json:
         if not rotation_id:  # aborted rotations whose given-up store write landed afterwards
             for name in sorted({r.target for r in records if r.state == "aborted" and r.target in config.targets}):
                 if engine.holder(name) is None:
-                    engine.lock(name)
+                    from app.locks import TargetBusyError
+
+                    try:
+                        engine.lock(name)
+                    except TargetBusyError:
+                        continue  # taken meanwhile: that process heals it
                     engine.heal(name)
                     if name not in {r.target for r in records if not r.finished}:
                         engine.release(name)
