@@ -330,27 +330,47 @@ def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json:
             else:
                 click.echo("no unfinished rotation", err=True)
             return
-        results = []
+        from app.locks import TargetBusyError
+
+        results: list[dict[str, Any]] = []
+        failed: list[str] = []
         for rid in ids:
-            if not rotation_id:
-                record = engine.journal.load(rid)
-                if held := engine.holder(record.target):
-                    _stderr("warning", f"skipping rotation {rid[:8]} of {record.target}: {held} is driving it")
-                    continue
-            rotation = engine.open(rid)
+            try:
+                rotation = engine.open(rid)  # takes the target's lock
+            except TargetBusyError as exc:
+                if rotation_id:
+                    raise
+                _stderr("warning", f"skipping rotation {rid[:8]}: {exc.holder or 'another process'} is driving its target")
+                continue
+            except KeyturnError as exc:
+                if rotation_id:
+                    raise
+                _stderr("warning", f"rotation {rid[:8]} was not resumed: {exc}")  # the others still are
+                failed.append(str(exc))
+                continue
             if rotation.record.finished:
-                raise KeyturnError(f"rotation {rotation.id} is already {rotation.state}")
+                if rotation_id:
+                    raise KeyturnError(f"rotation {rotation.id} is already {rotation.state}")
+                continue  # finished by another process meanwhile
             _stderr("progress", f"resuming {rotation.id} of {rotation.record.target} from state {rotation.state}")
             rotation.options["skip_manual"] = skip_manual
             if orphan_checked:
                 rotation.orphan_checked()
-            outcome = rotation.run_to_end(revoke_now=revoke_now)
+            try:
+                outcome = rotation.run_to_end(revoke_now=revoke_now)
+            except KeyturnError as exc:
+                if rotation_id or len(ids) == 1:
+                    raise
+                _stderr("warning", f"rotation {rid[:8]} stopped: {exc}")
+                failed.append(str(exc))
+                continue
             results.append({"rotation_id": rotation.id, "target": rotation.record.target, "state": rotation.state, "retire": outcome})
+            if not as_json:
+                click.echo(f"rotation {rotation.id}: {rotation.state}; {outcome}")
         if as_json:
-            click.echo(json.dumps({"resumed": results, "damaged": [d.message for d in damaged]}, indent=2))
-        else:
-            for r in results:
-                click.echo(f"rotation {r['rotation_id']}: {r['state']}; {r['retire']}")
+            click.echo(json.dumps({"resumed": results, "damaged": [d.message for d in damaged], "failed": failed}, indent=2))
+        if failed:
+            raise KeyturnError(f"{len(failed)} rotation(s) could not be resumed; the first: {failed[0]}")
         if damaged:
             raise KeyturnError(f"{len(damaged)} rotation(s) could not be read and were skipped: {damaged[0].message}")
     finally:

@@ -437,7 +437,8 @@ class Engine:
         said: list[str] = []
         for r in records[last_done + 1 :]:
             if r.state == "aborted" and r.new_token is not None and any(e["event"] in ("step_started", "step_done") for e in r.events):
-                target = self.config.targets.get(r.target)
+                saved = PlanRecord.from_json(r.plan).target_config
+                target = Target.model_validate(saved) if saved is not None else self.config.targets.get(r.target)
                 if target is None:
                     continue
                 try:
@@ -455,6 +456,8 @@ class Engine:
         self.lock(record.target, record.rotation_id)
         record = self.journal.load(record.rotation_id)
         short = record.rotation_id[:8]
+        if record.finished:  # another process finished it while this one waited for nothing (the check above raced)
+            raise KeyturnError(f"rotation {short} is already {record.state}; nothing to abort")
         if record.state == "old_retired" or any(e["event"] == "revoked" and e.get("role") in ("old", "all-others") for e in record.events):
             raise KeyturnError(
                 f"rotation {short} already revoked the old token; aborting now would leave no live token",
@@ -462,15 +465,16 @@ class Engine:
             )
         target = self.config.targets.get(record.target)
         planned = PlanRecord.from_json(record.plan)
-        if target is None or target.account != planned.account:
-            saved = planned.target_config
-            if saved is None:
-                raise ConfigError(
-                    f"rotation {short}: target {record.target!r} is no longer in {self.config.path} and its journal predates saved settings",
-                    hint=f"put [targets.{record.target}] back as it was, then `keyturn abort {short}`",
-                )
-            target = Target.model_validate(saved)
+        saved = planned.target_config
+        if saved is not None:
+            target = Target.model_validate(saved)  # the steps this rotation began with, whatever the config says now
+        elif target is None or target.account != planned.account:
+            raise ConfigError(
+                f"rotation {short}: target {record.target!r} is no longer in {self.config.path} and its journal predates saved settings",
+                hint=f"put [targets.{record.target}] back as it was, then `keyturn abort {short}`",
+            )
         rotation = Rotation(self, record, steps=self.steps(record.target, target), target=target)
+        rotation.check_steps_match(purpose="abort")
         return rotation, rotation.abort("aborted by `keyturn abort`")
 
     # -- the expiry radar ---------------------------------------------------------------------------
@@ -548,6 +552,10 @@ class Engine:
         ]
 
 
+class MovedOnError(KeyturnError):
+    """Another process wrote this rotation's journal since this object read it: nothing more is done here."""
+
+
 class Rotation:
     """One rotation, driven step by step (wizard) or to the end (headless). State lives in the journal."""
 
@@ -603,11 +611,11 @@ class Rotation:
             paste=(lambda url: paste(self.record.target, url)) if paste else None,
         )
 
-    def check_steps_match(self) -> None:
-        """Resume only with the follow-ups the rotation began with (ids are stable across reordering)."""
+    def check_steps_match(self, purpose: str = "resume") -> None:
+        """Resume (or abort) only with the follow-ups the rotation began with (ids are stable across reordering)."""
         journaled = [s.id for s in self.plan.steps]
-        if self.plan.positional_ids:  # an older keyturn's ids: positions; match by position and kind instead
-            if [s.kind for s in self.plan.steps] == [s.kind for s in self.steps]:
+        if self.plan.positional_ids:  # an older keyturn's ids: positions; match by position, kind and title instead
+            if [(s.kind, s.title) for s in self.plan.steps] == [(s.kind, s.title) for s in self.steps]:
                 self._renamed = {old: new.id for old, new in zip(journaled, self.steps, strict=True)}
                 self.record = self._reload()
                 return
@@ -617,9 +625,13 @@ class Rotation:
             gone = [s.title for s in self.plan.steps if s.id not in current]
             new = [s.title for s in self.steps if s.id not in journaled]
             what = "; ".join(filter(None, [f"gone: {', '.join(gone)}" if gone else "", f"new: {', '.join(new)}" if new else ""]))
+            hint = (
+                f"put them back as they were to resume, or `keyturn abort {self.id[:8]}`" if purpose == "resume"
+                else "put them back as they were, then abort again"
+            )
             raise KeyturnError(
                 f"rotation {self.id[:8]}: the follow-ups of {self.record.target} changed since it began ({what or 'reordered in an older format'})",
-                hint=f"put them back as they were to resume, or `keyturn abort {self.id[:8]}`",
+                hint=hint,
             )
 
     def _reload(self) -> RotationRecord:
@@ -639,7 +651,7 @@ class Rotation:
         on_disk = self.engine.journal.load(self.id)
         if len(on_disk.events) != len(self.record.events):
             self.record = self._reload()
-            raise KeyturnError(
+            raise MovedOnError(
                 f"rotation {self.id[:8]} moved on in another process (now {on_disk.state}); nothing more was done here",
                 hint="`keyturn status` shows where it stands",
             )
@@ -1023,6 +1035,8 @@ class Rotation:
 
     def abort(self, reason: str) -> list[str]:
         """Give up: undo the stores, revoke the new token (it would be an orphan), keep the old one. Says what it did."""
+        if self.record.finished:
+            raise KeyturnError(f"rotation {self.id[:8]} is already {self.state}; nothing to abort")
         undone: list[str] = []
         token = self.new_token
         if token:
@@ -1099,6 +1113,8 @@ class Rotation:
                 self.store()
             elif step == "verify":
                 self.verify()
+        except MovedOnError:
+            raise  # never undo what another process did
         except KeyturnError as exc:
             if rollback:
                 self.abort_after_failure(exc, "storing" if step == "store" else "verification")
@@ -1128,7 +1144,7 @@ class Rotation:
     ) -> str:
         """Run the sequence from where the journal stands until ``state`` (or a retirement scheduled for later).
         ``before``/``after`` see each step's name (the wizard shows progress and may stop between steps)."""
-        if self.needs_value and not self.record.finished:
+        if self.needs_value and self.state != "planned" and not self.record.finished:
             self.recover()  # a resumed rotation reads its value back (or replaces a lost one) before anything else
         while (step := self.next_step()) is not None and not self._at_least(state):
             if before:

@@ -22,6 +22,10 @@ from app.journal import ensure_private_dir, utcnow
 class TargetBusyError(KeyturnError):
     """Another live process drives this target."""
 
+    def __init__(self, message: str, *, hint: str | None = None, holder: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.holder = holder  # "pid N on HOST since ..." (who, where, when; never a secret)
+
 
 @dataclass(frozen=True)
 class Holder:
@@ -93,6 +97,7 @@ class TargetLock:
             raise TargetBusyError(
                 f"target {self.target} is being rotated by {holder.describe()}",
                 hint="wait for it to finish or stop that process; this run changed nothing",
+                holder=holder.describe(),
             ) from None
         except OSError:
             os.close(fd)
