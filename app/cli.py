@@ -312,16 +312,14 @@ def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json:
                 _stderr("warning", f"skipping a rotation whose journal cannot be read: {d.message}")
         if not rotation_id:  # aborted rotations whose given-up store write landed afterwards
             for name in sorted({r.target for r in records if r.state == "aborted" and r.target in config.targets}):
-                if engine.holder(name) is None:
-                    from app.locks import TargetBusyError
+                from app.locks import TargetBusyError
 
-                    try:
-                        engine.lock(name)
-                    except TargetBusyError:
-                        continue  # taken meanwhile: that process heals it
-                    engine.heal(name)
-                    if name not in {r.target for r in records if not r.finished}:
-                        engine.release(name)
+                try:
+                    engine.lock(name)  # tried, not probed: a probe would itself block a starting rotation
+                except TargetBusyError:
+                    continue  # another process drives the target: it heals it before its own rotation
+                engine.heal(name)
+                engine.release(name)  # open() takes it again for a rotation of this target
         if not ids and damaged:
             raise KeyturnError(f"{len(damaged)} rotation(s) cannot be read: {damaged[0].message}")
         if not ids:
