@@ -45,20 +45,25 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents 0700 whatever the umask; a folder that already exists is used as it is
+    and never chmodded: it is not keyturn's. Raises OSError."""
+    missing, folder = [], path
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process: not created here, so not chmodded here
+        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask (0o277 would leave it 0500)
+
+
 def ensure_private_dir(path: Path) -> Path:
-    """``path`` as keyturn's folder. The folders keyturn creates on the way, ``path`` included, are 0700 whatever
-    the umask; a folder that already exists is used as it is and never chmodded: it is not keyturn's."""
+    """``path`` as keyturn's folder (``make_private_dirs``); a file in the way, or a folder it cannot make, is one line."""
     try:
-        missing, folder = [], path
-        while not folder.exists() and folder != folder.parent:
-            missing.append(folder)
-            folder = folder.parent
-        for folder in reversed(missing):
-            try:
-                folder.mkdir(mode=0o700)
-            except FileExistsError:
-                continue  # made meanwhile by another process: not created here, so not chmodded here
-            os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask (0o277 would leave it 0500)
+        make_private_dirs(path)
         if not path.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
     except OSError as exc:

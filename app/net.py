@@ -58,11 +58,6 @@ def retry_sleep(seconds: float) -> None:
     time.sleep(max(seconds, 0.0) * _env_float(SLEEP_SCALE_ENV, 1.0))
 
 
-def backoff(attempt: int) -> float:
-    """The wait after failed attempt ``attempt`` (1-based): 1 s, 2 s, 4 s..."""
-    return float(2 ** (attempt - 1))
-
-
 def times(n: int) -> str:
     return {1: "once", 2: "twice"}.get(n, f"{n} times")
 

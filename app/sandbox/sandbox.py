@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from app.journal import make_private_dirs
 from app.sandbox.state import SandboxState, seed
 
 if TYPE_CHECKING:
@@ -67,20 +68,6 @@ def rewrite_ports(text: str, old_urls: dict[str, str], new_urls: dict[str, str])
         urlsplit(url).port: urlsplit(new_urls[name]).port for name, url in old_urls.items() if name in new_urls
     }
     return _LOOPBACK_URL.sub(lambda m: m.group(1) + str(ports.get(int(m.group(2))) or m.group(2)), text)
-
-
-def _private_dir(path: Path) -> None:
-    """``path`` and its missing parents made 0700 whatever the umask; folders that exist are left as they are."""
-    missing, folder = [], path
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    for folder in reversed(missing):
-        try:
-            folder.mkdir(mode=0o700)
-        except FileExistsError:
-            continue
-        os.chmod(folder, 0o700)
 
 
 def _q(value: str) -> str:
@@ -149,7 +136,7 @@ class Sandbox:
         if persist:
             from app.sandbox.persist import WorldStore, discard_world
 
-            _private_dir(self.directory)
+            make_private_dirs(self.directory)
             self.store = WorldStore(self.directory)
             self.store.lock()
             try:

@@ -346,10 +346,6 @@ class BuildkiteClient:
                 if isinstance(page, dict) and page.get("hasNextPage") and page.get("endCursor"):
                     listing.next(page["endCursor"])
 
-    def interaction_wait(self, seconds: float) -> None:
-        log.info("rate limited: waiting %.0f s", seconds)
-        self._sleep(seconds)
-
     def _refused(self, what: str, token: SecretValue, errors: list[Any] | None, status: int) -> str:
         """Why GraphQL refused the token: asks /v2/access-token, so a missing scope is named as such."""
         who = f"the API token of accounts.{self.account_name}"

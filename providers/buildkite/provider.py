@@ -15,15 +15,9 @@ gql, httpx nor textual: they come on first use.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.errors import KeyturnError
-from app.secret import SecretValue
-from providers.base import Interaction
 from providers.buildkite.agent_tokens import UnclusteredAgentTokenProvider
 from providers.buildkite.api_token import ApiAccessTokenProvider
 from providers.buildkite.cluster_tokens import ClusterAgentTokenProvider
@@ -63,22 +57,9 @@ CLASSES: dict[str, type[BuildkiteBase]] = {
 }
 
 
-def make_buildkite_provider(
-    account_name: str,
-    account: Account,
-    target_name: str,
-    target: Target,
-    *,
-    ca_bundle: Path | None,
-    resolve_secret: Callable[[str], SecretValue],
-    interaction: Interaction,
-    scopes: tuple[str, ...] | None = None,
-    web_url: str | None = None,
-    transport: Any = None,
-    sleep: Callable[[float], None] = time.sleep,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> BuildkiteBase:
-    """The provider of ``target.token_type`` (default: a cluster agent token) for one Buildkite target."""
+def make_buildkite_provider(account_name: str, account: Account, target_name: str, target: Target, **options: Any) -> BuildkiteBase:
+    """The provider of ``target.token_type`` (default: a cluster agent token) for one Buildkite target; ``options`` are
+    the class's keyword arguments (``BuildkiteBase.__init__``)."""
     kind = target.token_type or DEFAULT_TOKEN_TYPE
     cls = CLASSES.get(kind)
     if cls is None:
@@ -86,17 +67,4 @@ def make_buildkite_provider(
             f"targets.{target_name}.token_type: {kind!r} is not a Buildkite token type",
             hint="use " + ", ".join(TOKEN_TYPES),
         )
-    return cls(
-        account_name,
-        account,
-        target_name,
-        target,
-        ca_bundle=ca_bundle,
-        resolve_secret=resolve_secret,
-        interaction=interaction,
-        scopes=scopes,
-        web_url=web_url,
-        transport=transport,
-        sleep=sleep,
-        now=now,
-    )
+    return cls(account_name, account, target_name, target, **options)
