@@ -26,7 +26,7 @@ from app.locks import TargetLock
 from app.plan import PlanRecord, StepRecord, TokenRecord
 from app.secret import SecretValue
 from app.secret_sources import PromptFn, SecretResolver
-from providers.base import Interaction, MintedToken, MintRequest, Provider, RotationContext, TokenInfo
+from providers.base import GateCheck, Interaction, MintedToken, MintRequest, Provider, RotationContext, TokenInfo
 
 
 def journal_dir(config: Config) -> Path:
@@ -104,6 +104,7 @@ class RotationPlan:
     warnings: list[str] = field(default_factory=list)
     revoke_all_others: bool = False  # Jenkins, old uuid unknown: revokeAllExcept the new token (confirmed by the engineer)
     cluster: str | None = None  # Buildkite: the cluster picked in the wizard
+    gates: list[str] = field(default_factory=list)  # what proves the consumers have the new token (the revoke waits for it)
 
     def lines(self) -> list[str]:
         """The plan, step by step: the dry run prints exactly this and the review screen shows it."""
@@ -129,7 +130,9 @@ class RotationPlan:
             out.append(f"{n}. retire: revoke EVERY other API token of the user (revokeAllExcept the new one), then prove the old one is dead")
         elif self.old_tokens:
             olds = ", ".join(f"{t.name!r} ({t.id}, expires {t.expires_at:%Y-%m-%d})" if t.expires_at else f"{t.name!r} ({t.id})" for t in self.old_tokens)
-            when = "after the new token is verified and propagated" if not self.revoke_after else f"{self.revoke_after} after propagation (deferred)"
+            when = "after the new token is verified and propagated" if not self.gates else f"once {'; '.join(self.gates)}"
+            if self.revoke_after:
+                when += f", and no sooner than {self.revoke_after} after propagation"
             out.append(f"{n}. retire: revoke {olds} {when}")
         else:
             out.append(f"{n}. retire: no earlier token of this target found; nothing to revoke")
@@ -170,6 +173,7 @@ class TargetStatus:
     retire_due: list[str]
     error: str | None = None
     damaged: list[str] = field(default_factory=list)  # one line each: a rotation of this target whose journal cannot be read
+    waiting_for: list[str] = field(default_factory=list)  # what the revoke of an unfinished rotation waits for (its gates)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -185,6 +189,7 @@ class TargetStatus:
             "revoke_due": self.retire_due,
             "error": self.error,
             "damaged_rotations": self.damaged,
+            "revoke_waits_for": self.waiting_for,
         }
 
 
@@ -398,6 +403,9 @@ class Engine:
             rotation_id=rotation_id,
             cluster=options.cluster,
         )
+        if sign_in:
+            provider_gate = self.provider(target.account, target_name).gate_plan()
+            plan.gates = [g for g in [*(s.gate_plan() for s in steps if s.gates), provider_gate] if g]
         if no_expiry:
             plan.warnings.append(no_expiry)
         if sign_in and (text := self.provider(target.account, target_name).deprecation_notice()):
@@ -537,6 +545,7 @@ class Engine:
             out.append(TargetStatus(name, platform, target.token_name, best.id, best.expires_at, days, state, last, unfinished, due))
         for row in out:
             row.damaged = [d.message for d in damaged if d.target == row.target]
+            row.waiting_for = [w for r in records if r.target == row.target and not r.finished for w in waiting_for(r)]
         return out
 
 
@@ -550,6 +559,15 @@ class Engine:
             if is_target_token(token_name, t.name) and t.expires_at is not None and t.expires_at <= now
             and t.id not in revoked and t.extra.get("status", "expired") == "expired"
         ]
+
+
+def waiting_for(record: RotationRecord) -> list[str]:
+    """What the revoke of a propagated rotation waited for when it was last checked (its journaled gates)."""
+    if record.state != "propagated":
+        return []
+    said = [e for e in record.events if e["event"] in ("retire_waiting", "gate_overridden")]
+    last = next((e for e in reversed(said) if e["event"] == "retire_waiting"), None)
+    return [str(w) for w in last.get("waiting_for", [])] if last else []
 
 
 class MovedOnError(KeyturnError):
@@ -571,6 +589,7 @@ class Rotation:
         self.options: dict[str, Any] = {"ticked": {}}
         self.notes: list[str] = []
         self.outcome = ""  # what retiring the old tokens did (or when it will)
+        self.gates: list[GateCheck] = []  # the consumer gates as last checked (the retire screen shows them)
 
     # -- helpers ---------------------------------------------------------------------------------
     @property
@@ -609,7 +628,16 @@ class Rotation:
             value=self.value,
             previous_values=self.previous_values,
             paste=(lambda url: paste(self.record.target, url)) if paste else None,
+            stored_at=self._event_time("stored"),
+            gate_baseline=dict(self._last_event("verified").get("gate_baseline") or {}),
         )
+
+    def _last_event(self, name: str) -> dict[str, Any]:
+        return next((e for e in reversed(self.record.events) if e["event"] == name), {})
+
+    def _event_time(self, name: str) -> datetime | None:
+        ts = self._last_event(name).get("ts")
+        return datetime.fromisoformat(ts) if ts else None
 
     def check_steps_match(self, purpose: str = "resume") -> None:
         """Resume (or abort) only with the follow-ups the rotation began with (ids are stable across reordering)."""
@@ -927,7 +955,8 @@ class Rotation:
         for s in self.steps:
             if s.is_store and s.id in self.record.steps_done:
                 s.on_verified(ctx, self.record.steps_done[s.id])
-        self._write("verified", detail=detail)
+        baseline = self.provider.gate_baseline(self.context())  # what the consumer gates compare with later
+        self._write("verified", detail=detail, gate_baseline=baseline)
         self.engine.emit("step", f"verified: {detail}")
         return detail
 
@@ -952,27 +981,88 @@ class Rotation:
                 self._run_step(s)
         self._write("propagated")
 
+    # -- consumer gates: the old token dies only when every consumer demonstrably has the new one ----------------
+    def overridden_gates(self) -> dict[str, dict[str, Any]]:
+        """Gates the engineer overrode (the wizard's question, headless --revoke-now), from the journal."""
+        return {str(e["gate"]): e for e in self.record.events if e["event"] == "gate_overridden"}
+
+    def check_gates(self) -> list[GateCheck]:
+        """Every consumer gate of this rotation, asked now: the follow-ups' (done ones) and the provider's. A gate that
+        cannot be asked (a service out of reach) has not passed; one the engineer overrode counts as passed."""
+        checks: list[GateCheck] = []
+        if self.new_token is None:
+            return checks
+        ctx = self._ctx()
+        for s in self.steps:
+            if not (s.gates and s.id in self.record.steps_done):
+                continue
+            try:
+                found = s.gate(ctx, self.record.steps_done[s.id])
+            except KeyturnError as exc:
+                found = GateCheck(s.id, s.title, False, waiting_for=f"{s.title}: could not be checked ({exc.message})")
+            if found is not None:
+                checks.append(found)
+        try:
+            checks += self.provider.consumer_gates(self.context())
+        except KeyturnError as exc:
+            checks.append(GateCheck(f"{self.plan.platform}-consumers", f"{self.plan.platform} consumers", False,
+                                    waiting_for=f"{self.plan.platform} consumers: could not be checked ({exc.message})"))
+        over = self.overridden_gates()
+        return [
+            replace(c, passed=True, progress=f"overridden ({over[c.gate].get('by', 'by hand')}) while waiting for: {c.waiting_for}")
+            if not c.passed and c.gate in over else c
+            for c in checks
+        ]
+
+    def override_gate(self, gate: GateCheck, by: str) -> None:
+        """The engineer chose to revoke without this gate (after being told what breaks): journaled, never silent."""
+        if gate.gate not in self.overridden_gates():
+            self._write("gate_overridden", gate=gate.gate, title=gate.title, waiting_for=gate.waiting_for, by=by)
+
+    @property
+    def waiting_for(self) -> list[str]:
+        """What the revoke waited for when last checked (journaled), or []."""
+        return waiting_for(self.record)
+
+    def _olds(self) -> list[TokenInfo]:
+        new = self.new_token
+        return [t.info() for t in self.plan.old_tokens if not (new and t.id == new.id)]
+
     def schedule_or_retire(self, *, now: bool = False) -> str:
-        """Revoke the old tokens now, or schedule it (`revoke_after`). Returns what happened."""
+        """Revoke the old tokens once every consumer gate passes and the target's soak time (`revoke_after`) is over;
+        else journal what the revoke waits for (the rotation stays `propagated`; `keyturn resume` checks again).
+        ``now`` (headless --revoke-now): revoke at once, journaling and saying every gate it skipped."""
         if self._at_least("old_retired"):
             return "old tokens already retired"
+        if not self._olds() and not self.revoke_all_others:
+            return self.retire()  # nothing dies: no consumer can break
+        self.gates = self.check_gates()
+        waiting = [c for c in self.gates if not c.passed]
+        if now:
+            for c in waiting:
+                self.override_gate(c, by="--revoke-now")
+                self.engine.emit("warning", f"--revoke-now: revoking although the revoke waited for: {c.waiting_for}")
+            return self.retire()
+        texts = [c.waiting_for for c in waiting]
         delay = timedelta(seconds=self.plan.revoke_after_s)
-        if not now and delay:
+        if delay:
             if self.record.retire_at is None:
-                at = self.engine.clock() + delay
-                self._write("retire_scheduled", at=at.isoformat())
+                self._write("retire_scheduled", at=(self.engine.clock() + delay).isoformat())
             assert self.record.retire_at is not None
             due = datetime.fromisoformat(self.record.retire_at)
             if self.engine.clock() < due:
-                msg = f"revoking the old token is scheduled for {due:%Y-%m-%d %H:%M} UTC; `keyturn resume {self.id[:8]}` does it then"
-                self.engine.emit("step", msg)
-                return msg
+                texts.append(f"the soak time (revoke_after) until {due:%Y-%m-%d %H:%M} UTC")
+        if texts:
+            if texts != self.waiting_for:
+                self._write("retire_waiting", waiting_for=texts)
+            msg = f"revoke waits for: {'; '.join(texts)}; `keyturn resume {self.id[:8]}` checks again and revokes once they pass"
+            self.engine.emit("step", msg)
+            return msg
         return self.retire()
 
     def retire(self) -> str:
-        olds = [t.info() for t in self.plan.old_tokens]
+        olds = self._olds()
         new = self.new_token
-        olds = [t for t in olds if not (new and t.id == new.id)]
         if new is not None:
             self.ensure_held()  # never zero live tokens: the old one dies only when every store holds the new one
         ctx = self.context()  # Buildkite records ctx.revoke_reason with each revocation

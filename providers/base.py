@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.secret import SecretValue
 
@@ -73,6 +73,26 @@ class Interaction:
 
 
 @dataclass(frozen=True)
+class GateCheck:
+    """One consumer gate's answer: do the consumers behind it demonstrably hold the new token? Never a value.
+
+    The old token is revoked only when every gate of the rotation has passed (or the engineer overrode it, which is
+    journaled). A provider's gates come from ``Provider.consumer_gates``, a follow-up's from ``FollowUpStep.gate``."""
+
+    gate: str  # stable id: the follow-up's step id, or "<platform>-<what>" for a provider's gate
+    title: str  # what is checked, e.g. "Flux pipeline-auth secret (cft, sds)"
+    passed: bool
+    waiting_for: str = ""  # when not passed, one line: "pull request not merged (cft, sds)"
+    progress: str = ""  # what is known so far, one line: "merged in cft; sds still holds the old value"
+    url: str | None = None  # where the engineer acts (the pull request to merge)
+    breaks: str = ""  # what revoking the old token now would break (said before an override)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gate": self.gate, "title": self.title, "passed": self.passed, "waiting_for": self.waiting_for,
+                "progress": self.progress, "url": self.url}
+
+
+@dataclass(frozen=True)
 class RotationContext:
     """What one rotation tells its provider, built by the engine from the journal for every call that needs it.
 
@@ -88,6 +108,8 @@ class RotationContext:
     value: SecretValue | None = None  # its value, when this process holds it
     previous_values: Callable[[], list[SecretValue]] = field(default=lambda: [], repr=False)  # what the stores held before
     paste: Callable[[str], SecretValue] | None = field(default=None, repr=False)  # ask the person for a made-by-hand value
+    stored_at: datetime | None = None  # when the new token reached its stores (the journal's `stored`); gates compare with it
+    gate_baseline: dict[str, Any] = field(default_factory=dict)  # what ``Provider.gate_baseline`` said after verifying
 
     @property
     def revoke_reason(self) -> str:
@@ -173,6 +195,20 @@ class Provider:
     def manual_follow_ups(self) -> list[Manual]:
         """Manual steps this token kind adds to every rotation (cycle the agents that cache the old token)."""
         return []
+
+    def gate_baseline(self, ctx: RotationContext) -> dict[str, Any]:
+        """Read once right after the new token is verified and journaled (ids, counts, times: never a value); the
+        gates get it back as ``ctx.gate_baseline`` (Jenkins: each token's use count after keyturn's own calls)."""
+        return {}
+
+    def consumer_gates(self, ctx: RotationContext) -> list[GateCheck]:
+        """What proves the token's consumers hold the new one (Buildkite: no agent still connected since before the
+        new token was stored). Checked before the old token is revoked, again on every resume; [] when none."""
+        return []
+
+    def gate_plan(self) -> str:
+        """The plan line of ``consumer_gates``: what the revoke will wait for, else ""."""
+        return ""
 
     def config_updates(self, token: TokenInfo) -> dict[str, str]:
         """Settings the target's config should hold once ``token`` is current (Jenkins: its uuid), else {}."""

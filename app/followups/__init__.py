@@ -14,7 +14,7 @@ from app.errors import NotBuiltError
 if TYPE_CHECKING:
     from app.config import Config, Target
     from app.secret import SecretValue
-    from providers.base import Interaction, TokenInfo
+    from providers.base import GateCheck, Interaction, TokenInfo
 
 
 @dataclass
@@ -77,11 +77,27 @@ class FollowUpStep(Protocol):
     def on_retired(self, ctx: StepContext, detail: dict[str, Any]) -> str | None:
         """Store steps: tidy up once the old token is revoked (e.g. disable its version); say what changed."""
 
+    gates: bool  # gate() can prove this step's consumers hold the new value (the old token waits for it)
+
+    def gate(self, ctx: StepContext, detail: dict[str, Any]) -> GateCheck | None:
+        """Once the step is done: do its consumers demonstrably hold the new value now (Flux: the change reached
+        the branch Flux reconciles in every environment)? Read-only, cheap enough to run on every resume."""
+
+    def gate_plan(self) -> str:
+        """The plan line of ``gate``: what the revoke waits for, else ""."""
+
 
 class StepDefaults:
     """No-op defaults for the optional hooks, so each step writes only what it does."""
 
     reads_back = False
+    gates = False
+
+    def gate(self, ctx: StepContext, detail: dict[str, Any]) -> GateCheck | None:
+        return None
+
+    def gate_plan(self) -> str:
+        return ""
 
     def previous_value(self, ctx: StepContext, detail: dict[str, Any]) -> SecretValue | None:
         return None
