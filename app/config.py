@@ -111,6 +111,9 @@ class FluxSopsSecret(_Model):
     field: Literal["data", "stringData"] = "data"  # data: the value is base64-encoded first
     push: bool = False
     remote: str = "origin"
+    # the branch Flux reconciles (its GitRepository's spec.ref.branch): the old token is revoked only once every file
+    # there decrypts to the new value; default the remote's default branch
+    reconcile_branch: str | None = Field(None, pattern=r"^[^\s~^:?*\[\\]+$")
     age_key_file: Path | None = None  # else sops' usual sources (SOPS_AGE_KEY_FILE, ~/.config/sops/age/keys.txt, Key Vault keys)
     sops: str | None = None  # path of the sops binary (default: the one on PATH or beside this Python)
 
@@ -163,6 +166,9 @@ class Manual(_Model):
     kind: Literal["manual"]
     name: str | None = None
     text: str
+    # false: a reminder (KEDA may keep the old credential until its operator restarts): offered to tick, listed as still
+    # to do when not ticked, never holding up the rotation; true (default): the rotation waits for the tick
+    required: bool = True
 
 
 FollowUp = Annotated[

@@ -630,6 +630,7 @@ class Rotation:
             paste=(lambda url: paste(self.record.target, url)) if paste else None,
             stored_at=self._event_time("stored"),
             gate_baseline=dict(self._last_event("verified").get("gate_baseline") or {}),
+            soak_s=self.plan.revoke_after_s,
         )
 
     def _last_event(self, name: str) -> dict[str, Any]:

@@ -110,6 +110,7 @@ class RotationContext:
     paste: Callable[[str], SecretValue] | None = field(default=None, repr=False)  # ask the person for a made-by-hand value
     stored_at: datetime | None = None  # when the new token reached its stores (the journal's `stored`); gates compare with it
     gate_baseline: dict[str, Any] = field(default_factory=dict)  # what ``Provider.gate_baseline`` said after verifying
+    soak_s: int = 0  # the target's revoke_after in seconds: a gate may pass once this long after stored_at has gone by
 
     @property
     def revoke_reason(self) -> str:
