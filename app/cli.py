@@ -71,7 +71,7 @@ def _stderr(kind: str, text: str) -> None:
     import logging
 
     logging.getLogger("keyturn.cli").info("%s: %s", kind, text)
-    prefix = {"warning": "warning: ", "notice": "note: ", "step": "  done: ", "progress": "  ... "}.get(kind, "")
+    prefix = {"warning": "warning: ", "notice": "note: ", "step": "  done: ", "progress": "  ... ", "waiting": "waiting: "}.get(kind, "")
     click.echo(f"{prefix}{text}", err=True)
 
 
@@ -155,6 +155,35 @@ def sandbox_up(directory: Path, aws: bool, max_lifespan_days: int | None, block_
     serve(directory, ready=ready, aws=aws, jenkins_version=OLD_VERSION if jenkins_version == "old" else NEW_VERSION)
 
 
+@sandbox.command("merge")
+@click.argument("branch", required=False)
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The sandbox's folder (default: the demo's, in keyturn's state folder).")
+@click.option("--squash", "how", flag_value="squash", help="Squash-merge (one new commit on main).")
+@click.option("--rebase", "how", flag_value="rebase", help="Rebase-merge (the branch's commits replayed on main).")
+@_guard
+def sandbox_merge(branch: str | None, directory: Path | None, how: str | None) -> None:
+    """Be the reviewer: merge BRANCH (a pull request keyturn pushed to the sandbox's flux-config) into main, as a merge
+    commit (default), a squash or a rebase, and delete the branch. Without BRANCH: the one open pull request."""
+    from app.sandbox.demo import demo_directory
+    from app.sandbox.flux import merge_branch, open_branches
+
+    folder = directory if directory is not None else demo_directory()
+    bare = folder / "flux-config.git"
+    if not bare.is_dir():
+        raise KeyturnError(f"{folder} holds no sandbox flux-config repository", hint="run `keyturn demo` first, or pass --dir of a sandbox")
+    if branch is None:
+        pending = open_branches(bare)
+        if len(pending) != 1:
+            raise KeyturnError(
+                f"{len(pending)} open pull requests in the sandbox's flux-config" + (f" ({', '.join(pending)})" if pending else ""),
+                hint="name the branch: keyturn sandbox merge BRANCH" if pending else "rotate a target with a Flux follow-up first",
+            )
+        branch = pending[0]
+    sha = merge_branch(bare, branch, how or "merge")
+    click.echo(f"merged {branch} into main of the sandbox's flux-config ({how or 'merge'} commit {sha[:10]}); `keyturn resume` now finds it merged")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 @click.pass_context
@@ -180,6 +209,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
             exp = r.expires_at.strftime("%Y-%m-%d") if r.expires_at else "-"
             extra = f"  unfinished: {', '.join(x[:8] for x in r.unfinished)}" if r.unfinished else ""
             extra += f"  revoke due: {', '.join(x[:8] for x in r.retire_due)}" if r.retire_due else ""
+            extra += f"  revoke waits for: {'; '.join(r.waiting_for)}" if r.waiting_for else ""
             extra += f"  ({r.error})" if r.error else ""
             click.echo(f"{r.target:<24} {r.platform:<13} {r.state:<9} {days:>5}  {exp}{extra}")
             for d in r.damaged:
@@ -259,6 +289,16 @@ def _emit_plan(plan: Any, as_json: bool) -> None:
         click.echo(f"  warning: {w}")
 
 
+def _retire_json(rotation: Any, outcome: str) -> dict[str, Any]:
+    """What became of the old tokens: revoked, or what their revoke waits for (the gates, as last checked)."""
+    return {
+        "outcome": outcome,
+        "waiting_for": rotation.waiting_for,
+        "gates": [g.to_json() for g in rotation.gates],
+        "resume": f"keyturn resume {rotation.id[:8]}" if rotation.waiting_for else None,
+    }
+
+
 def _report(rotation: Any, outcome: str, *, as_json: bool, reveal: bool) -> None:
     token = rotation.new_token
     result = {
@@ -268,7 +308,7 @@ def _report(rotation: Any, outcome: str, *, as_json: bool, reveal: bool) -> None
         "token": {"id": token.id, "name": token.name, "expires_at": token.expires_at.isoformat() if token.expires_at else None, "fingerprint": rotation.record.new_token.get("fingerprint")} if token else None,
         "stored_in": rotation.stored_in(),
         "steps": {k: v.get("summary") for k, v in rotation.record.steps_done.items()},
-        "retire": outcome,
+        "retire": _retire_json(rotation, outcome),
         "notes": rotation.notes,
     }
     out_json = json.dumps(result, indent=2)
@@ -362,7 +402,7 @@ def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json:
                 _stderr("warning", f"rotation {rid[:8]} stopped: {exc}")
                 failed.append(str(exc))
                 continue
-            results.append({"rotation_id": rotation.id, "target": rotation.record.target, "state": rotation.state, "retire": outcome})
+            results.append({"rotation_id": rotation.id, "target": rotation.record.target, "state": rotation.state, "retire": _retire_json(rotation, outcome)})
             if not as_json:
                 click.echo(f"rotation {rotation.id}: {rotation.state}; {outcome}")
         if as_json:

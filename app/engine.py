@@ -306,6 +306,10 @@ class Engine:
         taken = {s.id for s in steps}
         for spec in provider.manual_follow_ups():
             steps.append(ManualStep(unique_step_id("manual", f"{provider.platform} {spec.name or spec.text}", taken), spec))
+        from providers.registry import preset_reminders
+
+        for spec in preset_reminders(self.config, target):  # e.g. keda: KEDA may keep the old credential until restarted
+            steps.append(ManualStep(unique_step_id("manual", f"preset {target.preset} {spec.name}", taken), spec))
         return steps
 
     def emit(self, kind: str, text: str) -> None:
@@ -1057,7 +1061,7 @@ class Rotation:
             if texts != self.waiting_for:
                 self._write("retire_waiting", waiting_for=texts)
             msg = f"revoke waits for: {'; '.join(texts)}; `keyturn resume {self.id[:8]}` checks again and revokes once they pass"
-            self.engine.emit("step", msg)
+            self.engine.emit("waiting", msg)
             return msg
         return self.retire()
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from app.errors import ConfigError, NotBuiltError
 
 if TYPE_CHECKING:
-    from app.config import Account, Config, Target
+    from app.config import Account, Config, Manual, Target
     from app.secret import SecretValue
     from providers.base import Interaction, Provider
 
@@ -100,6 +100,19 @@ def resolve_scopes(config: Config, target_name: str, target: Target) -> tuple[st
     if not scopes:
         raise ConfigError(f"targets.{target_name}.scopes: empty; name at least one scope")
     return scopes
+
+
+def preset_reminders(config: Config, target: Target) -> list[Manual]:
+    """The reminders a built-in preset brings to every rotation of its job (keda: KEDA may keep the old credential
+    until its operator restarts), as manual steps that never hold the rotation up; a preset of the config has none."""
+    account = config.accounts.get(target.account)
+    if target.preset is None or target.preset in config.presets or account is None or account.platform != "azure-devops":
+        return []
+    from app.config import Manual
+    from providers.azure_devops.scopes import BUILTIN_PRESETS
+
+    preset = BUILTIN_PRESETS.get(target.preset)
+    return [Manual(kind="manual", name=name, text=text, required=False) for name, text in (preset.reminders if preset else ())]
 
 
 def builtin_presets(platform: str) -> dict[str, tuple[str, ...]]:

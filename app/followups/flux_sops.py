@@ -28,6 +28,7 @@ from app.errors import FollowUpError, one_line
 from app.followups import StepContext, StepDefaults, StepResult
 from app.journal import crash_point
 from app.secret import SecretValue, fingerprint
+from providers.base import GateCheck
 
 MIN_SOPS = (3, 11)
 
@@ -598,8 +599,17 @@ class FluxSopsStep(StepDefaults):
     reads_back = True
 
     def current_fingerprint(self, ctx: StepContext, detail: dict[str, Any]) -> str | None:
-        """What the rotation's branch holds now (the remote's copy once pushed: what the pull request will merge),
-        in every file; None when a file lacks the key or the files disagree."""
+        """What consumers will read: the branch Flux reconciles once the change is merged there (the rotation's branch
+        may be deleted after the merge), else the rotation's branch (the remote's copy once pushed: what the pull
+        request will merge), in every file; None when a file lacks the key or the files disagree."""
+        fp = ctx.options.get("fingerprint")
+        if fp and detail.get("branch"):
+            try:
+                merged = self._reconciled(ctx.config, fetch=False)
+            except FollowUpError:
+                merged = None
+            if merged is not None and all(v == fp for v in self._prints_at(ctx.config, merged[1]).values()):
+                return str(fp)
         branch = detail.get("branch") or ""
         if not branch:
             return None
@@ -608,11 +618,70 @@ class FluxSopsStep(StepDefaults):
             remote = self.spec.remote
             self._git(ctx.config, "fetch", "-q", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}", what=f"git fetch {remote}", check=False)
             rev = f"refs/remotes/{remote}/{branch}"
-        prints = set()
-        for f in self.spec.files:
-            raw = self._value_at(ctx.config, rev, f)
-            prints.add(fingerprint(raw) if raw is not None else None)
+        prints = set(self._prints_at(ctx.config, rev).values())
         return prints.pop() if len(prints) == 1 else None
+
+    def _prints_at(self, config: Config, rev: str) -> dict[str, str | None]:
+        """Each file's key, as of ``rev``: the fingerprint of its value (None: no such file or key there)."""
+        out: dict[str, str | None] = {}
+        for f in self.spec.files:
+            raw = self._value_at(config, rev, f)
+            out[f] = fingerprint(raw) if raw is not None else None
+        return out
+
+    def _reconciled(self, config: Config, *, fetch: bool) -> tuple[str, str]:
+        """(name, commit) of the branch Flux reconciles: ``reconcile_branch`` on the remote (fetched first), else the
+        remote's default branch (as the rotation's branch was cut from); a clone without the remote: the local branch."""
+        if not self.spec.reconcile_branch:
+            return self._base(config, fetch=fetch)
+        remote, name = self.spec.remote, self.spec.reconcile_branch
+        if self._git(config, "remote", "get-url", remote, what="git remote", check=False):
+            if fetch:
+                proc = self._run(config, ["git", "fetch", "-q", remote, f"+refs/heads/{name}:refs/remotes/{remote}/{name}"],
+                                 what=f"git fetch {remote} {name}", check=False)
+                if proc.returncode:
+                    raise FollowUpError(f"{self.title}: git fetch of {name} from {remote} failed: {one_line(proc.stderr.decode(errors='replace')) or f'exit {proc.returncode}'}")
+            ref = f"refs/remotes/{remote}/{name}"
+        else:
+            ref = f"refs/heads/{name}"
+        sha = self._git(config, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", what="git rev-parse", check=False)
+        if not sha:
+            raise FollowUpError(f"{self.title}: the branch Flux reconciles, {name}, does not exist on {remote}", hint="fix reconcile_branch")
+        return ref.removeprefix("refs/remotes/").removeprefix("refs/heads/"), sha
+
+    # -- the consumer gate: Flux applies what is on the branch it reconciles -------------------------------------
+    gates = True
+
+    def environments(self) -> dict[str, str]:
+        """file -> the environment it configures (its folder's name, e.g. apps/keda/cft/x.yaml -> cft)."""
+        return {f: Path(f).parent.name or f for f in self.spec.files}
+
+    def gate_plan(self) -> str:
+        where = self.spec.reconcile_branch or "the remote's default branch"
+        return f"the Flux change is merged into {where} in every environment ({', '.join(self.environments().values())})"
+
+    def gate(self, ctx: StepContext, detail: dict[str, Any]) -> GateCheck | None:
+        """Passed when every file, on the branch Flux reconciles (fetched now), decrypts to the new value's fingerprint:
+        whatever the merge was (merge commit, squash, rebase), only the content counts, never the history."""
+        fp = ctx.options.get("fingerprint")
+        name, sha = self._reconciled(ctx.config, fetch=True)
+        prints = self._prints_at(ctx.config, sha)
+        envs = self.environments()
+        pending = [envs[f] for f, got in prints.items() if got != fp]
+        url = detail.get("pr_url")
+        branch = detail.get("branch", "")
+        if not pending:
+            return GateCheck(self.id, self.title, True, progress=f"merged into {name} in {', '.join(envs.values())}", url=url)
+        merged = [envs[f] for f, got in prints.items() if got == fp]
+        what = "pull request not merged" if detail.get("pushed") else f"branch {branch} not merged"
+        progress = f"{name} holds the new value in {', '.join(merged)}; not yet in {', '.join(pending)}" if merged else f"{name} still holds the old value"
+        return GateCheck(
+            self.id, self.title, False,
+            waiting_for=f"{what} ({', '.join(pending)})",
+            progress=progress + (f"; merge {branch}" + (f": {url}" if url else "")),
+            url=url,
+            breaks=f"Flux still applies the old token from {name} in {', '.join(pending)}: what reads that secret there fails once it is revoked",
+        )
 
     def _push(self, ctx: StepContext, branch: str, sha: str) -> StepResult:
         remote = self.spec.remote

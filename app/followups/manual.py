@@ -31,9 +31,10 @@ class ManualStep(StepDefaults):
         self.id = step_id
         self.spec = spec
         self.title = spec.name or "Manual step"
+        self.manual = spec.required  # a reminder (required = false) needs no tick: it is said, never waited for
 
     def describe(self) -> str:
-        return f"manual: {self.spec.text}"
+        return f"{'manual' if self.spec.required else 'reminder'}: {self.spec.text}"
 
     def find_done(self, ctx: StepContext) -> StepResult | None:
         return None  # only a person can say it is done
@@ -42,6 +43,8 @@ class ManualStep(StepDefaults):
         text = render(self.spec.text, ctx)
         if ctx.options.get("ticked", {}).get(self.id):
             return StepResult(f"done by hand: {text}", {"ticked": True})
+        if not self.spec.required:
+            return StepResult(f"reminder, still to do by hand: {text}", {"reminder": True})
         if ctx.options.get("skip_manual"):
             return StepResult(f"SKIPPED (--skip-manual), still to do: {text}", {"skipped": True})
         raise FollowUpError(

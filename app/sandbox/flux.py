@@ -152,3 +152,48 @@ def open_flux_repo(directory: Path) -> FluxRepo | None:
     if not recipient:
         return None
     return FluxRepo(bare, clone, age_key, recipient, tuple(f"apps/keda/{name}/pipeline-auth.enc.yaml" for name in ENVIRONMENTS))
+
+
+MERGE_KINDS = ("merge", "squash", "rebase")
+
+
+def open_branches(bare: Path, prefix: str = "keyturn/") -> list[str]:
+    """The remote's branches keyturn pushed that are not merged into main yet (by content: a squash or rebase merge
+    leaves the branch's own commits unmerged by history, so a branch counts as open while its tree differs)."""
+    out = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname:short)", f"refs/heads/{prefix}"], cwd=bare, check=True, capture_output=True, text=True, timeout=60,
+    ).stdout.split()
+    return [b for b in out if subprocess.run(["git", "diff", "--quiet", "main", b, "--"], cwd=bare, capture_output=True, timeout=60).returncode]
+
+
+def merge_branch(bare: Path, branch: str, how: str = "merge") -> str:
+    """What a reviewer does with the pull request of ``branch`` in the sandbox's remote: merge it into main with a
+    merge commit, a squash, or a rebase (GitHub's three merge buttons), then delete the branch as GitHub's
+    "automatically delete head branches" does. Returns the new main commit. Nothing of the value is read: git
+    moves encrypted blobs only."""
+    from app.errors import KeyturnError
+
+    if how not in MERGE_KINDS:
+        raise KeyturnError(f"unknown merge kind {how!r}", hint=f"use one of {', '.join(MERGE_KINDS)}")
+    known = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], cwd=bare, capture_output=True, timeout=60)
+    if known.returncode:
+        open_now = ", ".join(open_branches(bare)) or "none"
+        raise KeyturnError(f"the sandbox's flux-config has no branch {branch!r}", hint=f"open pull requests: {open_now}")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="keyturn-review-") as tmp:
+        work = Path(tmp) / "review"
+        _git(Path(tmp), "clone", "-q", str(bare), str(work))
+        _git(work, "switch", "-q", "main")
+        if how == "merge":
+            _git(work, "merge", "-q", "--no-ff", "-m", f"Merge pull request: {branch}", f"origin/{branch}")
+        elif how == "squash":
+            _git(work, "merge", "-q", "--squash", f"origin/{branch}")
+            _git(work, "commit", "-q", "-m", f"{branch} (squashed)")
+        else:  # rebase: the branch's commits replayed on main, main fast-forwarded to them
+            _git(work, "switch", "-q", "-c", "review", f"origin/{branch}")
+            _git(work, "rebase", "-q", "main")
+            _git(work, "switch", "-q", "main")
+            _git(work, "merge", "-q", "--ff-only", "review")
+        _git(work, "push", "-q", "origin", "main", f":{branch}")
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, check=True, capture_output=True, text=True, timeout=60).stdout.strip()

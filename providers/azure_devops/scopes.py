@@ -41,6 +41,7 @@ class Preset:
     label: str
     scopes: tuple[str, ...]
     why: str
+    reminders: tuple[tuple[str, str], ...] = ()  # (name, text): checklist items every rotation of the job shows
 
 
 # The two jobs the runbook knows. Labels say what the picker shows for each group.
@@ -50,6 +51,14 @@ BUILTIN_PRESETS: dict[str, Preset] = {
         "KEDA agent pools",
         ("vso.agentpools_manage",),
         "Agent Pools: Read & manage, for the KEDA azure-pipelines scaler and agent registration",
+        (
+            (
+                "KEDA picks up the new PAT",
+                "Before the old PAT is revoked, check that KEDA scales agents again in every environment: KEDA may keep "
+                "using the old credential after the secret changed until its operator restarts (kedacore/keda#7906, "
+                "#7640); if so, restart it: kubectl -n keda rollout restart deployment/keda-operator",
+            ),
+        ),
     ),
     "daily-checks": Preset(
         "daily-checks",

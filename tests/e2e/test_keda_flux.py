@@ -6,6 +6,8 @@ import base64
 import os
 import subprocess
 
+import pytest
+
 from app.sandbox import Sandbox
 from app.sandbox.flux import sops_binary
 
@@ -32,10 +34,11 @@ def live_keda(sandbox: Sandbox) -> list:
     return [p for p in sandbox.state.pats() if p.display_name.startswith("keda-agent-pools") and not p.revoked]
 
 
-def check_outcome(sandbox: Sandbox) -> None:
+def check_outcome(sandbox: Sandbox) -> str:
+    """The branch holds the new value in both files, encrypted; the clone is back on a clean main. Returns the branch."""
     flux = sandbox.flux
     assert flux is not None
-    (new,) = live_keda(sandbox)
+    new = newest_keda(sandbox)
     branches = git(flux.bare, "branch", "--list", f"{BRANCH}*").split()
     assert len(branches) == 1  # pushed
     branch = branches[0].lstrip("* ")
@@ -47,17 +50,80 @@ def check_outcome(sandbox: Sandbox) -> None:
         assert new.value.encode() not in objects and base64.b64encode(new.value.encode()) not in objects
     assert git(flux.clone, "rev-parse", "--abbrev-ref", "HEAD") == "main"
     assert git(flux.clone, "status", "--porcelain") == ""
+    return branch
 
 
-def test_headless_keda_rotation_updates_both_environments(sandbox: Sandbox, keyturn) -> None:
+def newest_keda(sandbox: Sandbox):
+    return max(live_keda(sandbox), key=lambda p: p.valid_from)
+
+
+@pytest.mark.parametrize("how", ["merge", "squash", "rebase"])
+def test_headless_keda_revokes_only_once_the_pull_request_is_merged(sandbox: Sandbox, keyturn, how: str) -> None:
+    """Issue 13: the old PAT survives until `main` (what Flux applies) holds the new value in cft and sds."""
     old = sandbox.state.pats_named("keda-agent-pools")[0]
     run = keyturn("rotate", "keda", "--no-input", "--json")
     assert run.code == 0, run.stderr
+    out = run.json()
+    assert out["state"] == "propagated"
+    assert out["retire"]["waiting_for"] == ["pull request not merged (cft, sds)"]
+    assert "waiting: revoke waits for: pull request not merged (cft, sds)" in run.stderr
     git(sandbox.flux.clone, "fetch", "-q", "origin")  # type: ignore[union-attr]
-    check_outcome(sandbox)
-    assert sandbox.state.pat(old.authorization_id).revoked  # type: ignore[union-attr]
-    (flux,) = [v for k, v in run.json()["steps"].items() if k.startswith("flux-sops-secret-")]
+    branch = check_outcome(sandbox)
+    assert not sandbox.state.pat(old.authorization_id).revoked  # type: ignore[union-attr]
+    (flux,) = [v for k, v in out["steps"].items() if k.startswith("flux-sops-secret-")]
     assert "pushed to origin" in flux
+
+    status = keyturn("status")
+    assert "revoke waits for: pull request not merged (cft, sds)" in status.stdout, status.stdout
+    again = keyturn("resume", "--no-input", "--json")  # a schedule re-checking before the merge: still waiting
+    assert again.code == 0, again.stderr
+    assert again.json()["resumed"][0]["state"] == "propagated"
+    assert not sandbox.state.pat(old.authorization_id).revoked  # type: ignore[union-attr]
+
+    merged = keyturn("sandbox", "merge", branch, "--dir", str(sandbox.directory), *([f"--{how}"] if how != "merge" else []))
+    assert merged.code == 0, merged.stderr
+    assert git(sandbox.flux.bare, "branch", "--list", branch) == ""  # type: ignore[union-attr]  # deleted, as GitHub does
+    done = keyturn("resume", "--no-input", "--json")
+    assert done.code == 0, done.stderr
+    (row,) = done.json()["resumed"]
+    assert row["state"] == "done" and row["retire"]["waiting_for"] == []
+    assert sandbox.state.pat(old.authorization_id).revoked  # type: ignore[union-attr]
+    assert not sandbox.state.pat(newest_keda(sandbox).authorization_id).revoked  # type: ignore[union-attr]
+    for rel in sandbox.flux.files:  # type: ignore[union-attr]
+        assert decrypt_on(sandbox, "origin/main", rel) == newest_keda(sandbox).value
+    journal = next((sandbox.directory / "journal").glob("*.jsonl")).read_text().splitlines()
+    assert '"event": "done"' in journal[-1]
+    assert keyturn("status").stdout.count("revoke waits for") == 0
+
+
+def test_a_merge_of_only_one_environment_keeps_waiting(sandbox: Sandbox, keyturn) -> None:
+    """Someone merges the change for cft only (a hand-edited main): sds still reads the old value, so nothing dies."""
+    old = sandbox.state.pats_named("keda-agent-pools")[0]
+    run = keyturn("rotate", "keda", "--no-input", "--json")
+    assert run.code == 0, run.stderr
+    flux = sandbox.flux
+    assert flux is not None
+    git(flux.clone, "fetch", "-q", "origin")
+    branch = check_outcome(sandbox)
+    git(flux.clone, "checkout", "-q", f"origin/{branch}", "--", flux.files[0])
+    git(flux.clone, "-c", "user.name=r", "-c", "user.email=r@x", "commit", "-q", "-m", "cft only")
+    git(flux.clone, "push", "-q", "origin", "HEAD:main")
+    again = keyturn("resume", "--no-input", "--json")
+    assert again.code == 0, again.stderr
+    (row,) = again.json()["resumed"]
+    assert row["state"] == "propagated" and row["retire"]["waiting_for"] == ["pull request not merged (sds)"]
+    assert not sandbox.state.pat(old.authorization_id).revoked  # type: ignore[union-attr]
+
+
+def test_revoke_now_skips_the_gate_and_says_so(sandbox: Sandbox, keyturn) -> None:
+    old = sandbox.state.pats_named("keda-agent-pools")[0]
+    run = keyturn("rotate", "keda", "--no-input", "--revoke-now", "--json")
+    assert run.code == 0, run.stderr
+    assert run.json()["state"] == "done"
+    assert "--revoke-now: revoking although the revoke waited for: pull request not merged (cft, sds)" in run.stderr
+    assert sandbox.state.pat(old.authorization_id).revoked  # type: ignore[union-attr]
+    journal = next((sandbox.directory / "journal").glob("*.jsonl")).read_text()
+    assert '"event": "gate_overridden"' in journal and '"by": "--revoke-now"' in journal
 
 
 def test_dirty_clone_stops_before_minting(sandbox: Sandbox, keyturn) -> None:
