@@ -65,6 +65,7 @@ from app.net import (
     with_retries,
 )
 from app.secret import SecretValue
+from providers.base import GateCheck
 
 if TYPE_CHECKING:
     import httpx
@@ -465,7 +466,7 @@ class ConductorOneStep(StepDefaults):
                 body={},
             )
             ctx.interaction.progress(f"{self.where}: connector {s.connector_id} updated; waiting for the forced sync")
-            status = self._wait_for_sync(ctx.config, client, before or {}, ctx.value, ctx.interaction.progress)
+            status = self._wait_for_sync(ctx.config, client, before or {}, ctx.value, ctx.interaction.progress, give_up=False)
         detail = {
             "tenant": s.tenant,
             "app_id": s.app_id,
@@ -475,12 +476,50 @@ class ConductorOneStep(StepDefaults):
             "sync_status": status.get("status"),
             "sync_started_at": status.get("startedAt"),
             "sync_completed_at": status.get("completedAt"),
+            "sync_before_started_at": (before or {}).get("startedAt"),  # a sync is ours once its startedAt differs
         }
+        if status.get("status") != SYNC_DONE:
+            return StepResult(
+                f"{self.where}: connector {s.connector_id} has the new api_token; its sync has not finished yet "
+                "(the old token is revoked only once it has)",
+                detail,
+            )
         return StepResult(
             f"{self.where}: connector {s.connector_id} has the new api_token; a forced sync finished"
             + (f" at {status['completedAt']}" if status.get("completedAt") else ""),
             detail,
         )
+
+    # -- the consumer gate: ConductorOne demonstrably reads Buildkite with the new token ------------------------
+    gates = True
+
+    def gate_plan(self) -> str:
+        return "" if self.spec.self_hosted else f"a sync of connector {self.spec.connector_id} with the new api_token finished ({SYNC_DONE})"
+
+    def gate(self, ctx: StepContext, detail: dict[str, Any]) -> GateCheck | None:
+        """Passed once a sync that began after the update ended SYNC_STATUS_DONE, and the connector's newest sync has
+        not failed since (a later sync that errs says the token does not work there after all)."""
+        if self.spec.self_hosted or not detail:
+            return None
+        cid = self.spec.connector_id
+        with self._http(ctx.config) as client:
+            status = self._get(ctx.config, client).get("status") or {}
+        if not isinstance(status, dict):
+            status = {}
+        state, started = status.get("status"), status.get("startedAt")
+        ours_now = bool(started) and started != detail.get("sync_before_started_at")
+        breaks = f"ConductorOne's connector {cid} would read Buildkite with a revoked token: its syncs fail"
+        if state == SYNC_ERROR and ours_now:
+            text = _one_line(status.get("lastError") or "no details", value=ctx.value)
+            return GateCheck(self.id, self.title, False, waiting_for=f"connector {cid} sync failed with the new api_token ({text})",
+                             progress="fix the connector, force a sync in ConductorOne, then `keyturn resume`", breaks=breaks)
+        if detail.get("sync_status") == SYNC_DONE or (ours_now and state == SYNC_DONE):
+            return GateCheck(self.id, self.title, True, progress=f"connector {cid} synced with the new api_token")
+        if state == SYNC_DISABLED:
+            return GateCheck(self.id, self.title, False, waiting_for=f"connector {cid} sync (syncs are disabled)",
+                             progress="enable syncing of the connector in ConductorOne", breaks=breaks)
+        phase = "running" if ours_now else "queued"
+        return GateCheck(self.id, self.title, False, waiting_for=f"connector {cid} sync not finished ({phase})", breaks=breaks)
 
     def _wait_for_sync(
         self,
@@ -489,8 +528,11 @@ class ConductorOneStep(StepDefaults):
         before: dict[str, Any],
         value: SecretValue,
         progress: Callable[[str], None],
+        *,
+        give_up: bool = True,
     ) -> dict[str, Any]:
-        """Poll the connector until a sync that began after the update ends; its status, or FollowUpError."""
+        """Poll the connector until a sync that began after the update ends; its status, or FollowUpError. A sync
+        still queued or running at the deadline raises (``give_up``), or returns its status (the gate waits on)."""
         cid = self.spec.connector_id
         deadline = self.clock() + self.sync_timeout_s
         interval = self.poll_interval
@@ -520,6 +562,8 @@ class ConductorOneStep(StepDefaults):
                         hint="check the token's scopes and organization, then `keyturn resume`",
                     )
             now = self.clock()
+            if now >= deadline and not give_up:
+                return {**status, "status": state if ours else None}
             if now >= deadline:
                 phase = "still running" if seen_start else "not started (still queued)"
                 raise FollowUpError(

@@ -116,14 +116,32 @@ def test_sync_error_is_one_line(c1: C1Harness) -> None:
     assert c1.world.connector().api_token == CANARY  # saved; `keyturn resume` runs it again
 
 
-def test_sync_timeout(c1: C1Harness) -> None:
+def test_a_sync_still_queued_is_a_gate_that_waits(c1: C1Harness) -> None:
+    """Issue 13: the step does not fail when the sync outlasts its wait; the gate holds the revoke until it is done."""
     c1.world.sync_queue_s = 60
     step, ctx = c1.step()
     step.sync_timeout_s = 0.3
-    with pytest.raises(FollowUpError) as err:
-        step.run(ctx)
-    text = one_line(err.value)
-    assert "not started (still queued) after 0.3 s" in text and "resume" in text
+    result = step.run(ctx)
+    assert "has not finished yet" in result.summary
+    gate = step.gate(ctx, result.detail)
+    assert gate is not None and not gate.passed
+    assert gate.waiting_for == f"connector {c1.seeded.connector_id} sync not finished (queued)"
+    c1.state.advance_clock(120)  # the queued sync starts and ends
+    again = step.gate(ctx, result.detail)
+    assert again is not None and again.passed, again
+
+
+def test_a_sync_that_failed_after_the_update_keeps_the_gate_closed(c1: C1Harness) -> None:
+    step, ctx = c1.step()
+    result = step.run(ctx)
+    gate = step.gate(ctx, result.detail)
+    assert gate is not None and gate.passed
+    c1.world.fail_next_sync("buildkite: 401 Unauthorized")
+    with c1.world.lock:  # another sync, forced in ConductorOne's console, fails
+        c1.world.enqueue_sync(c1.world.connectors[(c1.seeded.app_id, c1.seeded.connector_id)])
+    c1.state.advance_clock(120)
+    later = step.gate(ctx, result.detail)
+    assert later is not None and not later.passed and "sync failed with the new api_token (buildkite: 401 Unauthorized)" in later.waiting_for
 
 
 def test_sync_disabled(c1: C1Harness) -> None:
