@@ -124,7 +124,8 @@ class RotationPlan:
         n += 1
         for s in self.steps:
             if not s.is_store:
-                out.append(f"{n}. {'follow-up' if not s.manual else 'check'}: {s.describe()}")
+                what = "check" if s.manual else "note" if s.kind == "manual" else "follow-up"  # a manual step that is a reminder
+                out.append(f"{n}. {what}: {s.describe()}")
                 n += 1
         if self.revoke_all_others:
             out.append(f"{n}. retire: revoke EVERY other API token of the user (revokeAllExcept the new one), then prove the old one is dead")
@@ -1056,6 +1057,10 @@ class Rotation:
             assert self.record.retire_at is not None
             due = datetime.fromisoformat(self.record.retire_at)
             if self.engine.clock() < due:
+                if not texts:  # only the soak time: the journaled schedule says it all
+                    msg = f"revoking the old token is scheduled for {due:%Y-%m-%d %H:%M} UTC; `keyturn resume {self.id[:8]}` does it then"
+                    self.engine.emit("step", msg)
+                    return msg
                 texts.append(f"the soak time (revoke_after) until {due:%Y-%m-%d %H:%M} UTC")
         if texts:
             if texts != self.waiting_for:
@@ -1063,6 +1068,10 @@ class Rotation:
             msg = f"revoke waits for: {'; '.join(texts)}; `keyturn resume {self.id[:8]}` checks again and revokes once they pass"
             self.engine.emit("waiting", msg)
             return msg
+        if self.gates:  # the proof the revoke rests on, for the audit trail and the summary
+            self._write("gates_passed", gates=[{"gate": g.gate, "title": g.title, "progress": g.progress} for g in self.gates])
+            for g in self.gates:
+                self.engine.emit("step", f"{g.title}: {g.progress or 'passed'}")
         return self.retire()
 
     def retire(self) -> str:

@@ -115,6 +115,8 @@ class FollowUpsScreen(WizardScreen[bool]):
                 body += f"\n✗ {note}"
         else:
             mark = f" {ICONS[state]} "
+            if state == "done" and self.rotation.record.steps_done.get(step.id, {}).get("reminder"):
+                mark = " ⓘ "  # a reminder: said, not checked, never waited for
             if state == "done":
                 body = note
             elif state == "failed":

@@ -1,7 +1,9 @@
-"""Verify and retire: the verification result, then revoke the old token now or after the target's delay.
+"""Verify and retire: the verification, the consumer gates checked live, then revoke the old token.
 
-Verify before revoke is the engine's rule: this screen only offers the choice once the rotation is
-verified and propagated. A deferred revocation is journaled and done by a later resume.
+Verify before revoke, and revoke only once every consumer demonstrably has the new token, are the engine's rules:
+this screen shows each gate (checked again every few seconds) and offers the revoke once they pass. Revoking
+anyway asks first, naming what breaks, and is journaled. Leaving keeps the rotation waiting; a later resume
+(here, or `keyturn resume`) checks again and revokes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from screens.prompt import ConfirmPrompt
 
 if TYPE_CHECKING:
     from app.engine import Rotation
+    from providers.base import GateCheck
+
+RECHECK_S = 4.0  # how often a waiting gate is asked again while the screen is shown
 
 
 def human_delay(delay: timedelta) -> str:
@@ -53,6 +58,20 @@ class RetireScreen(WizardScreen["str | None"]):
             tooltip="Revoke the old token after the target's delay (a later resume does it)",
         ),
         Binding(
+            "m",
+            "play",
+            "Sandbox: play it",
+            id="retire.sandbox_play",
+            tooltip="Sandbox only: do what the waiting gate needs (the reviewer merges, the agents reconnect, a job runs)",
+        ),
+        Binding(
+            "o",
+            "override",
+            "Revoke anyway…",
+            id="retire.override",
+            tooltip="Revoke the old token although a gate still waits (asks first, naming what breaks; journaled)",
+        ),
+        Binding(
             "a",
             "revoke_all_others",
             "Revoke all others…",
@@ -74,6 +93,8 @@ class RetireScreen(WizardScreen["str | None"]):
         self.ready = False
         self.busy = False
         self.delay = timedelta(seconds=rotation.plan.revoke_after_s)
+        self.gates: list[GateCheck] = []
+        self.checking = False
 
     def compose(self) -> ComposeResult:
         rotation = self.rotation
@@ -82,6 +103,8 @@ class RetireScreen(WizardScreen["str | None"]):
             yield Static(f"{ICONS['running']} Checking the verification…", id="verified", markup=False)
             yield Static("Old tokens of this target", classes="section")
             yield Static(self._old_tokens(), id="old", markup=False)
+            yield Static("Before the old token is revoked", classes="section", id="gates-title")
+            yield Static("", id="gates", markup=False)
             yield Static("", id="choice", markup=False)
             yield Static("", id="error", classes="error-line", markup=False)
         yield Footer()
@@ -108,7 +131,40 @@ class RetireScreen(WizardScreen["str | None"]):
             lines.append(f"\n  ⓘ {text}")
         return "\n".join(lines)
 
+    @property
+    def waiting(self) -> list[GateCheck]:
+        return [g for g in self.gates if not g.passed]
+
+    def _gates_text(self) -> str:
+        lines = []
+        for g in self.gates:
+            if g.passed:
+                lines.append(f"  {ICONS['done']} {g.title}" + (f": {g.progress}" if g.progress else ""))
+            else:
+                lines.append(f"  {ICONS['running']} {g.title}: {g.waiting_for}")
+                if g.progress:
+                    lines.append(f"    {g.progress}")
+        return "\n".join(lines)
+
+    def _playable(self) -> list[GateCheck]:
+        if self.wizard.sandbox is None:
+            return []
+        from app.sandbox.consumers import what_plays
+
+        return [g for g in self.waiting if what_plays(g)]
+
     def _choice_text(self) -> str:
+        if self.waiting and self.rotation.plan.old_tokens:
+            from app.sandbox.consumers import what_plays
+
+            played = self._playable()
+            lines = [
+                f"The old token stays alive until every check above passes (asked again every {RECHECK_S:g} s).",
+            ]
+            if played:
+                lines.append(f"m: in the sandbox, {what_plays(played[0])}.")
+            lines.append("o revokes it anyway (asks first); l leaves the rotation waiting: resuming it later checks again.")
+            return "\n".join(lines)
         if self.rotation.revoke_all_others:
             return "Enter revokes every other API token of the user now; the new one stays."
         if not self.rotation.plan.old_tokens:
@@ -119,12 +175,31 @@ class RetireScreen(WizardScreen["str | None"]):
                 "picks up the new one first.\n"
                 f"Enter (or d) revokes it after the delay; n revokes it now."
             )
-        return "Enter (or n) revokes the old token now."
+        passed = "Every consumer has the new token. " if self.gates else ""
+        return passed + "Enter (or n) revokes the old token now."
 
     def on_mount(self) -> None:
         self.query_one("#error").display = False
         self.query_one("#choice").display = False
+        self.query_one("#gates-title").display = False
+        self.query_one("#gates").display = False
         self._prepare()
+        self.set_interval(RECHECK_S, self._tick)
+
+    def _tick(self) -> None:
+        if self.ready and not self.busy and not self.checking and self.waiting:
+            self.checking = True
+            self._recheck()
+
+    @work(thread=True, exclusive=True, group="retire-gates", exit_on_error=False)
+    def _recheck(self) -> None:
+        try:
+            with self.wizard.rotation_lock:
+                gates = self.rotation.check_gates()
+        except Exception as exc:
+            self.ui(self._failed, one_line(exc))
+            gates = self.gates
+        self.ui(self._show_gates, gates)
 
     @work(thread=True, exclusive=True, group="retire", exit_on_error=False)
     def _prepare(self) -> None:
@@ -132,27 +207,45 @@ class RetireScreen(WizardScreen["str | None"]):
             with self.wizard.rotation_lock:
                 self.rotation.run_until("propagated")  # already done by the checklist, or nothing to propagate
                 detail = self.rotation.verified_detail()
+                gates = self.rotation.check_gates() if self.rotation.plan.old_tokens else []
         except Exception as exc:
             self.ui(self._failed, one_line(exc))
             return
-        self.ui(self._ready, detail)
+        self.ui(self._ready, detail, gates)
 
     @work(thread=True, exclusive=True, group="retire", exit_on_error=False)
     def _retire(self, now: bool) -> None:
         try:
             with self.wizard.rotation_lock:
                 outcome = self.rotation.run_until("done", revoke_now=now)
+                gates = self.rotation.gates
         except Exception as exc:
             self.ui(self._failed, one_line(exc))
             return
+        if self.rotation.state == "propagated" and not self.rotation.record.retire_at:  # a gate closed meanwhile
+            self.ui(self._show_gates, gates)
+            return
         self.ui(self.dismiss, outcome)
 
-    def _ready(self, detail: str) -> None:
+    def _ready(self, detail: str, gates: list[GateCheck]) -> None:
         self.ready = True
         self.query_one("#verified", Static).update(f"{ICONS['done']} Verified: {detail}")
+        self._show_gates(gates)
+
+    def _show_gates(self, gates: list[GateCheck]) -> None:
+        was_waiting = bool(self.waiting)
+        self.gates = gates
+        self.checking = self.busy = False
+        shown = bool(gates)
+        self.query_one("#gates-title").display = shown
+        box = self.query_one("#gates", Static)
+        box.update(self._gates_text())
+        box.display = shown
         choice = self.query_one("#choice", Static)
         choice.update(self._choice_text())
         choice.display = True
+        if was_waiting and not self.waiting:
+            self.notify("Every consumer has the new token: Enter revokes the old one.", markup=False)
         self.refresh_bindings()
 
     def _failed(self, message: str) -> None:
@@ -163,6 +256,10 @@ class RetireScreen(WizardScreen["str | None"]):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "play":
+            return bool(self._playable()) and ((self.ready and not self.busy) or None)
+        if action == "override":
+            return bool(self.waiting and self.rotation.plan.old_tokens) and ((self.ready and not self.busy) or None)
         if action == "retire":
             if not self.rotation.plan.old_tokens:
                 return False
@@ -195,11 +292,57 @@ class RetireScreen(WizardScreen["str | None"]):
 
         self.app.push_screen(ConfirmPrompt(question), answered)
 
+    def action_play(self) -> None:
+        played = self._playable()
+        if not played or self.busy:
+            return
+        self.busy = True
+        self.refresh_bindings()
+        self._play(played[0])
+
+    @work(thread=True, exclusive=True, group="retire", exit_on_error=False)
+    def _play(self, gate: GateCheck) -> None:
+        from app.sandbox.consumers import play
+
+        try:
+            said = play(self.wizard.sandbox, gate, self.rotation.record.steps_done.get(gate.gate, {}))
+            self.ui(self.notify, said)
+            with self.wizard.rotation_lock:
+                gates = self.rotation.check_gates()
+        except Exception as exc:
+            self.ui(self._failed, one_line(exc))
+            gates = self.gates
+        self.ui(self._show_gates, gates)
+
+    def action_override(self) -> None:
+        waiting = self.waiting
+        if not waiting or self.busy:
+            return
+        what = "\n".join(f"• {g.title}: {g.waiting_for}" + (f"\n  {g.breaks}" if g.breaks else "") for g in waiting)
+        question = f"Revoke the old token now, although these have not passed?\n{what}\nType yes to revoke anyway (journaled)."
+
+        def answered(answer: str | None) -> None:
+            if (answer or "").strip().lower() != "yes":
+                self.notify("Nothing revoked; still waiting.", markup=False)
+                return
+            with self.wizard.rotation_lock:
+                for g in waiting:
+                    self.rotation.override_gate(g, by="the wizard (asked, answered yes)")
+            self.action_retire(True, asked=True)
+
+        self.app.push_screen(ConfirmPrompt(question), answered)
+
     def action_choose_default(self) -> None:
+        if self.waiting and self.rotation.plan.old_tokens:
+            self.notify(f"The old token waits for: {'; '.join(g.waiting_for for g in self.waiting)}.", markup=False)
+            return
         self.action_retire(not self.delay)
 
-    def action_retire(self, now: bool) -> None:
+    def action_retire(self, now: bool, asked: bool = False) -> None:
         if not self.ready or self.busy:
+            return
+        if self.waiting and self.rotation.plan.old_tokens and not asked:
+            self.action_override()  # revoking while a gate waits is an override: asked, named, journaled
             return
         self.busy = True
         self.query_one("#error").display = False

@@ -44,7 +44,7 @@ def summary_rows(rotation: Rotation, outcome: str) -> list[tuple[str, str]]:
         ("Stored in", "\n".join(stored) if stored else "nowhere: no store follow-up (the value was only revealed)")
     )
     follow = [
-        f"{ICONS['done']} {s.title}: {_short(record.steps_done[s.id].get('summary', 'done'))}"
+        f"{'ⓘ' if record.steps_done[s.id].get('reminder') else ICONS['done']} {s.title}: {_short(record.steps_done[s.id].get('summary', 'done'))}"
         for s in rotation.steps
         if not s.is_store and s.id in record.steps_done
     ]
@@ -58,6 +58,11 @@ def summary_rows(rotation: Rotation, outcome: str) -> list[tuple[str, str]]:
     revoked = [e["token_id"] for e in record.events if e["event"] == "revoked" and e.get("role") == "old"]
     if revoked:
         old_text = "revoked " + ", ".join(f"{olds.get(i, '?')} ({i})" for i in revoked)
+        for e in record.events:
+            if e["event"] == "gates_passed":
+                old_text += "".join(f"\nonce {g.get('title')}: {g.get('progress') or 'passed'}" for g in e.get("gates", []))
+            elif e["event"] == "gate_overridden":
+                old_text += f"\n⚠ without waiting for {e.get('title')} ({e.get('waiting_for')}), by {e.get('by')}"
     elif record.retire_at and olds:
         still = ", ".join(f"{name} ({tid})" for tid, name in olds.items())
         old_text = f"{outcome}\nstill active until then: {still}"

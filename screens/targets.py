@@ -216,12 +216,16 @@ class TargetsScreen(WizardScreen[None]):
         self._set_status(f"✗ Could not read token expiry: {message}  (r retries)", error=True)
 
     def _show_unfinished(self) -> None:
+        from app.engine import waiting_for  # loaded by the status worker already
+
         table = self.query_one("#unfinished", DataTable)
         table.clear()
         now = self.wizard.now()
         for rec in self.unfinished:
             note = rec.error or ""
-            if rec.state == "propagated" and rec.retire_at:
+            if waits := waiting_for(rec):
+                note = f"revoke waits for: {'; '.join(waits)}"
+            elif rec.state == "propagated" and rec.retire_at:
                 due = datetime.fromisoformat(rec.retire_at)
                 note = "revoke due now" if due <= now else f"revoke due {due:%Y-%m-%d %H:%M}"
             table.add_row(rec.rotation_id[:8], rec.target, rec.state, _date(rec.started_at), note, key=rec.rotation_id)

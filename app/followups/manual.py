@@ -34,7 +34,7 @@ class ManualStep(StepDefaults):
         self.manual = spec.required  # a reminder (required = false) needs no tick: it is said, never waited for
 
     def describe(self) -> str:
-        return f"{'manual' if self.spec.required else 'reminder'}: {self.spec.text}"
+        return f"manual: {self.spec.text}" if self.spec.required else f"reminder (by hand, not waited for): {self.spec.text}"
 
     def find_done(self, ctx: StepContext) -> StepResult | None:
         return None  # only a person can say it is done
@@ -44,7 +44,7 @@ class ManualStep(StepDefaults):
         if ctx.options.get("ticked", {}).get(self.id):
             return StepResult(f"done by hand: {text}", {"ticked": True})
         if not self.spec.required:
-            return StepResult(f"reminder, still to do by hand: {text}", {"reminder": True})
+            return StepResult(f"to do by hand (keyturn cannot check it): {text}", {"reminder": True})
         if ctx.options.get("skip_manual"):
             return StepResult(f"SKIPPED (--skip-manual), still to do: {text}", {"skipped": True})
         raise FollowUpError(
