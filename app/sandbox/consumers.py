@@ -42,7 +42,48 @@ def play(sandbox: Sandbox, gate: GateCheck, detail: dict[str, Any]) -> str:
         n = sandbox.buildkite.reconnect_agents()
         return f"{n} sandbox agent(s) reconnected with the token in their store"
     if gate.gate == "jenkins-token-use":
-        if not sandbox.jenkins_consumer_call():
+        if not deploy_job(sandbox):
             raise KeyturnError("the sandbox's deploy job was refused by Jenkins with the token in its store")
         return "the sandbox's deploy job called Jenkins with the token in its store"
     raise KeyturnError(f"nothing in the sandbox plays the consumer of {gate.title}")
+
+
+JENKINS_STORE = ("cftptl-intsvc", "jenkins-api-token")  # where the sandbox's deploy jobs read their token
+
+
+def deploy_job(sandbox: Sandbox) -> bool:
+    """The deploy jobs run: they read the Jenkins token from their Key Vault secret (the newest enabled version, as
+    a pipeline's Key Vault task does) and call Jenkins with it. True when Jenkins accepted it."""
+    versions = sandbox.state.secret_versions(*JENKINS_STORE)
+    if not versions or not versions[-1].enabled:
+        return False
+    return sandbox.jenkins.consumer_call(versions[-1].value)
+
+
+def every_consumer_follows(sandbox: Sandbox) -> list[str]:
+    """Headless tests and matrices: every consumer of every target picks up what its store holds now (each open Flux
+    pull request is merged, every agent is cycled, the deploy jobs run once). Says what happened."""
+    from app.sandbox.flux import merge_branch, open_branches
+
+    said = []
+    if sandbox.flux is not None:
+        for branch in open_branches(sandbox.flux.bare):
+            merge_branch(sandbox.flux.bare, branch)
+            said.append(f"merged {branch}")
+    said.append(f"{sandbox.buildkite.reconnect_agents()} agent(s) reconnected")
+    said.append("the deploy jobs ran" if deploy_job(sandbox) else "the deploy jobs were refused")
+    return said
+
+
+def consumers_follow_promptly(sandbox: Sandbox) -> None:
+    """A world whose consumers take up a new value as it lands, so a rotation's gates pass in the run itself (tests of
+    everything but the waiting): the Flux remote auto-merges keyturn's branches, no agent stays connected with an old
+    token (they were stopped), the daily-checks pipeline run finishes at once, and the deploy jobs run before every
+    look at Jenkins' security page (a job that runs all the time). The gates still read the real state."""
+    from app.sandbox.flux import auto_merge
+
+    if sandbox.flux is not None:
+        auto_merge(sandbox.flux.bare)
+    sandbox.buildkite.disconnect_agents()
+    sandbox.state.set_pipeline("daily-checks", run_duration_s=0)
+    sandbox.jenkins.before_page = lambda: deploy_job(sandbox)

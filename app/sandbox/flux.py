@@ -197,3 +197,32 @@ def merge_branch(bare: Path, branch: str, how: str = "merge") -> str:
             _git(work, "merge", "-q", "--ff-only", "review")
         _git(work, "push", "-q", "origin", "main", f":{branch}")
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+
+
+AUTO_MERGE_HOOK = """#!/bin/sh
+# keyturn sandbox: auto-merge (a pull request set to merge once its checks pass, with none required): every branch
+# keyturn pushes is merged into main as it arrives, with a merge commit, by git's own plumbing
+while read old new ref; do
+  case "$ref" in
+    refs/heads/keyturn/*)
+      [ "$new" = 0000000000000000000000000000000000000000 ] && continue
+      tree=$(git merge-tree --write-tree refs/heads/main "$new") || continue
+      commit=$(GIT_AUTHOR_NAME=auto-merge GIT_AUTHOR_EMAIL=auto-merge@keyturn.invalid GIT_COMMITTER_NAME=auto-merge \\
+        GIT_COMMITTER_EMAIL=auto-merge@keyturn.invalid git commit-tree "$tree" -p refs/heads/main -p "$new" -m "Merge ${ref#refs/heads/} (auto-merge)")
+      git update-ref refs/heads/main "$commit"
+      ;;
+  esac
+done
+"""
+
+
+def auto_merge(bare: Path, on: bool = True) -> None:
+    """Make the sandbox's remote merge every keyturn branch into main as it is pushed (a post-receive hook; git 2.38+
+    for `merge-tree --write-tree`), or stop doing so. For tests of everything but the waiting itself."""
+    hook = bare / "hooks" / "post-receive"
+    if not on:
+        hook.unlink(missing_ok=True)
+        return
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(AUTO_MERGE_HOOK)
+    hook.chmod(0o755)

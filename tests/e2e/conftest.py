@@ -35,6 +35,17 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
+def prompt_consumers(sandbox: Sandbox) -> Sandbox:
+    """Consumers that take up a new value as it lands (the Flux remote auto-merges, no agent holds an old token, the
+    pipeline run and the deploy jobs follow at once): for tests of everything but the waiting, whose rotations then
+    pass their gates in one run. Modules opt in with ``pytestmark = pytest.mark.usefixtures("prompt_consumers")``."""
+    from app.sandbox.consumers import consumers_follow_promptly
+
+    consumers_follow_promptly(sandbox)
+    return sandbox
+
+
+@pytest.fixture
 def keyturn(sandbox: Sandbox, tmp_path: Path):
     """Run `keyturn --config <sandbox> ARGS` in a child process, as a user would."""
 

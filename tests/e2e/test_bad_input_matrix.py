@@ -28,6 +28,9 @@ from app.cli import cli
 from app.journal import RotationJournal
 from app.sandbox import Sandbox
 
+# not about the waiting: the consumers follow at once, so each rotation passes its gates in one run
+pytestmark = pytest.mark.usefixtures("prompt_consumers")
+
 ROOT = Path(__file__).resolve().parents[2]
 DAILY = ("rotate", "daily-checks", "--no-input", "--dry-run")
 BK = ("rotate", "buildkite-unclustered", "--no-input", "--dry-run")

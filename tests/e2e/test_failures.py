@@ -8,6 +8,9 @@ import pytest
 
 from app.sandbox import Sandbox
 
+# not about the waiting: the consumers follow at once, so each rotation passes its gates in one run
+pytestmark = pytest.mark.usefixtures("prompt_consumers")
+
 
 def live(sandbox: Sandbox, prefix: str = "daily-checks") -> list:
     return [p for p in sandbox.state.pats() if p.display_name.startswith(prefix) and not p.revoked]

@@ -26,6 +26,9 @@ import pytest
 from app.sandbox import Sandbox
 from app.sandbox.state import NET_FAULT_KINDS
 
+# not about the waiting: the consumers follow at once, so each rotation passes its gates in one run
+pytestmark = pytest.mark.usefixtures("prompt_consumers")
+
 FAST = {"KEYTURN_HTTP_TIMEOUT": "1", "KEYTURN_RETRY_SLEEP_SCALE": "0.01"}
 HOLD = 1.6  # a "timeout" holds its answer this long: past the client's 1 s read timeout
 

@@ -19,6 +19,9 @@ from app.net import check_url
 from app.sandbox import Sandbox
 from app.sandbox.tls import SandboxTLS
 
+# not about the waiting: the consumers follow at once, so each rotation passes its gates in one run
+pytestmark = pytest.mark.usefixtures("prompt_consumers")
+
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"KEYTURN_RETRY_SLEEP_SCALE": "0", "KEYTURN_HTTP_TIMEOUT": "10"}
 

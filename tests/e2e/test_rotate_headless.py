@@ -6,7 +6,12 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from app.sandbox import Sandbox
+
+# not about the waiting: the consumers follow at once, so each rotation passes its gates in one run
+pytestmark = pytest.mark.usefixtures("prompt_consumers")
 
 DAILY_SCOPES = {"vso.agentpools", "vso.build", "vso.pipelineresources_use", "vso.release"}
 

@@ -120,3 +120,32 @@ def paste_new_api_token(sandbox: Sandbox) -> dict[str, str]:
     sandbox.config_path.write_text(text)
     os.environ[NEW_BK_ENV] = new.value  # for the checker (this process only)
     return {NEW_BK_ENV: new.value}
+
+
+# -- consumer gates: the old token is revoked only once every consumer has the new one --------------------------
+
+
+def resume_to_done(sandbox: Sandbox, keyturn, *args: str, env: dict[str, str] | None = None, runs: int = 3):
+    """`keyturn resume` until every rotation is done; between runs every consumer picks up what its store holds (the
+    Flux pull request is merged, the agents are cycled, the deploy jobs run), as people would. The last run."""
+    from app.sandbox.consumers import every_consumer_follows
+
+    for _ in range(runs):
+        run = keyturn("resume", "--no-input", "--json", *args, env=env)
+        if run.code != 0 or all(r["state"] == "done" for r in run.json()["resumed"]):
+            return run
+        every_consumer_follows(sandbox)
+    return run
+
+
+def drive_to(sandbox: Sandbox, keyturn, target: str, *args: str, env: dict[str, str] | None = None):
+    """`keyturn rotate TARGET` (with ``env``, e.g. a kill point); when it ends waiting for its consumers, they follow
+    and `keyturn resume` goes on with the same ``env``, so a point after the gates (the revoke) is reached too."""
+    from app.sandbox.consumers import every_consumer_follows
+
+    run = keyturn("rotate", target, "--no-input", *args, env=env)
+    if run.code == 0:
+        every_consumer_follows(sandbox)
+        run = keyturn("resume", "--no-input", *args, env=env)
+    return run
+
