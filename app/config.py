@@ -155,6 +155,27 @@ class ConductorOneConnector(_Model):
     _ref = field_validator("client_secret")(lambda cls, v: _check_ref(v))
 
 
+class AzurePipelinesRun(_Model):
+    """A consumer check: once the stores hold the new token, queue a run of an Azure Pipelines pipeline that uses it
+    (Runs - Run Pipeline, api-version 7.1); the old token is revoked only once a run queued after that succeeded."""
+
+    kind: Literal["azure-pipelines-run"]
+    name: str | None = None  # the pipeline's name, for messages (default: its id)
+    organization: str  # https://dev.azure.com/ORGANIZATION (Azure DevOps Server: the collection)
+    project: str  # the project's name or id
+    pipeline_id: int = Field(ge=1, le=2**31 - 1)  # the pipeline's definitionId (its URL shows it)
+    branch: str | None = Field(None, pattern=r"^[^\s~^:?*\[\\]+$")  # "main" or "refs/heads/main"; default: the pipeline's
+    # a PAT allowed to queue the pipeline: Build: Read & execute (vso.build_execute), and 'Queue builds' on the pipeline
+    token: SecretRef
+    base_url: str | None = None  # default https://dev.azure.com (the sandbox; Azure DevOps Server: https://HOST/tfs)
+    # a variable the pipeline lets users set at queue time: keyturn sets it to the rotation id, and after a crash
+    # finds the run it queued by it instead of queueing another
+    rotation_variable: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$")
+    timeout_s: int = Field(900, ge=0, le=3600)  # how long the step waits for its run (0: queue it; the gate waits)
+
+    _ref = field_validator("token")(lambda cls, v: _check_ref(v))
+
+
 class KeyringStore(_Model):
     kind: Literal["keyring"]
     name: str | None = None
@@ -172,7 +193,7 @@ class Manual(_Model):
 
 
 FollowUp = Annotated[
-    FluxSopsSecret | KeyVaultSecretVersion | AwsSsmParameter | ConductorOneConnector | KeyringStore | Manual,
+    FluxSopsSecret | KeyVaultSecretVersion | AwsSsmParameter | ConductorOneConnector | AzurePipelinesRun | KeyringStore | Manual,
     Field(discriminator="kind"),
 ]
 STORE_KINDS = frozenset({"keyvault-secret-version", "aws-ssm-parameter", "keyring"})

@@ -129,12 +129,14 @@ def build_steps(config: Config, target: Target) -> list[FollowUpStep]:
     from app.followups.keyring_store import KeyringStep
     from app.followups.keyvault_version import KeyVaultVersionStep
     from app.followups.manual import ManualStep
+    from app.followups.pipeline_run import AzurePipelinesRunStep
 
     built: dict[str, Any] = {
         "keyvault-secret-version": KeyVaultVersionStep,
         "flux-sops-secret": FluxSopsStep,
         "aws-ssm-parameter": AwsSsmStep,
         "conductorone-connector": ConductorOneStep,
+        "azure-pipelines-run": AzurePipelinesRunStep,
         "keyring": KeyringStep,
         "manual": ManualStep,
     }
@@ -153,7 +155,14 @@ def build_steps(config: Config, target: Target) -> list[FollowUpStep]:
 
 def acts_on(spec: Any) -> str:
     """What a follow-up acts on, for its stable id: the same step keeps its id when others are added or reordered."""
-    from app.config import AwsSsmParameter, ConductorOneConnector, FluxSopsSecret, KeyringStore, KeyVaultSecretVersion
+    from app.config import (
+        AwsSsmParameter,
+        AzurePipelinesRun,
+        ConductorOneConnector,
+        FluxSopsSecret,
+        KeyringStore,
+        KeyVaultSecretVersion,
+    )
 
     if isinstance(spec, KeyVaultSecretVersion):
         return f"{spec.vault}/{spec.secret}"
@@ -165,6 +174,8 @@ def acts_on(spec: Any) -> str:
         return f"{spec.service}/{spec.username}"
     if isinstance(spec, ConductorOneConnector):
         return f"{spec.tenant}/{spec.app_id}/{spec.connector_id}"
+    if isinstance(spec, AzurePipelinesRun):
+        return f"{spec.organization}/{spec.project}/{spec.pipeline_id}"
     return str(spec.name or spec.text)  # manual: its name, else its text
 
 

@@ -20,6 +20,24 @@ cannot manage PATs. PAT-domain errors come inside HTTP 200 as ``patTokenError`` 
 ``DevOpsService`` (stands for https://dev.azure.com): ``GET /{org}/_apis/connectionData`` and
 ``GET /{org}/_apis/distributedtask/pools`` with a PAT as Basic auth (any user name) or an Entra user token.
 A revoked or expired PAT gets 401; a PAT without an agent-pool scope gets 403 on pools.
+
+Azure Pipelines, per ``pipelines-7.1/pipelines.json`` (api-version ``7.1``; 7.0 and 7.2-preview too), same auth:
+
+- ``GET  /{org}/{project}/_apis/pipelines/{pipelineId}``: Pipelines - Get (``vso.build``).
+- ``GET  /{org}/{project}/_apis/pipelines/{pipelineId}/runs``: Runs - List, newest first (``vso.build``).
+- ``POST /{org}/{project}/_apis/pipelines/{pipelineId}/runs``: Runs - Run Pipeline (``vso.build_execute``); the
+  body is checked against ``RunPipelineParameters``: ``resources.repositories.self.refName`` must be a branch of
+  the pipeline, ``variables`` only those it lets users set at queue time, no ``templateParameters`` (it declares
+  none), ``previewRun`` answers the final YAML and queues nothing.
+- ``GET  /{org}/{project}/_apis/pipelines/{pipelineId}/runs/{runId}``: Runs - Get (``vso.build``).
+
+Every answer is validated against the ``Run`` / ``Pipeline`` definitions, in the wire form the swagger does not
+spell out (see contracts/azure-devops/SOURCE.md): ``_links`` is the links themselves (``{"web": {"href"}}``), not
+``ReferenceLinks.links``; a listing is ``{"count", "value"}`` (``VssJsonCollectionWrapper``), not a bare array.
+A run behaves like the consumer it checks (``state.PipelineRecord``): when queued, it reads the latest version of
+its Key Vault secret and calls the agent pools API with it (in-process, against the state: the PAT's ``uses``
+count it); it stays ``inProgress`` for the pipeline's ``run_duration_s``, then is ``completed`` with ``succeeded``
+when that token is an active PAT of the organization with every scope in ``needs``, else ``failed``.
 """
 
 from __future__ import annotations
@@ -35,13 +53,20 @@ from functools import cache
 from typing import Any
 
 from app.sandbox.http import BadRequestBody, Request, Response, Service, html_response, json_response, text_response
-from app.sandbox.state import DEVOPS_RESOURCE, IssuedToken, PatRecord, SandboxState
-from app.sandbox.swagger import CONTRACTS, format_date_time, parse_date_time, tokens_spec
+from app.sandbox.state import DEVOPS_RESOURCE, IssuedToken, PatRecord, PipelineRecord, PipelineRun, SandboxState
+from app.sandbox.swagger import CONTRACTS, SwaggerSpec, format_date_time, parse_date_time, tokens_spec
 
 PATS_ROUTE = "/{org}/_apis/tokens/pats"
 ACCEPTED_PAT_VERSIONS = ("7.1-preview.1", "7.2-preview.1", "7.1-preview", "7.2-preview")
 ACCEPTED_POOL_VERSIONS = ("7.0", "7.1", "7.1-preview.1", "7.2-preview", "7.2-preview.1")
 POOL_SCOPES = frozenset({"vso.agentpools", "vso.agentpools_manage", "app_token"})
+PIPELINES_SPEC = CONTRACTS / "azure-devops" / "pipelines-7.1" / "pipelines.json"
+ACCEPTED_PIPELINE_VERSIONS = ("7.1", "7.0", "7.1-preview.1", "7.2-preview", "7.2-preview.1")
+PIPELINE_ROUTE = "/{org}/{project}/_apis/pipelines/{pipelineId}"
+RUNS_ROUTE = PIPELINE_ROUTE + "/runs"
+RUN_ROUTE = RUNS_ROUTE + "/{runId}"
+READ_RUNS_SCOPE = "vso.build"  # the swagger's security of Pipelines - Get, Runs - List and Runs - Get
+QUEUE_RUNS_SCOPE = "vso.build_execute"  # ... and of Runs - Run Pipeline
 _VERSION = re.compile(r"^(\d+)\.(\d+)(-preview(?:\.(\d+))?)?$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DEFAULT_VALIDITY = timedelta(days=30)
@@ -81,6 +106,53 @@ def valid_pat_scopes() -> frozenset[str]:
     legacy = {"vso.loadtest", "vso.loadtest_write", "vso.hooks", "vso.hooks_write", "vso.hooks_interact"}
     ids |= legacy | {"vso.settings", "vso.settings_write"}
     return frozenset(ids)
+
+
+@cache
+def pipelines_spec() -> SwaggerSpec:
+    """The Azure DevOps Pipelines 7.1 swagger (vendored)."""
+    return SwaggerSpec(PIPELINES_SPEC)
+
+
+@cache
+def _scope_parents() -> dict[str, str]:
+    """scope -> the scope it includes (the vendored picker's ``inherits_from``): vso.build_execute -> vso.build."""
+    data = json.loads((CONTRACTS / "azure-devops" / "scopes.json").read_text(encoding="utf-8"))
+    return {lv["scope"]: lv["inherits_from"] for g in data["groups"] for lv in g["levels"] if lv.get("inherits_from")}
+
+
+def scope_covers(granted: list[str] | tuple[str, ...], needed: str) -> bool:
+    """Whether a PAT with ``granted`` scopes may do what ``needed`` allows (a broader level includes the narrower)."""
+    if "app_token" in granted:
+        return True
+    parents = _scope_parents()
+    for scope in granted:
+        seen: set[str] = set()
+        while scope and scope not in seen:
+            if scope == needed:
+                return True
+            seen.add(scope)
+            scope = parents.get(scope, "")
+    return False
+
+
+def checked_pipelines(definition: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Validate an outgoing Pipelines body (``Run`` or ``Pipeline``) in its wire form; an emulator bug fails loudly.
+
+    ``_links`` goes on the wire as the links themselves (``{"self": {"href"}, "web": {"href"}, ...}``: .NET's
+    ReferenceLinks serializes its ``links`` dictionary), so it is checked as that and the rest against the swagger."""
+    links = payload.get("_links")
+    problems = pipelines_spec().validate(
+        definition, {k: v for k, v in payload.items() if k != "_links"}, direction="response"
+    )
+    if links is not None and not (
+        isinstance(links, dict)
+        and all(isinstance(v, dict) and set(v) == {"href"} and isinstance(v["href"], str) for v in links.values())
+    ):
+        problems.append("$._links: expected {name: {href: string}}")
+    if problems:
+        raise AssertionError(f"emulator response breaks {definition}: {'; '.join(problems)}")
+    return payload
 
 
 def ado_error(status: int, message: str, type_key: str, type_name: str | None = None) -> Response:
@@ -654,6 +726,17 @@ class DevOpsService(_AdoBase):
         super().__init__(state)
         self.route("GET", "/{org}/_apis/connectionData", self.connection_data, ignore_case=True)
         self.route("GET", "/{org}/_apis/distributedtask/pools", self.pools, ignore_case=True)
+        self.route("GET", PIPELINE_ROUTE, self.get_pipeline, ignore_case=True)
+        self.route("GET", RUNS_ROUTE, self.list_runs, ignore_case=True)
+        self.route("POST", RUNS_ROUTE, self.run_pipeline, ignore_case=True)
+        self.route("GET", RUN_ROUTE, self.get_run, ignore_case=True)
+
+    _PIPELINE_CALLS: dict[tuple[str, str], str] = {
+        ("GET", PIPELINE_ROUTE): "devops.pipelines.get",
+        ("GET", RUNS_ROUTE): "devops.runs.list",
+        ("POST", RUNS_ROUTE): "devops.runs.run",
+        ("GET", RUN_ROUTE): "devops.runs.get",
+    }
 
     def call_names(self, req: Request, template: str) -> list[str]:
         names = super().call_names(req, template)
@@ -661,6 +744,8 @@ class DevOpsService(_AdoBase):
             names.append("devops.connectionData")
         elif template.endswith("/pools"):
             names.append("devops.pools")
+        elif (req.method, template) in self._PIPELINE_CALLS:
+            names.append(self._PIPELINE_CALLS[(req.method, template)])
         return names
 
     def _unauthorized(self, message: str) -> Response:
@@ -757,13 +842,7 @@ class DevOpsService(_AdoBase):
                 "VssVersionOutOfRangeException",
             )
         if isinstance(who, PatRecord) and not POOL_SCOPES & set(who.scopes):
-            return ado_error(
-                403,
-                "Access Denied: the personal access token used does not have the scope required to read agent pools "
-                f"(one of {', '.join(sorted(POOL_SCOPES))}); its scopes are: {who.scope}.",
-                "UnauthorizedRequestException",
-                "Microsoft.TeamFoundation.Framework.Server.UnauthorizedRequestException, Microsoft.TeamFoundation.Framework.Server",
-            )
+            return self._pool_scope_missing(who)
         fault = self.state.take_fault("devops.pools")
         if fault:
             return self.fault_response(fault)
@@ -795,3 +874,239 @@ class DevOpsService(_AdoBase):
             for p in pools
         ]
         return json_response(200, {"count": len(value), "value": value})
+
+    @staticmethod
+    def _pool_scope_missing(who: PatRecord) -> Response:
+        return ado_error(
+            403,
+            "Access Denied: the personal access token used does not have the scope required to read agent pools "
+            f"(one of {', '.join(sorted(POOL_SCOPES))}); its scopes are: {who.scope}.",
+            "UnauthorizedRequestException",
+            "Microsoft.TeamFoundation.Framework.Server.UnauthorizedRequestException, Microsoft.TeamFoundation.Framework.Server",
+        )
+
+    # -- Azure Pipelines (pipelines-7.1/pipelines.json) ------------------------------------------
+
+    def _pipelines_preflight(
+        self, req: Request, scope: str
+    ) -> tuple[PatRecord | IssuedToken | None, PipelineRecord | None, str, Response | None]:
+        """Authenticate, check the api-version, the scope, the project and the pipeline: (who, pipeline copy,
+        project id, None) or the response to send instead."""
+        who, resp = self._authenticate(req)
+        if resp is not None:
+            return None, None, "", resp
+        version = self.api_version(req)
+        if version is None:
+            return None, None, "", ado_error(
+                400,
+                f'No api-version was supplied for the "{req.method}" request. The version must be supplied either as part '
+                'of the Accept header (e.g. "application/json; api-version=1.0") or as a query parameter '
+                '(e.g. "?api-version=1.0").',
+                "VssVersionNotSpecifiedException",
+            )
+        if version not in ACCEPTED_PIPELINE_VERSIONS:
+            return None, None, "", ado_error(
+                400,
+                f"The keyturn sandbox accepts api-version {', '.join(ACCEPTED_PIPELINE_VERSIONS)} for pipelines, not '{version}'.",
+                "VssVersionOutOfRangeException",
+            )
+        if isinstance(who, PatRecord) and not scope_covers(who.scopes, scope):
+            verb = "queue runs of" if scope == QUEUE_RUNS_SCOPE else "read"
+            return None, None, "", ado_error(
+                403,
+                f"Access Denied: the personal access token used does not have the scope required to {verb} pipelines "
+                f"({scope}); its scopes are: {who.scope}.",
+                "UnauthorizedRequestException",
+                "Microsoft.TeamFoundation.Framework.Server.UnauthorizedRequestException, Microsoft.TeamFoundation.Framework.Server",
+            )
+        project = self.state.project_of(req.params["project"])
+        if project is None:
+            return None, None, "", ado_error(
+                404,
+                f"TF200016: The following project does not exist: {req.params['project']}. Verify that the name of the "
+                "project is correct and that the project exists on the specified Azure DevOps Server.",
+                "ProjectDoesNotExistWithNameException",
+                "Microsoft.TeamFoundation.Core.WebApi.ProjectDoesNotExistWithNameException, Microsoft.TeamFoundation.Core.WebApi",
+            )
+        raw = req.params["pipelineId"]
+        pipeline = self.state.pipeline(int(raw)) if raw.isdigit() and len(raw) < 10 else None
+        if pipeline is None or pipeline.project != project[0]:
+            return None, None, "", ado_error(
+                404,
+                f"Pipeline with id {raw} does not exist in project {project[0]} (or you may not see it).",
+                "PipelineNotFoundException",
+                "Microsoft.Azure.Pipelines.WebApi.PipelineNotFoundException, Microsoft.Azure.Pipelines.WebApi",
+            )
+        return who, pipeline, project[1], None
+
+    def _pipeline_base(self, org: str, project_id: str, p: PipelineRecord) -> str:
+        return f"{self.base_url}/{org}/{project_id}"
+
+    def _pipeline_ref(self, org: str, project_id: str, p: PipelineRecord) -> dict[str, Any]:
+        base = self._pipeline_base(org, project_id, p)
+        return {
+            "url": f"{base}/_apis/pipelines/{p.id}?revision={p.revision}",
+            "id": p.id,
+            "revision": p.revision,
+            "name": p.name,
+            "folder": p.folder,
+        }
+
+    def _run_json(self, org: str, project_id: str, p: PipelineRecord, run: PipelineRun, *, full: bool) -> dict[str, Any]:
+        """A Run as Runs - Get / Run Pipeline answer it (``full``), or as a listing item (no variables, resources)."""
+        base = self._pipeline_base(org, project_id, p)
+        now = self.state.time()
+        state = run.state_at(now)
+        self_url = f"{base}/_apis/pipelines/{p.id}/runs/{run.id}"
+        out: dict[str, Any] = {
+            "_links": {
+                "self": {"href": self_url},
+                "web": {"href": f"{base}/_build/results?buildId={run.id}"},
+                "pipeline.web": {"href": f"{base}/_build/definition?definitionId={p.id}"},
+                "pipeline": {"href": f"{base}/_apis/pipelines/{p.id}?revision={p.revision}"},
+            },
+            "pipeline": self._pipeline_ref(org, project_id, p),
+            "state": state,
+            "createdDate": format_date_time(datetime.fromtimestamp(run.created, tz=self.state.now().tzinfo)),
+            "url": self_url,
+            "id": run.id,
+            "name": run.name,
+        }
+        if state == "completed":
+            out["result"] = run.result
+            out["finishedDate"] = format_date_time(datetime.fromtimestamp(run.finished_at(), tz=self.state.now().tzinfo))
+        if full:
+            out["resources"] = {
+                "repositories": {
+                    "self": {"repository": {"type": "azureReposGit"}, "refName": run.ref_name, "version": run.version}
+                }
+            }
+            if run.variables:
+                out["variables"] = {k: {"value": v} for k, v in run.variables.items()}
+        return checked_pipelines("Run", out)
+
+    def get_pipeline(self, req: Request) -> Response:
+        _who, p, project_id, resp = self._pipelines_preflight(req, READ_RUNS_SCOPE)
+        if resp is not None:
+            return resp
+        assert p is not None
+        base = self._pipeline_base(req.params["org"], project_id, p)
+        out = {
+            "_links": {
+                "self": {"href": f"{base}/_apis/pipelines/{p.id}?revision={p.revision}"},
+                "web": {"href": f"{base}/_build/definition?definitionId={p.id}"},
+            },
+            "configuration": {"type": "yaml"},
+            **self._pipeline_ref(req.params["org"], project_id, p),
+        }
+        return json_response(200, checked_pipelines("Pipeline", out))
+
+    def list_runs(self, req: Request) -> Response:
+        _who, p, project_id, resp = self._pipelines_preflight(req, READ_RUNS_SCOPE)
+        if resp is not None:
+            return resp
+        assert p is not None
+        runs = sorted(p.runs, key=lambda r: r.id, reverse=True)[:10000]  # "Gets top 10000 runs"
+        value = [self._run_json(req.params["org"], project_id, p, r, full=False) for r in runs]
+        return json_response(200, {"count": len(value), "value": value})
+
+    def get_run(self, req: Request) -> Response:
+        _who, p, project_id, resp = self._pipelines_preflight(req, READ_RUNS_SCOPE)
+        if resp is not None:
+            return resp
+        assert p is not None
+        raw = req.params["runId"]
+        run = next((r for r in p.runs if raw.isdigit() and r.id == int(raw)), None)
+        if run is None:
+            return ado_error(
+                404,
+                f"The pipeline run {raw} of pipeline {p.id} could not be found.",
+                "PipelineRunNotFoundException",
+                "Microsoft.Azure.Pipelines.WebApi.PipelineRunNotFoundException, Microsoft.Azure.Pipelines.WebApi",
+            )
+        return json_response(200, self._run_json(req.params["org"], project_id, p, run, full=True))
+
+    def run_pipeline(self, req: Request) -> Response:
+        who, p, project_id, resp = self._pipelines_preflight(req, QUEUE_RUNS_SCOPE)
+        if resp is not None:
+            return resp
+        assert p is not None
+        try:
+            body = req.json()
+        except BadRequestBody as exc:
+            return ado_error(400, f"{exc}", "VssRequestContentException")
+        problems = pipelines_spec().validate("RunPipelineParameters", body, direction="request")
+        if problems:
+            return ado_error(
+                400,
+                "The request body does not match RunPipelineParameters (keyturn sandbox contract check): " + "; ".join(problems),
+                "VssPropertyValidationException",
+            )
+        bad = self._run_parameters_problem(p, body)
+        if bad is not None:
+            return ado_error(400, bad, "PipelineValidationException",
+                             "Microsoft.Azure.Pipelines.WebApi.PipelineValidationException, Microsoft.Azure.Pipelines.WebApi")
+        repos = (body.get("resources") or {}).get("repositories") or {}
+        ref = (repos.get("self") or {}).get("refName") or p.default_branch
+        if body.get("previewRun"):
+            out = {"finalYaml": f"# keyturn sandbox: the final YAML of {p.name}\ntrigger: none\nsteps:\n- script: ./daily-checks.sh\n",
+                   "pipeline": self._pipeline_ref(req.params["org"], project_id, p), "id": -1, "name": ""}
+            return json_response(200, checked_pipelines("Run", out))
+        variables = {k: str(v.get("value", "")) for k, v in (body.get("variables") or {}).items()}
+        queued_by = who.authorization_id if isinstance(who, PatRecord) else getattr(who, "oid", None)
+        run = self.state.queue_run(p.id, self.consumer_check, ref_name=ref, variables=variables, queued_by=queued_by)
+        current = self.state.pipeline(p.id)
+        assert current is not None
+        return json_response(200, self._run_json(req.params["org"], project_id, current, run, full=True))
+
+    @staticmethod
+    def _run_parameters_problem(p: PipelineRecord, body: dict[str, Any]) -> str | None:
+        """What the real service would refuse in a RunPipelineParameters this pipeline cannot take, else None."""
+        for name in (body.get("templateParameters") or {}):
+            return f"Unexpected parameter '{name}'"  # the pipeline's YAML declares no parameters
+        for name in (body.get("variables") or {}):
+            if name not in p.queue_time_variables:
+                return (
+                    f"Could not queue the build because there were validation errors or warnings. Variable '{name}' "
+                    "cannot be set at queue time: the pipeline does not let users override it when running it."
+                )
+        if body.get("stagesToSkip"):
+            return f"Stage {body['stagesToSkip'][0]} not found."  # one job, no stages
+        repos = (body.get("resources") or {}).get("repositories") or {}
+        for alias, repo in repos.items():
+            if alias != "self":
+                return f"Repository resource '{alias}' is not defined in the pipeline."
+            ref = repo.get("refName")
+            if ref is not None and ref not in p.branches:
+                return (
+                    f"Unable to resolve the reference '{ref}' to a specific version. Verify the reference exists in "
+                    "the source repository."
+                )
+        for kind in ("builds", "containers", "packages", "pipelines"):
+            if (body.get("resources") or {}).get(kind):
+                return f"The pipeline declares no {kind} resources."
+        return None
+
+    def consumer_check(self, p: PipelineRecord) -> tuple[Any, str, str | None]:
+        """What the pipeline's job does, run when it is queued (the state's lock is held): read the latest version
+        of its Key Vault secret, call the agent pools API with it. (result, reason, the PAT's authorization id)."""
+        versions = self.state.secret_versions(p.vault, p.secret)
+        if not versions:
+            return "failed", f"Key Vault {p.vault}: secret {p.secret} not found", None
+        latest = versions[-1]
+        if not latest.enabled:
+            return "failed", f"Key Vault {p.vault}: the latest version of {p.secret} is disabled (Forbidden)", None
+        status, rec = self.state.use_pat(latest.value, self.state.org)
+        checked = rec.authorization_id if rec is not None else None
+        if status != "ok" or rec is None:
+            said = {"unknown": "not a personal access token of this organization"}.get(status, f"a {status} PAT")
+            return "failed", f"GET _apis/distributedtask/pools: 401 Unauthorized (the token in {p.secret} is {said})", checked
+        if not POOL_SCOPES & set(rec.scopes):
+            return "failed", f"GET _apis/distributedtask/pools: 403 (the token lacks an agent pools scope; it has {rec.scope})", checked
+        missing = [s for s in p.needs if not scope_covers(rec.scopes, s)]
+        if missing:
+            return "failed", f"the checks need {', '.join(missing)}, which the token in {p.secret} lacks (it has {rec.scope})", checked
+        if p.fail_with:
+            return "failed", p.fail_with, checked
+        return "succeeded", "agent pools, builds, pipeline resources and releases read with the token in Key Vault", checked
+

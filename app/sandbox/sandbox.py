@@ -409,6 +409,20 @@ class Sandbox:
             'vault = "cftptl-intsvc"',
             'secret = "azure-devops-token"',
             "",
+            "# The consumer check: a run of the daily-checks pipeline, which reads azure-devops-token from Key Vault. It runs",
+            "# once the store above holds the new PAT and it is verified; the old PAT is revoked only once such a run succeeded.",
+            "[[targets.daily-checks.follow_ups]]",
+            'kind = "azure-pipelines-run"',
+            'name = "daily-checks"',
+            f"organization = {_q(st.org)}",
+            'project = "platops"',
+            "pipeline_id = 12",
+            'branch = "main"',
+            'token = "vault:rpe-prod/daily-checks-runner-pat"',
+            f"base_url = {_q(u['devops'])}",
+            'rotation_variable = "KEYTURN_ROTATION"',
+            "timeout_s = 60",
+            "",
         ]
         from app.sandbox.buildkite import GRAPHQL_PATH
 

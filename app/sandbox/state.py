@@ -16,6 +16,9 @@ the benchmark use it to look behind the curtain:
   answer normally); ``state.delay_hits()``: how many requests each delay slowed (0: it named no call).
 - ``state.wait_late_held(n)`` / ``state.wait_late_landed(n)`` (``late_held`` / ``late_landed``): requests a "late"
   fault holds, and late effects that have landed.
+- ``state.pipeline(pipeline_id or name)`` / ``state.pipeline_runs(pipeline_id or name)``: Azure Pipelines records
+  (:class:`PipelineRecord`, :class:`PipelineRun`, copies); ``state.set_pipeline(name, fail_with=..., needs=...,
+  run_duration_s=...)`` changes how the emulated consumer behaves; ``state.queue_run(...)`` queues a run by hand.
 - ``state.bot_email`` / ``state.bot_password`` / ``state.bot_credentials``, ``state.tenant_id``,
   ``state.sp_client_id`` / ``state.sp_client_secret``, ``state.org`` / ``state.org_id``.
 - ``state.internal_errors``: emulator bugs (a handler raised, or produced a body that breaks the
@@ -198,6 +201,57 @@ class OrgPolicies:
     disable_pat_creation: bool = False  # "Restrict personal access token (PAT) creation"
 
 
+PIPELINE_RESULTS = ("succeeded", "failed", "canceled")
+
+
+@dataclass
+class PipelineRun:
+    """One run of an emulated Azure Pipelines pipeline. The consumer's check ran when it was queued; the run stays
+    ``inProgress`` for ``duration_s`` seconds of the emulators' clock, then it is ``completed`` with ``result``."""
+
+    id: int
+    pipeline_id: int
+    name: str  # the build number, $(Date:yyyyMMdd).$(Rev:r)
+    created: float  # the emulators' clock (unix seconds) when it was queued
+    duration_s: float
+    result: Literal["succeeded", "failed", "canceled"]
+    reason: str  # what the consumer's check said, one line (never a value)
+    ref_name: str
+    version: str  # the commit the run checked out
+    variables: dict[str, str] = field(default_factory=dict)  # queue-time variables: name -> value
+    queued_by: str | None = None  # the PAT's authorization id, or the Entra user's oid
+    checked_token: str | None = None  # authorization id of the PAT the consumer found in Key Vault (None: none)
+
+    def finished_at(self) -> float:
+        return self.created + self.duration_s
+
+    def state_at(self, now: float) -> Literal["inProgress", "completed"]:
+        return "completed" if now >= self.finished_at() else "inProgress"
+
+
+@dataclass
+class PipelineRecord:
+    """An Azure Pipelines pipeline whose runs check a consumer: each run reads the latest version of Key Vault secret
+    ``vault``/``secret`` and calls the agent pools API with it (``needs``: the scopes its checks need). A run fails
+    when that token is not an active PAT of the organization with those scopes, or when ``fail_with`` is set (the
+    consumer broken for another reason)."""
+
+    id: int
+    name: str
+    project: str
+    folder: str = "\\"
+    revision: int = 1
+    default_branch: str = "refs/heads/main"
+    branches: tuple[str, ...] = ("refs/heads/main",)
+    vault: str = "cftptl-intsvc"
+    secret: str = "azure-devops-token"  # noqa: S105 (a secret's name)
+    needs: tuple[str, ...] = ("vso.agentpools", "vso.build", "vso.pipelineresources_use", "vso.release")
+    run_duration_s: float = 1.0
+    fail_with: str | None = None
+    queue_time_variables: tuple[str, ...] = ("KEYTURN_ROTATION",)  # "Let users override this value when running"
+    runs: list[PipelineRun] = field(default_factory=list)
+
+
 class RequestCounters:
     """How many requests arrived, per service and per (method, route template). Thread-safe."""
 
@@ -266,6 +320,7 @@ class SandboxState:
         self._pats: dict[str, list[PatRecord]] = {org: []}
         self._vaults: dict[str, dict[str, list[SecretVersion]]] = {}
         self._vault_order: dict[str, int] = {}
+        self._init_pipelines()
 
         bot = self.add_user("keyturn-bot@sandbox.example", "keyturn bot")
         self.bot_email = bot.email
@@ -308,7 +363,14 @@ class SandboxState:
 
     def __setstate__(self, saved: dict[str, object]) -> None:
         self.__dict__.update(saved)
+        if "pipelines" not in saved:  # a world saved before the emulators had Azure Pipelines: none there
+            self._init_pipelines()
         self._init_run()
+
+    def _init_pipelines(self) -> None:
+        self.projects: dict[str, str] = {}  # Azure DevOps project name -> id
+        self.pipelines: dict[int, PipelineRecord] = {}
+        self.next_run_id = 1  # run ids (build ids) are unique in the organization and only grow
 
     # -- clock ---------------------------------------------------------------------------------
 
@@ -496,6 +558,111 @@ class SandboxState:
             if disable_pat_creation is not None:
                 pol.disable_pat_creation = disable_pat_creation
         return pol
+
+    # -- Azure Pipelines -----------------------------------------------------------------------
+
+    def add_project(self, name: str) -> str:
+        """An Azure DevOps project of the sandbox organization; returns its id."""
+        with self.lock:
+            return self.projects.setdefault(name, str(uuid.uuid4()))
+
+    def project_of(self, name_or_id: str) -> tuple[str, str] | None:
+        """(name, id) of a project named or identified by ``name_or_id`` (case-insensitive), else None."""
+        with self.lock:
+            for name, pid in self.projects.items():
+                if name_or_id.lower() in (name.lower(), pid.lower()):
+                    return name, pid
+        return None
+
+    def add_pipeline(self, name: str, project: str, pipeline_id: int, **settings: object) -> PipelineRecord:
+        """A pipeline (``settings``: PipelineRecord fields); returns a copy."""
+        self.add_project(project)
+        rec = PipelineRecord(pipeline_id, name, project, **settings)  # type: ignore[arg-type]
+        with self.lock:
+            if pipeline_id in self.pipelines:
+                raise ValueError(f"pipeline {pipeline_id} exists")
+            self.pipelines[pipeline_id] = rec
+            return copy.deepcopy(rec)
+
+    def _pipeline(self, which: int | str) -> PipelineRecord:
+        """The live record (callers hold the lock) by id or name."""
+        if isinstance(which, int):
+            rec = self.pipelines.get(which)
+        else:
+            rec = next((p for p in self.pipelines.values() if p.name.lower() == which.lower()), None)
+        if rec is None:
+            raise KeyError(f"no pipeline {which!r}")
+        return rec
+
+    def pipeline(self, which: int | str) -> PipelineRecord | None:
+        """A copy of the pipeline with this id or name, or None."""
+        with self.lock:
+            try:
+                return copy.deepcopy(self._pipeline(which))
+            except KeyError:
+                return None
+
+    def pipeline_runs(self, which: int | str) -> list[PipelineRun]:
+        """Copies of the pipeline's runs, oldest first."""
+        with self.lock:
+            return [copy.deepcopy(r) for r in self._pipeline(which).runs]
+
+    def set_pipeline(
+        self,
+        which: int | str,
+        *,
+        fail_with: str | Literal["keep"] | None = "keep",
+        needs: Iterable[str] | None = None,
+        run_duration_s: float | None = None,
+    ) -> PipelineRecord:
+        """Change how the pipeline's next runs behave (``fail_with=None`` mends it); returns a copy."""
+        with self.lock:
+            rec = self._pipeline(which)
+            if fail_with != "keep":
+                rec.fail_with = fail_with
+            if needs is not None:
+                rec.needs = tuple(needs)
+            if run_duration_s is not None:
+                if run_duration_s < 0:
+                    raise ValueError("a run cannot take less than no time")
+                rec.run_duration_s = float(run_duration_s)
+            return copy.deepcopy(rec)
+
+    def queue_run(
+        self,
+        which: int | str,
+        check: Callable[[PipelineRecord], tuple[Literal["succeeded", "failed", "canceled"], str, str | None]],
+        *,
+        ref_name: str | None = None,
+        variables: dict[str, str] | None = None,
+        queued_by: str | None = None,
+        created: float | None = None,
+    ) -> PipelineRun:
+        """Queue a run: ``check(pipeline)`` is the consumer's check, run now -> (result, reason, checked PAT id);
+        returns a copy of the run."""
+        now = self.time() if created is None else created
+        with self.lock:
+            rec = self._pipeline(which)
+            day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
+            rev = 1 + sum(1 for r in rec.runs if r.name.startswith(day + "."))
+            result, reason, checked = check(rec)
+            run = PipelineRun(
+                id=self.next_run_id,
+                pipeline_id=rec.id,
+                name=f"{day}.{rev}",
+                created=now,
+                duration_s=rec.run_duration_s,
+                result=result,
+                reason=reason,
+                ref_name=ref_name or rec.default_branch,
+                version=secrets.token_hex(20),
+                variables=dict(variables or {}),
+                queued_by=queued_by,
+                checked_token=checked,
+            )
+            self.next_run_id += 1
+            rec.runs.append(run)
+            return copy.deepcopy(run)
 
     # -- Key Vault -----------------------------------------------------------------------------
 
@@ -756,3 +923,20 @@ def seed(state: SandboxState, vaults: tuple[str, str] = ("rpe-prod", "cftptl-int
     state.set_secret(rpe, "rpe-azure-devops-email", state.bot_email, content_type="text/plain")
     state.set_secret(rpe, "rpe-azure-devops-password", state.bot_password, content_type="text/plain")
     state.set_secret(intsvc, "azure-devops-token", daily.value, tags={"created-by": "hand"})
+
+    # The daily-checks pipeline (project platops, pipeline 12): each run reads the latest azure-devops-token from
+    # cftptl-intsvc and calls the agent pools API with it. keyturn queues it with the PAT of the pipelines' runner
+    # identity (Build: Read & execute), kept in rpe-prod; that user is not the bot, so the bot's PAT list is unchanged.
+    runner = state.add_user("pipelines-runner@sandbox.example", "pipelines runner (queues the check pipelines)")
+    runner_pat = state.add_pat(  # not named daily-checks-*: that prefix is the rotated token's
+        "pipelines-runner", "vso.build_execute", now + 60 * day, valid_from=now - 30 * day, owner_oid=runner.oid
+    )
+    state.set_secret(rpe, "daily-checks-runner-pat", runner_pat.value, content_type="text/plain")
+    state.add_pipeline("daily-checks", "platops", 12, vault=intsvc, secret="azure-devops-token")  # noqa: S106 (a name)
+    state.next_run_id = 40  # two scheduled runs before this world began, both fine with the hand-made token
+    for days_ago in (2, 1):
+        state.queue_run(
+            12,
+            lambda p: ("succeeded", "agent pools read with the token in Key Vault (scheduled run)", daily.authorization_id),
+            created=state.time() - days_ago * 86400,
+        )
