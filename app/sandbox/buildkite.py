@@ -6,8 +6,8 @@ Two servers, like the real hosts ``graphql.buildkite.com`` and ``api.buildkite.c
   validated and executed by graphql-core against ``providers/buildkite/schema.graphql`` (the schema Buildkite
   publishes by introspection), so a document Buildkite would reject is rejected here too, with graphql-core's
   message, in an HTTP 200 ``{"errors": [{"message", "locations"}]}``. The resolvers (``buildkite_graphql.py``)
-  cover what keyturn uses: ``viewer``, ``organization`` (clusters, cluster, agentTokens, apiAccessTokens),
-  ``agentToken``, ``node`` and the mutations ``clusterAgentToken{Create,Update,Revoke}``,
+  cover what keyturn uses: ``viewer``, ``organization`` (clusters, cluster, agentTokens, apiAccessTokens, agents),
+  ``agent``, ``agentToken``, ``node`` and the mutations ``clusterAgentToken{Create,Update,Revoke}``,
   ``agentToken{Create,Revoke}`` and ``organizationApiAccessTokenRevoke``; any other field answers an error
   that names it as not emulated.
 - :class:`BuildkiteRestService` (``name = "buildkite-rest"``): ``GET`` / ``DELETE /v2/access-token`` (the
@@ -30,8 +30,11 @@ The emulator keeps its world in :class:`BuildkiteWorld` (not in ``SandboxState``
 ``world``: ``seeded`` (what was seeded, token values included), ``api_token(value)``, ``cluster_tokens()``,
 ``agent_tokens()``, ``token_status(value)``, ``counters``, ``rate_limit()``, ``set_revoke_allowed()``,
 ``set_graphql_access()``, ``revoke_api_token()``, ``create_api_token()``, ``connector_token_check()`` (for
-ConductorOne's ``token_check``) and ``follow_up_toml()``. Records are copies; token values are in fields with
-``repr=False``. :class:`BuildkiteStandalone` serves both services without the rest of the sandbox.
+ConductorOne's ``token_check``) and ``follow_up_toml()``; the agents (buildkite-agent processes, which register
+with an agent token): ``agents()``, ``connect_agent()``, ``reconnect_agents()`` (cycled instances register again,
+as new agents, with the token their store holds now) and ``disconnect_agents()``. Records are copies; token
+values are in fields with ``repr=False``. :class:`BuildkiteStandalone` serves both services without the rest of
+the sandbox.
 """
 
 from __future__ import annotations
@@ -249,6 +252,58 @@ class AgentToken:
 
 
 @dataclass
+class ClusterQueue:
+    """A cluster's queue: agents of a cluster register into one (the ``default`` one unless they name another)."""
+
+    uuid: str
+    cluster_uuid: str
+    key: str
+    description: str | None
+    created_at: float
+
+    @property
+    def id(self) -> str:
+        return node_id("ClusterQueue", self.uuid)
+
+
+CONNECTED_STATES = ("connected", "stopping")  # an agent finishing its job after a stop is still connected
+
+
+@dataclass
+class BuildkiteAgent:
+    """One registration of a buildkite-agent process. A restarted agent registers again: a new agent (new uuid,
+    connectedAt = then), while this record stays behind, ``disconnected``. Buildkite lists only connected agents.
+
+    ``token_uuid`` is the agent token it registered with: the emulator's own bookkeeping (Buildkite shows it
+    nowhere over GraphQL), so tests can tell which token a connected agent holds."""
+
+    uuid: str
+    name: str
+    hostname: str
+    token_uuid: str
+    cluster_uuid: str | None  # None: an unclustered agent (registered with an unclustered agent token)
+    queue_uuid: str | None
+    meta_data: list[str]
+    operating_system: str
+    version: str
+    created_at: float
+    connected_at: float
+    connection_state: str = "connected"  # connected | stopping | disconnected | lost | stopped
+    disconnected_at: float | None = None
+    lost_at: float | None = None
+    running_job: bool = False
+    ip_address: str = "127.0.0.1"
+
+    @property
+    def id(self) -> str:
+        return node_id("Agent", self.uuid)
+
+    @property
+    def connected(self) -> bool:
+        return self.connection_state in CONNECTED_STATES
+
+
+@dataclass
 class ApiAccessToken:
     """A user's API access token. ``scopes`` are REST scope names; GraphQL access is the ``graphql`` flag."""
 
@@ -343,6 +398,8 @@ class BuildkiteWorld:
         self.clusters: dict[str, Cluster] = {}
         self.cluster_token_records: dict[str, ClusterToken] = {}
         self.agent_token_records: dict[str, AgentToken] = {}
+        self.queues: dict[str, ClusterQueue] = {}  # by uuid
+        self.agent_records: dict[str, BuildkiteAgent] = {}  # by uuid: every registration, disconnected ones too
         self.api_tokens: dict[str, ApiAccessToken] = {}  # by value
         self.counters: Counter[str] = Counter()
         self.limits: dict[Api, RateLimit] = {
@@ -350,6 +407,17 @@ class BuildkiteWorld:
             "rest": RateLimit(limit=200, window=60, scope="rest"),
         }
         self.seeded: SeededBuildkite | None = None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A world saved (app.sandbox.persist) by emulators that had no agents and no queues loads with none
+        connected and each cluster's ``default`` queue (made from what was saved: the clock may not be bound yet)."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("agent_records", {})
+        if "queues" not in self.__dict__:
+            self.queues = {}
+            for c in self.clusters.values():
+                q = ClusterQueue(str(uuidlib.uuid4()), c.uuid, "default", "The cluster's default queue", c.created_at)
+                self.queues[q.uuid] = q
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -373,7 +441,20 @@ class BuildkiteWorld:
         )
         with self.lock:
             self.clusters[cluster.uuid] = cluster
+        self.add_queue(cluster.uuid, "default", "The cluster's default queue", created_at=cluster.created_at)
         return cluster
+
+    def add_queue(
+        self, cluster: str, key: str, description: str | None = None, *, created_at: float | None = None
+    ) -> ClusterQueue:
+        """A queue in a cluster (by name or uuid); every cluster starts with ``default``."""
+        with self.lock:
+            c = self._cluster_record(cluster)
+            if any(q.cluster_uuid == c.uuid and q.key == key for q in self.queues.values()):
+                raise ValueError(f"cluster {c.name!r} already has a queue {key!r}")
+            q = ClusterQueue(str(uuidlib.uuid4()), c.uuid, key, description, self.clock() if created_at is None else created_at)
+            self.queues[q.uuid] = q
+            return copy.deepcopy(q)
 
     def add_cluster_token(
         self,
@@ -490,6 +571,135 @@ class BuildkiteWorld:
             if not tok.revoked:
                 tok.revoked, tok.revoked_at, tok.revoked_via = True, self.clock(), "user"
 
+    # -- agents (what buildkite-agent processes do; no API of keyturn's makes them) --------------
+
+    def _cluster_record(self, name_or_uuid: str) -> Cluster:
+        for c in self.clusters.values():
+            if name_or_uuid in (c.uuid, c.name, c.id):
+                return c
+        raise KeyError(f"no cluster {name_or_uuid!r}")
+
+    def _live_token(self, value: str | None, cluster_uuid: str | None) -> tuple[str, str | None] | None:
+        """(token uuid, its cluster uuid or None) of the agent token an agent registers with: ``value``, else the
+        newest live token of ``cluster_uuid`` (None: of the unclustered ones); None when none is live."""
+        now = self.clock()
+        if value is not None:
+            for ct in self.cluster_token_records.values():
+                if secrets.compare_digest(ct.value, value):
+                    live = not ct.revoked and (ct.expires_at is None or now < ct.expires_at)
+                    return (ct.uuid, ct.cluster_uuid) if live else None
+            for at in self.agent_token_records.values():
+                if secrets.compare_digest(at.value, value):
+                    return (at.uuid, None) if not at.revoked else None
+            return None
+        if cluster_uuid is not None:
+            live_ct = [
+                t for t in self.cluster_token_records.values()
+                if t.cluster_uuid == cluster_uuid and not t.revoked and (t.expires_at is None or now < t.expires_at)
+            ]
+            newest = max(live_ct, key=lambda t: t.created_at, default=None)
+            return (newest.uuid, cluster_uuid) if newest is not None else None
+        live_at = [t for t in self.agent_token_records.values() if not t.revoked]
+        newest_at = max(live_at, key=lambda t: t.created_at, default=None)
+        return (newest_at.uuid, None) if newest_at is not None else None
+
+    def connect_agent(
+        self,
+        name: str,
+        *,
+        cluster: str | None = None,
+        token: str | None = None,
+        queue: str = "default",
+        hostname: str | None = None,
+        meta_data: tuple[str, ...] = (),
+        operating_system: str = "Linux",
+        version: str = "3.95.1",
+        running_job: bool = False,
+        age_days: float = 0,
+    ) -> BuildkiteAgent | None:
+        """An agent starts and registers: with the agent token ``token`` (its value; a cluster token puts it in that
+        cluster), else with the newest live token of ``cluster`` (by name or uuid; None: the newest unclustered
+        token). None when Buildkite refuses the registration (no such token, revoked, expired, no such queue).
+        ``age_days``: it connected that long ago. Returns a copy."""
+        with self.lock:
+            wanted = self._cluster_record(cluster).uuid if cluster is not None else None
+            found = self._live_token(token, wanted)
+            if found is None or (token is not None and cluster is not None and found[1] != wanted):
+                self.counters["agents.refused"] += 1
+                return None
+            token_uuid, cluster_uuid = found
+            queue_uuid: str | None = None
+            tags = list(meta_data)
+            if cluster_uuid is not None:
+                q = next((q for q in self.queues.values() if q.cluster_uuid == cluster_uuid and q.key == queue), None)
+                if q is None:  # "the queue doesn't exist in the cluster": the agent exits
+                    self.counters["agents.refused"] += 1
+                    return None
+                queue_uuid = q.uuid
+            if not any(t.startswith("queue=") for t in tags):
+                tags.insert(0, f"queue={queue}")
+            at = self.clock() - age_days * 86400
+            agent = BuildkiteAgent(
+                uuid=str(uuidlib.uuid4()),
+                name=name,
+                hostname=hostname or name,
+                token_uuid=token_uuid,
+                cluster_uuid=cluster_uuid,
+                queue_uuid=queue_uuid,
+                meta_data=tags,
+                operating_system=operating_system,
+                version=version,
+                created_at=at,
+                connected_at=at,
+                running_job=running_job,
+            )
+            self.agent_records[agent.uuid] = agent
+            self.counters["agents.registered"] += 1
+            return copy.deepcopy(agent)
+
+    def _selected(self, cluster: str | None, unclustered: bool) -> list[BuildkiteAgent]:
+        """The connected agents of ``cluster`` and/or the unclustered ones (neither given: every connected agent)."""
+        c = self._cluster_record(cluster).uuid if cluster is not None else None
+        every = cluster is None and not unclustered
+        return [
+            a for a in sorted(self.agent_records.values(), key=lambda a: (a.connected_at, a.name))
+            if a.connected and (every or (c is not None and a.cluster_uuid == c) or (unclustered and a.cluster_uuid is None))
+        ]
+
+    def disconnect_agents(self, cluster: str | None = None, unclustered: bool = False, *, lost: bool = False) -> int:
+        """Stop agents for good (``lost``: they vanish without saying goodbye); how many."""
+        with self.lock:
+            now = self.clock()
+            chosen = self._selected(cluster, unclustered)
+            for a in chosen:
+                if lost:
+                    a.connection_state, a.lost_at = "lost", now
+                else:
+                    a.connection_state, a.disconnected_at = "disconnected", now
+                a.running_job = False
+            return len(chosen)
+
+    def reconnect_agents(self, cluster: str | None = None, unclustered: bool = False, *, token: str | None = None) -> int:
+        """Restart agents (of ``cluster`` by name or uuid, and/or the unclustered ones; neither: all connected ones),
+        as when instances are cycled: each disconnects and registers again as a new agent (new uuid, connectedAt
+        now) with ``token`` (a value: what its store now holds), else the newest live token of its cluster (or the
+        newest unclustered one). An agent whose token Buildkite refuses stays down. Returns how many reconnected."""
+        with self.lock:
+            back = 0
+            for a in self._selected(cluster, unclustered):
+                a.connection_state, a.disconnected_at, a.running_job = "disconnected", self.clock(), False
+                queue = next((q.key for q in self.queues.values() if q.uuid == a.queue_uuid), "default")
+                tags = tuple(t for t in a.meta_data if not t.startswith("queue="))
+                home = a.cluster_uuid if token is None else None  # a given token decides the cluster itself
+                again = self.connect_agent(
+                    a.name, cluster=home, token=token, queue=queue, hostname=a.hostname, meta_data=tags,
+                    operating_system=a.operating_system, version=a.version,
+                )
+                if again is not None:
+                    back += 1
+                    self.counters["agents.reconnected"] += 1
+            return back
+
     # -- reading (copies) ----------------------------------------------------------------------
 
     def api_token(self, value: str) -> ApiAccessToken | None:
@@ -538,6 +748,21 @@ class BuildkiteWorld:
         with self.lock:
             t = self.agent_token_records.get(uuid)
             return copy.deepcopy(t) if t else None
+
+    def agents(
+        self, cluster: str | None = None, *, unclustered: bool = False, include_disconnected: bool = False
+    ) -> list[BuildkiteAgent]:
+        """Agents (copies) of ``cluster`` (name or uuid) and/or the unclustered ones (neither: all), oldest first;
+        connected ones only unless ``include_disconnected``."""
+        with self.lock:
+            c = self._cluster_record(cluster).uuid if cluster is not None else None
+            every = cluster is None and not unclustered
+            return [
+                copy.deepcopy(a)
+                for a in sorted(self.agent_records.values(), key=lambda a: (a.connected_at, a.name))
+                if (include_disconnected or a.connected)
+                and (every or (c is not None and a.cluster_uuid == c) or (unclustered and a.cluster_uuid is None))
+            ]
 
     def token_status(self, value: str) -> Literal["active", "expired", "revoked", "unknown"]:
         """What an agent (or API client) presenting ``value`` would meet: an agent token or an API access token."""
@@ -633,7 +858,9 @@ def seed_buildkite(
     soon_days: float = 5,
 ) -> BuildkiteWorld:
     """An organization created before 2024-02-26 with two clusters (one token each: one expiring in
-    ``soon_days``, one never), two unclustered agent tokens (one that may not be revoked) and two API access
+    ``soon_days``, one never; a ``default`` queue each), two unclustered agent tokens (one that may not be
+    revoked), three connected agents (two in the Default cluster with its token, one unclustered with the
+    "Legacy macOS agents" token, all connected days ago) and two API access
     tokens: keyturn's (agent and cluster scopes + GraphQL, owned by an admin) and the ConductorOne connector's
     (exactly ``read_teams read_organizations read_user`` + GraphQL, owned by a non-admin member).
     """
@@ -654,6 +881,16 @@ def seed_buildkite(
     t_large = world.add_cluster_token(large.uuid, "linux-large agents", created_by=bot.uuid, age_days=120)
     legacy = world.add_agent_token("Legacy macOS agents", created_by=bot.uuid, age_days=400)
     locked = world.add_agent_token("Default agent token", created_by=None, revoke_allowed=False, age_days=600)
+    # agents connected with the then-current tokens, long before any rotation: two in the Default cluster, one
+    # legacy unclustered macOS agent (linux-large has none connected)
+    for n in (1, 2):
+        world.connect_agent(
+            f"default-agent-{n}", token=t_default.value, hostname=f"ci-default-{n}.contoso.example", age_days=3 + n
+        )
+    world.connect_agent(
+        "legacy-mac-1", token=legacy.value, hostname="mac-mini-01.contoso.example", operating_system="macOS",
+        meta_data=("os=macos",), age_days=12,
+    )
     keyturn = world.create_api_token(
         KEYTURN_SCOPES, graphql=True, description="keyturn: agent token rotation", user_uuid=bot.uuid, age_days=30
     )

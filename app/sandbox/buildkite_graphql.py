@@ -44,9 +44,11 @@ from app.sandbox.buildkite import (
     SCHEMA_PATH,
     AgentToken,
     ApiAccessToken,
+    BuildkiteAgent,
     BuildkiteUser,
     BuildkiteWorld,
     Cluster,
+    ClusterQueue,
     ClusterToken,
     iso,
     node_id,
@@ -273,6 +275,42 @@ def org_view(ctx: Context) -> dict[str, Any]:
             items, lambda t: api_access_token_view(ctx, t), first=first, last=last, after=after, before=before
         )
 
+    def agents(info: GraphQLResolveInfo, **args: Any) -> dict[str, Any]:
+        """``Organization.agents``: connected agents only (Buildkite's agents API: "agents in a disconnected state
+        are not returned"), oldest connection first. ``clustered`` (schema default true) false leaves out "agents
+        that belong to a cluster queue"; ``cluster`` filters "by membership of a given cluster": the schema does not
+        say which id it takes, the sandbox takes the cluster's GraphQL id or its UUID, and answers no agents for
+        one it does not know (what a client cannot tell from an empty cluster)."""
+        world.counters["graphql.organization.agents"] += 1
+        items = [a for a in world.agent_records.values() if a.connected]
+        if args.get("clustered") is False:
+            items = [a for a in items if a.queue_uuid is None]
+        if args.get("cluster") is not None:
+            wanted = args["cluster"]
+            parsed = parse_node_id(wanted)
+            ident = parsed[1] if parsed and parsed[0] == "Cluster" else wanted
+            items = [a for a in items if a.cluster_uuid is not None and a.cluster_uuid == ident]
+        if args.get("clusterQueue") is not None:
+            queues = set()
+            for q in args["clusterQueue"]:
+                parsed = parse_node_id(q)
+                queues.add(parsed[1] if parsed and parsed[0] == "ClusterQueue" else q)
+            items = [a for a in items if a.queue_uuid in queues]
+        if args.get("isRunningJob") is not None:
+            items = [a for a in items if a.running_job == args["isRunningJob"]]
+        if args.get("paused") is not None:
+            items = [a for a in items if not args["paused"]]  # the sandbox pauses no agent
+        for tag in args.get("metaData") or []:
+            items = [a for a in items if tag in a.meta_data]
+        if args.get("search"):
+            term = str(args["search"]).lower()
+            items = [a for a in items if term in a.name.lower() or any(term in t.lower() for t in a.meta_data)]
+        items.sort(key=lambda a: (a.connected_at, a.name))
+        return connection(
+            items, lambda a: agent_view(ctx, a),
+            first=args.get("first"), last=args.get("last"), after=args.get("after"), before=args.get("before"),
+        )
+
     return {
         "__typename": "Organization",
         "id": org.id,
@@ -283,6 +321,7 @@ def org_view(ctx: Context) -> dict[str, Any]:
         "cluster": cluster,
         "agentTokens": agent_tokens,
         "apiAccessTokens": api_access_tokens,
+        "agents": agents,
     }
 
 
@@ -308,6 +347,56 @@ def cluster_view(ctx: Context, c: Cluster) -> dict[str, Any]:
         "createdBy": user_view(world, c.created_by),
         "organization": lambda info: org_view(ctx),
         "agentTokens": agent_tokens,
+    }
+
+
+def cluster_queue_view(ctx: Context, q: ClusterQueue) -> dict[str, Any]:
+    world = ctx.world
+    return {
+        "__typename": "ClusterQueue",
+        "id": q.id,
+        "uuid": q.uuid,
+        "key": q.key,
+        "description": q.description,
+        "cluster": lambda info: cluster_view(ctx, world.clusters[q.cluster_uuid]),
+        "dispatchPaused": False,
+        "dispatchPausedAt": None,
+        "hosted": False,
+        "retryAgentAffinity": "prefer-warmest",
+    }
+
+
+def agent_view(ctx: Context, a: BuildkiteAgent) -> dict[str, Any]:
+    world = ctx.world
+    queue = world.queues.get(a.queue_uuid) if a.queue_uuid else None
+    heartbeat = ctx.now if a.connected else (a.disconnected_at or a.lost_at)
+    return {
+        "__typename": "Agent",
+        "id": a.id,
+        "uuid": a.uuid,
+        "name": a.name,
+        "hostname": a.hostname,
+        "connectionState": a.connection_state,
+        "connectedAt": iso(a.connected_at),
+        "disconnectedAt": iso(a.disconnected_at),
+        "lostAt": iso(a.lost_at),
+        "createdAt": iso(a.created_at),
+        "heartbeatAt": iso(heartbeat),
+        "isRunningJob": a.running_job,
+        "job": None,  # "If isRunningJob true, but the job field is empty, the current user doesn't have access"
+        "clusterQueue": cluster_queue_view(ctx, queue) if queue is not None else None,
+        "ipAddress": a.ip_address,
+        "metaData": list(a.meta_data),
+        "operatingSystem": {"name": a.operating_system},
+        "organization": lambda info: org_view(ctx),
+        "paused": False,
+        "pausedAt": None,
+        "public": False,
+        "isDeprecated": False,
+        "versionHasKnownIssues": False,
+        "userAgent": f"buildkite-agent/{a.version} ({a.operating_system.lower()}; amd64)",
+        "version": a.version,
+        "priority": 0,
     }
 
 
@@ -438,6 +527,16 @@ def resolve_agent_token(_root: Any, info: GraphQLResolveInfo, slug: str) -> dict
     return agent_token_view(ctx, tok) if tok is not None else None
 
 
+@counted("agent")
+def resolve_agent(_root: Any, info: GraphQLResolveInfo, slug: str) -> dict[str, Any] | None:
+    ctx = _ctx(info)
+    org_slug, _, agent_uuid = slug.partition("/")
+    if org_slug != ctx.world.org.slug or not _org_accessible(ctx):
+        return None
+    agent = ctx.world.agent_records.get(agent_uuid)
+    return agent_view(ctx, agent) if agent is not None else None
+
+
 @counted("node")
 def resolve_node(_root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any] | None:
     ctx = _ctx(info)
@@ -457,6 +556,10 @@ def resolve_node(_root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any
         return agent_token_view(ctx, world.agent_token_records[ident])
     if type_name == "User":
         return user_view(world, ident)
+    if type_name == "Agent" and ident in world.agent_records:
+        return agent_view(ctx, world.agent_records[ident])
+    if type_name == "ClusterQueue" and ident in world.queues:
+        return cluster_queue_view(ctx, world.queues[ident])
     return None
 
 
@@ -623,6 +726,7 @@ def resolve_organization_api_access_token_revoke(
 QUERY_RESOLVERS: dict[str, Resolver] = {
     "viewer": resolve_viewer,
     "organization": resolve_organization,
+    "agent": resolve_agent,
     "agentToken": resolve_agent_token,
     "node": resolve_node,
 }

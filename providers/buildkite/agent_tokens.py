@@ -1,6 +1,7 @@
 """Buildkite unclustered agent tokens (a deprecated feature): ``agentTokenCreate`` / ``agentTokenRevoke`` (with a
 reason, ``ctx.revoke_reason``). Buildkite may refuse a revocation (``permissions.agentTokenRevoke``): that is checked
-before anything is minted (``retire_blockers``)."""
+before anything is minted (``retire_blockers``). The revoke waits for the organization's unclustered connected agents
+(``consumer_gates``, in ``common``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from app.errors import ProviderError
 from providers.base import NO_ROTATION, MintedToken, MintRequest, RotationContext, TokenInfo
-from providers.buildkite.common import DEPRECATION_NOTICE, PAGE, AgentTokenBase
+from providers.buildkite.common import DEPRECATION_NOTICE, PAGE, AgentTokenBase, ConnectedAgent
 
 
 class UnclusteredAgentTokenProvider(AgentTokenBase):
@@ -19,6 +20,19 @@ class UnclusteredAgentTokenProvider(AgentTokenBase):
     def deprecation_notice(self) -> str:
         """The feature is deprecated; offer the cluster path."""
         return DEPRECATION_NOTICE
+
+    # -- the agents the consumer gate watches ------------------------------------------------------
+
+    def _gate_words(self, cluster_name: str | None = None) -> tuple[str, str, str]:
+        org = self.account.organization
+        return f"Unclustered agents of {org}", f"unclustered, {org}", f"unclustered agent of {org}"
+
+    def _scope_agents(self, ctx: RotationContext) -> tuple[str | None, str | None, list[ConnectedAgent]]:
+        """The organization's connected agents in no cluster: ``ListAgents`` with ``clustered: false`` ("exclude agents
+        that belong to a cluster queue"), and each agent's clusterQueue checked here too."""
+        what = f"could not list the unclustered connected agents of {self.account.organization}"
+        mine = [a for a in self._list_agents({"clustered": False}, what) if a.belongs(None)]
+        return None, self._web_page(f"/organizations/{self.account.organization}/agents"), mine
 
     @staticmethod
     def _token_info(node: dict[str, Any]) -> TokenInfo:

@@ -1,4 +1,5 @@
-"""Buildkite cluster agent tokens: ``clusterAgentTokenCreate`` / ``clusterAgentTokenRevoke`` in one cluster.
+"""Buildkite cluster agent tokens: ``clusterAgentTokenCreate`` / ``clusterAgentTokenRevoke`` in one cluster; the
+revoke waits for the cluster's connected agents (``consumer_gates``, in ``common``).
 
 The cluster is ``ctx.cluster`` (the wizard's pick, kept in the rotation's plan) or else ``target.cluster``, by name,
 uuid or GraphQL id, looked up again on every call: nothing of one rotation's pick stays for the next.
@@ -12,7 +13,15 @@ from typing import Any, ClassVar
 
 from app.errors import KeyturnError, ProviderError
 from providers.base import NO_ROTATION, MintedToken, MintRequest, RotationContext, TokenInfo
-from providers.buildkite.common import EXPIRY_SLACK, MAX_CLUSTER_PAGES, MIN_EXPIRY, PAGE, AgentTokenBase, human
+from providers.buildkite.common import (
+    EXPIRY_SLACK,
+    MAX_CLUSTER_PAGES,
+    MIN_EXPIRY,
+    PAGE,
+    AgentTokenBase,
+    ConnectedAgent,
+    human,
+)
 
 
 class ClusterAgentTokenProvider(AgentTokenBase):
@@ -74,6 +83,24 @@ class ClusterAgentTokenProvider(AgentTokenBase):
             f"{wanted!r}",
             hint=f"known clusters: {known}" if names else "the organization has no clusters",
         )
+
+    # -- the agents the consumer gate watches ------------------------------------------------------
+
+    def _gate_words(self, cluster_name: str | None = None) -> tuple[str, str, str]:
+        name = cluster_name or self.target.cluster
+        where = f"cluster {name}" if name else "the rotation's cluster"
+        return f"Agents of {where}", where, f"agent of {where}"
+
+    def _scope_agents(self, ctx: RotationContext) -> tuple[str | None, str | None, list[ConnectedAgent]]:
+        """The cluster's connected agents: ``ListAgents`` filtered by ``cluster`` (its GraphQL id), each agent's
+        clusterQueue.cluster checked here too. The schema does not say which id the filter takes, and an unknown one
+        might answer no agents rather than an error: an empty answer is checked against the unfiltered list."""
+        cluster = self._cluster_ref(ctx)
+        what = f"could not list the connected agents of cluster {cluster['name']}"
+        mine = [a for a in self._list_agents({"cluster": cluster["id"]}, what) if a.belongs(cluster["uuid"])]
+        if not mine:
+            mine = [a for a in self._list_agents({}, what) if a.belongs(cluster["uuid"])]
+        return cluster["name"], self._web_page(f"/organizations/{self.account.organization}/clusters/{cluster['uuid']}"), mine
 
     # -- tokens ------------------------------------------------------------------------------------
 
