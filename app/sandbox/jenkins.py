@@ -13,10 +13,12 @@ One server (``name = "jenkins"``), like one controller. Endpoints (what keyturn 
 - ``POST .../ApiTokenProperty/revoke`` (``tokenUuid``): 200 whether or not the uuid exists.
 - ``POST .../ApiTokenProperty/revokeAllExcept`` (``tokenUuid``): revokes every other token of the user.
 - ``GET /user/{id}/security/`` (and the older ``/user/{id}/configure``): the user's page, whose token list is
-  rendered like Jenkins' ``ApiTokenProperty/config.jelly``: one ``div.token-list-existing-item`` per live token
-  with a hidden ``tokenUuid`` input and a ``tokenName`` text box. Only the user (or an administrator) sees it.
-  The only place Jenkins lists a user's tokens; ``world.security_page = False`` makes it 404 (a controller whose
-  page keyturn cannot read).
+  rendered like Jenkins' ``ApiTokenProperty/config.jelly`` of the emulated release (:func:`security_page_html`):
+  below 2.505 one ``div.token-list-existing-item`` row per live token with a hidden ``tokenUuid`` input and a
+  ``tokenName`` text box; from 2.505 one ``div.token-card`` per token whose ``id`` is the uuid. Both show each
+  token's use count and last use (``ApiTokenStats``), or "No statistics available" with
+  ``world.usage_statistics = False``. Only the user (or an administrator) sees it. The only place Jenkins lists a
+  user's tokens; ``world.security_page = False`` makes it 404 (a controller whose page keyturn cannot read).
 
 Semantics reproduced (Jenkins' source): a valid session cookie takes precedence over an ``Authorization: Basic``
 header (a revoked token's header rides along unnoticed); a POST authenticated by a session needs the crumb of
@@ -28,7 +30,10 @@ as Jenkins answers). Every answer carries ``X-Jenkins: <version>``; ``world.vers
 release without token expiry (:data:`OLD_VERSION`) and one with it (:data:`NEW_VERSION`). ``world.cloudbees``
 (``"controller"`` or ``"operations-center"``) appends the product to ``X-Jenkins`` as CloudBees does
 (``2.548 (CloudBees CI Client Controller 2.548)``) and, for an Operations Center, changes the root ``_class``. Like Jenkins, a request authenticated with an API token gets a session cookie
-back (``world.sessions_on_basic``): a client that keeps cookies carries that session from then on.
+back (``world.sessions_on_basic``): a client that keeps cookies carries that session from then on. A token's use
+is counted like ``ApiTokenStats`` counts it: once per request whose Basic header matched it, before the request is
+served (a session of the same user wins and counts nothing); :meth:`JenkinsWorld.consumer_call` is a job calling
+Jenkins with a token value.
 
 The world is :class:`JenkinsWorld` (not in ``SandboxState``); :class:`JenkinsStandalone` serves it alone.
 """
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import calendar
 import copy
 import json
 import secrets
@@ -45,7 +51,7 @@ import uuid as uuidlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
@@ -107,7 +113,16 @@ class JenkinsToken:
     created_at: float
     expires_at: float | None = None
     revoked: bool = False
-    uses: int = 0  # authenticated requests made with it
+    uses: int = 0  # ApiTokenStats.useCounter: requests whose Basic header matched it
+    last_used_at: float | None = None  # ApiTokenStats.lastUseDate
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A world saved before ``last_used_at`` existed (app.sandbox.persist) counted uses without a date: take the
+        creation time, so the page shows the count (Jenkins itself hides a count that has no date)."""
+        state = dict(state)
+        if "last_used_at" not in state:
+            state["last_used_at"] = state.get("created_at") if state.get("uses") else None
+        self.__dict__.update(state)
 
 
 @dataclass
@@ -139,7 +154,20 @@ class Auth:
 
 
 class JenkinsWorld:
-    """One controller's users, API tokens, sessions and switches. Every method takes the lock."""
+    """One controller's users, API tokens, sessions and switches. Every method takes the lock.
+
+    Switches added after worlds were first saved (``app.sandbox.persist``) have a class-level default too, so a
+    world pickled by an older keyturn loads with them."""
+
+    usage_statistics: bool = True  # ApiTokenPropertyConfiguration.usageStatisticsEnabled (Jenkins' default: true)
+    # a run's hook, not part of the saved world: called before the security page is rendered (the sandbox's deploy
+    # jobs can run "all the time", so a gate sees them); never pickled (see __getstate__)
+    before_page: Callable[[], object] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("before_page", None)  # a closure over the sandbox: belongs to a run, and cannot be pickled
+        return state
 
     def __init__(self, clock: Callable[[], float], *, name: str = "jenkins", version: str = NEW_VERSION) -> None:
         self.clock = clock
@@ -149,6 +177,7 @@ class JenkinsWorld:
         self.cloudbees: Role | None = None
         self.sessions_on_basic = True
         self.security_page = True
+        self.usage_statistics = True
         self.lock = threading.RLock()
         self.users: dict[str, JenkinsUser] = {}
         self._tokens: dict[str, JenkinsToken] = {}
@@ -238,11 +267,39 @@ class JenkinsWorld:
                 if t.user == user_id and secrets.compare_digest(t.value, secret):
                     if t.revoked or (t.expires_at is not None and t.expires_at <= now):
                         return None
-                    t.uses += 1
+                    self._count_use(t, now)
                     return "token"
             if secrets.compare_digest(user.password, secret):
                 return "password"
             return None
+
+    def _count_use(self, t: JenkinsToken, now: float) -> None:
+        """``ApiTokenProperty.matchesPassword`` -> ``ApiTokenStats.updateUsageForId`` -> ``notifyUse``: one more use
+        and the last use date, for every request whose Basic header matched the token, before it is served (so a
+        page read with a token shows that read). With usage statistics disabled nothing is recorded."""
+        if self.usage_statistics:
+            t.uses += 1
+            t.last_used_at = now
+
+    def consumer_call(self, value: str, *, user: str | None = None) -> bool:
+        """A consumer of the token (the deploy jobs) calls Jenkins with ``user:value`` as Basic auth, as a job's
+        ``curl -u`` would: True when Jenkins accepts it as an API token (the use is counted like any request's),
+        False when it is refused (revoked, expired, unknown: a 401). ``user`` defaults to the token's owner."""
+        with self.lock:
+            if user is None:
+                raw = value.encode("utf-8")
+                owner = next((t.user for t in self._tokens.values() if secrets.compare_digest(t.value.encode("utf-8"), raw)), None)
+            else:
+                owner = user
+            ok = owner is not None and self.basic(owner, value) == "token"
+            self.counters["consumer_calls" if ok else "consumer_refused"] += 1
+            return ok
+
+    def uses(self, token_uuid: str) -> int:
+        """How many requests Jenkins counted for the token (what its card or row on the security page says)."""
+        with self.lock:
+            t = self._tokens.get(token_uuid)
+            return t.uses if t is not None else 0
 
     def generate(self, user: str, name: str, days: int | None) -> JenkinsToken:
         expires = self.clock() + days * 86400 if days is not None else None
@@ -298,13 +355,317 @@ def seed_jenkins(
     return world
 
 
-# -- the service -------------------------------------------------------------------------------------
-
-
 def _attr(text: str) -> str:
     import html
 
     return html.escape(text, quote=True)
+
+
+# -- the security page: ApiTokenProperty/config.jelly as each emulated release renders it ----------------------------
+#
+# Templates read from github.com/jenkinsci/jenkins (see providers/jenkins/SOURCE.md): the rows of jenkins-2.479.3
+# (f:repeatable of div.token-list-existing-item), the cards of 2.505 (PR #10484, merge 78160c62417240c9), the card
+# class without "jenkins-card" from 2.539 (commit 2fa902c78c, #11321) and the expiry line from 2.548 (#23859, commit
+# 5490f91afa). The emulated JVM runs in UTC with the en_US locale; 2.548 is taken to run on Java 21, whose CLDR data
+# put a NARROW NO-BREAK SPACE before AM/PM in medium times, 2.479.3 on Java 17 (a plain space). Icons (l:icon, which
+# inlines the symbol's SVG paths) are reduced to an empty <svg>; everything a reader of the page looks at (classes,
+# ids, attributes, texts and their nesting) is the template's.
+
+CARDS_SINCE = (2, 505)
+PLAIN_CARD_SINCE = (2, 539)
+TOKEN_EXPIRY_UI_SINCE = (2, 548)
+PROPERTY = "jenkins.security.ApiTokenProperty"
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _java_medium(ts: float, *, nnbsp: bool) -> str:
+    """``i:formatDate type="both" dateStyle="medium" timeStyle="medium"`` for en_US: "Jan 26, 2026, 4:28:34 AM"."""
+    d = datetime.fromtimestamp(ts, UTC)
+    hour = d.hour % 12 or 12
+    sep = "\u202f" if nnbsp else " "
+    return f"{MONTHS[d.month - 1]} {d.day}, {d.year}, {hour}:{d.minute:02d}:{d.second:02d}{sep}{'AM' if d.hour < 12 else 'PM'}"
+
+
+def _java_short_date(ts: float) -> str:
+    """``DateTimeFormatter.ofLocalizedDate(FormatStyle.SHORT)`` for en_US: "4/26/26"."""
+    d = datetime.fromtimestamp(ts, UTC).date()
+    return f"{d.month}/{d.day}/{d.year % 100:02d}"
+
+
+def _day(ts: float) -> date:
+    return datetime.fromtimestamp(ts, UTC).date()
+
+
+def _days_elapsed(ts: float, now: float) -> int:
+    """``Util.daysElapsedSince``: calendar days between the dates in the JVM's zone, at least 0."""
+    return max(0, (_day(now) - _day(ts)).days)
+
+
+def _period(start: date, end: date) -> tuple[int, int, int]:
+    """``java.time.Period.between(start, end)`` as (years, months, days), for start <= end."""
+    months = (end.year * 12 + end.month) - (start.year * 12 + start.month)
+    if months > 0 and end.day < start.day:
+        months -= 1
+    y, m = divmod(start.year * 12 + start.month - 1 + months, 12)
+    shifted = date(y, m + 1, min(start.day, calendar.monthrange(y, m + 1)[1]))
+    return months // 12, months % 12, (end - shifted).days
+
+
+def _ago(kind: Literal["created", "lastUsed"], ts: float, now: float) -> str:
+    """``TokenInfoAndStats.createdDaysAgo`` / ``lastUsedDaysAgo`` with jenkins/security/Messages.properties (2.505+)."""
+    years, months, days = _period(_day(ts), _day(now)) if _day(ts) <= _day(now) else (0, 0, 0)
+    head = "Created" if kind == "created" else "Last used"
+    over = "" if kind == "created" else "over "
+    if years > 1:
+        return f"{head} {over}{years} years ago"
+    if years == 1:
+        return f"{head} over a year ago"
+    if months > 1:
+        return f"{head} {over}{months} months ago"
+    if months == 1:
+        return f"{head} over a month ago"
+    if days > 14:
+        return f"{head} {over}{days // 7} weeks ago"
+    if days >= 7:
+        return f"{head} over a week ago"
+    if days == 0:
+        return f"{head} today"
+    if days == 1:
+        return f"{head} yesterday"
+    return f"{head} {days} days ago"
+
+
+def _icon(symbol: str, cls: str = "") -> str:
+    return f'<svg class="svg-icon {cls}" aria-hidden="true" focusable="false" data-symbol="{symbol}"></svg>'
+
+
+def _entry(title: str, body: str) -> str:
+    """``f:entry title=... help=...`` (lib/form/entry.jelly with helpLink.jelly and helpArea.jelly)."""
+    return (
+        '<div class="jenkins-form-item tr ">'
+        f'<div class="jenkins-form-label help-sibling">{title}'
+        f'<a href="#" class="jenkins-help-button" tooltip="Help for feature: {title}" '
+        f'helpURL="/descriptor/{PROPERTY}/help/tokenStore"><span>?</span></a></div>'
+        f'<div class="setting-main">{body}</div>'
+        '<div class="validation-error-area">\n</div>'
+        '<div class="help-area tr"><div class="help"><div class="jenkins-spinner">Loading...</div></div></div>'
+        "</div>"
+    )
+
+
+def _rows(tokens: list[JenkinsToken], desc: str, now: float, statistics: bool, can_generate: bool) -> str:
+    """jenkins-2.479.3: ``f:repeatable name="tokenStore"`` whose master copy is the "new token" row."""
+    revoke_a = (
+        '<a href="#" class="jenkins-button jenkins-button--tertiary jenkins-!-destructive-color '
+        'api-token-property-token-revoke{hidden}" data-message-if-legacy-revoked="The legacy token has been revoked" '
+        'data-confirm="Are you sure you want to revoke this token? Applications that are using it will be not able to '
+        f'connect anymore." data-confirm-title="Revoke Token" data-target-url="{desc}/revoke">'
+        f'{_icon("trash")}</a>'
+    )
+    new_item = (
+        '<div class="token-list-item token-list-new-item">'
+        '<input type="hidden" class="token-uuid-input" name="tokenUuid">'
+        '<input class="jenkins-input   token-name" name="tokenName" value="" type="text" placeholder="Default name">'
+        "\u00a0"
+        '<span class="new-token-value"></span>'
+        '<span class="token-save"><button class="jenkins-button" type="button" tabindex="0" '
+        f'id="api-token-property-token-save" data-target-url="{desc}/generateNewToken">\nGenerate\n</button></span>'
+        '<span class="token-cancel"><span class="repeatable-delete show-if-not-only">'
+        '<button type="button" class="jenkins-button repeatable-delete">Cancel</button></span></span>'
+        '<div class="controls-container">'
+        '<button class="jenkins-copy-button jenkins-hidden jenkins-button--tertiary" type="button" text="" '
+        f'tooltip="Copy this token">{_icon("copy")}</button>'
+        + revoke_a.replace("{hidden}", " hidden-button").replace(
+            ' data-message-if-legacy-revoked="The legacy token has been revoked"', "")
+        + "</div>"
+        '<div class="error token-error-message"></div>'
+        '<div class="warning display-after-generation">Copy this token now, because it cannot be recovered in the '
+        "future.</div></div>"
+    )
+    chunks = [f'<div class="repeated-chunk to-be-removed" name="tokenStore"><div class="repeated-chunk__header"></div>{new_item}</div>']
+    for t in tokens:
+        days_old = _days_elapsed(t.created_at, now)
+        age = "age-argh" if days_old > 360 else "age-mmmh" if days_old > 180 else "age-ok"
+        if not statistics:
+            stats = '<span class="no-statistics" title="Token usage statistics are currently disabled">\nNo statistics available\n</span>'
+        elif t.uses > 0 and t.last_used_at is None:
+            stats = '<span class="token-use-counter" title="There is no last use date for that token">\nNever used\n</span>'
+        elif t.uses > 0:
+            assert t.last_used_at is not None
+            stats = (
+                f'<span class="token-use-counter" title="{_java_medium(t.last_used_at, nnbsp=False)}">\n'
+                f"Used <b>{t.uses:,}</b> time(s), last time was <b>{_days_elapsed(t.last_used_at, now):,}</b> day(s) ago\n</span>"
+            )
+        else:
+            stats = (
+                '<span class="token-use-counter"><strong title="We strongly recommend that you revoke tokens which you '
+                f'do not plan to use">{_icon("warning", "icon-warning icon-sm")}\nNever used\n</strong></span>'
+            )
+        chunks.append(
+            '<div class="repeated-chunk" name="tokenStore"><div class="repeated-chunk__header"></div>'
+            '<div class="token-list-item token-list-existing-item force-dirty-panel ">'
+            f'<input type="hidden" class="token-uuid-input" name="tokenUuid" value="{_attr(t.uuid)}">'
+            f'<input class="jenkins-input   token-name" name="tokenName" value="{_attr(t.name)}" type="text">'
+            f'<span class="token-creation {age}" title="{_java_medium(t.created_at, nnbsp=False)}">Created {days_old:,} day(s) ago</span>'
+            f'<span class="to-right">{stats}{revoke_a.replace("{hidden}", "")}</span>'
+            "</div></div>"
+        )
+    add = '<button type="button" class="jenkins-button repeatable-add">\nAdd new Token\n</button>' if can_generate else ""
+    body = (
+        '<div class="token-list ignore-dirty-panel">'
+        f'<div class="token-list-item token-list-empty-item {"hidden-message" if tokens else ""}">'
+        '<div class="list-empty-message">There are no registered tokens for this user.</div></div>'
+        f'<div class="repeated-container">{"".join(chunks)}<div class="repeatable-insertion-point"></div>{add}</div>'
+        "</div>"
+    )
+    return _entry("Current token(s)", body)
+
+
+def _cards(tokens: list[JenkinsToken], desc: str, now: float, statistics: bool, can_generate: bool, version: tuple[int, ...]) -> str:
+    """2.505 and later: ``div#api-token-list`` of ``div.token-card``, the hidden templates the page's script clones."""
+    card_cls = "token-card" if version >= PLAIN_CARD_SINCE else "token-card jenkins-card"
+    expiry_ui = version >= TOKEN_EXPIRY_UI_SINCE
+
+    def edit() -> str:
+        return (
+            '<button type="button" class="jenkins-button jenkins-button--tertiary api-token-property-token-rename" '
+            f'data-target-url="{desc}/rename" data-rename-title="Rename token" data-button-text="Rename" '
+            f'data-rename-message="New name" tooltip="Rename">{_icon("edit", "icon-sm")}</button>'
+        )
+
+    def revoke(uuid: str | None) -> str:
+        data_uuid = f' data-token-uuid="{_attr(uuid)}"' if uuid is not None else ""  # ${token.uuid} null: omitted
+        return (
+            '<button type="button" class="jenkins-button jenkins-button--tertiary jenkins-!-destructive-color '
+            'api-token-property-token-revoke" data-message-if-legacy-revoked="The legacy token has been revoked" '
+            'data-confirm="Are you sure you want to revoke this token? Applications that are using it will be not able '
+            f'to connect anymore." data-confirm-title="Revoke token" data-button-text="Revoke"{data_uuid} '
+            f'data-target-url="{desc}/revoke" tooltip="Revoke">{_icon("trash", "icon-sm")}</button>'
+        )
+
+    add = ""
+    if can_generate:
+        extra = ' data-not-added="Token could not be added"' if expiry_ui else ""
+        success = "" if expiry_ui else ' data-success-title="successfully created"'
+        add = (
+            '<button class="api-token-property-add jenkins-button jenkins-button--secondary" type="button" '
+            f'data-target-url="{desc}/generateNewToken" data-prompt-message="Create new API token" '
+            f'data-generate="Generate"{success} data-cancel="Cancel" data-button-done="Done"{extra} '
+            'data-message-name="Name">Add new token</button>'
+        )
+    never_span = (
+        '<span class="api-token-new-expiration token-creation" data-never="This token does not expire" '
+        'data-expires-on="Expires on __DATA__"></span>' if expiry_ui
+        else '<span class="token-creation" tooltip="Just Now">Created just now</span>'
+    )
+    templates = ""
+    if expiry_ui:
+        templates += (
+            '<div id="api-token-add-template" class="jenkins-hidden"><div>'
+            '<div class="jenkins-form-item tr "><div class="jenkins-form-label help-sibling">Name</div>'
+            '<div class="setting-main"><input class="jenkins-input  " name="tokenName" value="" type="text"></div>'
+            '<div class="validation-error-area">\n</div></div>'
+            '<div class="jenkins-form-label">Expiration</div>'
+            '<div class="token-expiration jenkins-!-margin-bottom-3"><div class="jenkins-select">'
+            '<select class="jenkins-select__input" name="expirationDuration"><option value="7">7 Days</option>'
+            '<option value="30" selected="true">30 Days</option><option value="60">60 Days</option>'
+            '<option value="90">90 Days</option><option value="custom">Custom</option>'
+            '<option value="never">No Expiration</option></select></div>'
+            '<input type="date" name="tokenExpiration" class="jenkins-hidden jenkins-input token-expiration-date">'
+            '<div class="jenkins-hidden warning token-warning">\nIt is not recommended to create tokens that never expire.\n</div>'
+            "</div></div></div>"
+        )
+    templates += (
+        '<div class="jenkins-hidden" id="api-token-row-template">'
+        f'<div class="{card_cls}"><div class="token-card-inner">'
+        '<div class="token-card__title"><span class="token-name"></span></div>'
+        f'<div class="token-stats">{never_span}<span class="token-last-used">Never used</span></div></div>'
+        '<div class="token-controls"><button type="button" class="jenkins-button jenkins-button--tertiary '
+        f'api-token-property-token-show" data-button-done="Done" tooltip="Show">{_icon("key", "icon-sm")}</button>'
+        f"{edit()}{revoke(None)}</div></div></div>"
+        '<div class="jenkins-hidden" id="api-token-template"><div>'
+        '<div class="jenkins-alert jenkins-alert-info">\nCopy this token now, because it cannot be recovered in the future.\n</div>'
+        '<div class="api-token-new-form-row jenkins-quote jenkins-quote--monospace"><span class="api-token-new-value"></span>'
+        '<button class="jenkins-copy-button jenkins-hidden jenkins-button--tertiary" type="button" text="" '
+        f'tooltip="Copy token">{_icon("copy")}</button></div>'
+        + (
+            '<div style="height: 23px;"><span class="api-token-new-expiration" data-never="This token does not expire" '
+            'data-expires-on="Expires on __DATA__"></span></div>' if expiry_ui else ""
+        )
+        + "</div></div>"
+    )
+    cards = []
+    for t in tokens:
+        days_old = _days_elapsed(t.created_at, now)
+        old_cls = "jenkins-!-error-color" if days_old > 360 else "jenkins-!-warning-color" if days_old > 180 else "jenkins-!-text-color-secondary"
+        created_fmt = _java_medium(t.created_at, nnbsp=True)
+        if not expiry_ui:
+            creation = f'<span class="token-creation {old_cls}" tooltip="{created_fmt}">{_ago("created", t.created_at, now)}</span>'
+        elif t.expires_at is not None and t.expires_at <= now:
+            creation = f'<span class="error token-creation" tooltip="Created on {created_fmt}">\nThis token has expired\n</span>'
+        elif t.expires_at is None:
+            creation = f'<span class="warning token-creation" tooltip="Created on {created_fmt}">\nThis token does not expire\n</span>'
+        else:
+            soon = "warning" if _day(t.expires_at) < _day(now + 7 * 86400) else ""
+            creation = (
+                f'<span class="{soon} token-creation" tooltip="Created on {created_fmt}">\n'
+                f"Expires on {_java_short_date(t.expires_at)}\n</span>"
+            )
+        if not statistics:
+            stats = '<span class="no-statistics" tooltip="Token usage statistics are currently disabled">\nNo statistics available\n</span>'
+        elif t.uses > 0 and t.last_used_at is None:
+            stats = '<span tooltip="There is no last use date for that token">\nNever used\n</span>'
+        elif t.uses > 0:
+            assert t.last_used_at is not None
+            days_use = _days_elapsed(t.last_used_at, now)
+            no_use = "jenkins-!-error-color" if days_use > 360 else "jenkins-!-warning-color" if days_use > 180 else "jenkins-!-text-color-secondary"
+            stats = (
+                f'<span class="{no_use}" tooltip="{_java_medium(t.last_used_at, nnbsp=True)}">\n'
+                f'{_ago("lastUsed", t.last_used_at, now)}\n</span>'
+                f'<span class="token-use-counter">{t.uses}</span>'
+            )
+        else:
+            tip = "We recommend that you revoke tokens which you do not plan to use." if days_old > 7 else ""
+            icon = _icon("warning", "icon-sm") if days_old > 7 else ""
+            stats = f'<div class="token-never-used {old_cls}" tooltip="{tip}">{icon}\nNever used\n</div>'
+        cards.append(
+            f'<div class="{card_cls} " id="{_attr(t.uuid)}"><div class="token-card-inner">'
+            f'<div class="token-card__title " tooltip=""><span class="token-name">{_attr(t.name)}</span></div>'
+            f'<div class="token-stats">{creation}<span class="token-last-used">{stats}</span></div></div>'
+            f'<div class="token-controls">{edit()}{revoke(t.uuid)}</div></div>'
+        )
+    empty = "" if not tokens else "jenkins-hidden"
+    body = (
+        '<div class="token-list ignore-dirty-panel">'
+        f'<div class="token-list-empty-item {empty} jenkins-!-margin-bottom-2">'
+        f'<div class="jenkins-notice">{_icon("key")}<div>No API tokens configured</div>'
+        f'<div class="jenkins-notice__description">{add}</div></div></div>'
+        f'<div id="api-tokens" class="{"" if tokens else "jenkins-hidden"}"><div id="api-token-list">{"".join(cards)}</div>{add}</div>'
+        "</div>"
+    )
+    adjunct = (
+        f'<link rel="stylesheet" type="text/css" href="/adjuncts/keyturn/{PROPERTY.replace(".", "/")}/resources.css">'
+        f'<script src="/adjuncts/keyturn/{PROPERTY.replace(".", "/")}/resources.js" type="text/javascript"></script>'
+    )
+    return templates + adjunct + _entry("Current token(s)", body)
+
+
+def security_page_html(
+    tokens: list[JenkinsToken], *, user: str, now: float, version: str, statistics: bool = True, can_generate: bool = True
+) -> str:
+    """The user's security page as ``version`` renders it: rows before 2.505, cards from it (live tokens only)."""
+    v = version_tuple(version)
+    desc = DESCRIPTOR.format(user=_attr(user))
+    ordered = sorted(tokens, key=lambda t: t.name.lower())  # ApiTokenStore.getTokenListSortedByName
+    inner = _cards(ordered, desc, now, statistics, can_generate, v) if v >= CARDS_SINCE else _rows(ordered, desc, now, statistics, can_generate)
+    return (
+        "<!DOCTYPE html><html><head><title>Security [Jenkins]</title></head><body>"
+        '<div id="main-panel"><h1>Security</h1>'
+        f'<form method="post" name="config" action="configSubmit">{inner}</form></div></body></html>'
+    )
+
+
+# -- the service -------------------------------------------------------------------------------------
 
 
 def _cookie_session(req: Request) -> str | None:
@@ -352,17 +713,23 @@ class JenkinsService(Service):
             self._count("requests_with_cookie")
         sid = _cookie_session(req)
         session = self.world.session(sid) if sid else None
-        if session is not None:  # the session wins: a Basic header next to it is not even looked at
-            self._count("auth_session")
-            return Auth(session.user, "session" if session.user else "anonymous", session)
         header = req.header("Authorization") or ""
         scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
+        basic = scheme.lower() == "basic"
+        user, sep, secret = "", "", ""
+        if basic:
+            try:
+                user, sep, secret = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return html_response(400, "<html><body>Bad Authorization header</body></html>")
+        # BasicHeaderProcessor.authenticationIsRequired: a session already authenticated as the user the Basic header
+        # names wins, and the header is not even looked at (no token use is counted); an anonymous session, or one of
+        # another user, is authenticated again from the header
+        if session is not None and (not basic or (session.user is not None and session.user == user)):
+            self._count("auth_session")
+            return Auth(session.user, "session" if session.user else "anonymous", session)
+        if not basic:
             return Auth(None, "anonymous")
-        try:
-            user, sep, secret = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return html_response(400, "<html><body>Bad Authorization header</body></html>")
         how = self.world.basic(user, secret) if sep else None
         if how is None:
             self._count("auth_refused")
@@ -531,29 +898,15 @@ class JenkinsService(Service):
             return Response(302, b"", {"Location": f"{self.base_url}/login?from=%2Fuser%2F{target}%2Fsecurity%2F"})
         if auth.user != target and not (caller is not None and caller.admin):
             return self._forbidden(f"{auth.user} is missing the Overall/Administer permission")
-        now = self.world.clock()
-        items = []
-        for t in self.world.tokens(target):
-            if t.revoked:
-                continue  # revokeToken removes it from the user's token store
-            days = int((now - t.created_at) // 86400)
-            items.append(
-                '<div class="token-list-item token-list-existing-item force-dirty-panel ">'
-                f'<input type="hidden" class="token-uuid-input" name="tokenUuid" value="{_attr(t.uuid)}" />'
-                f'<input name="tokenName" type="text" class="jenkins-input validated token-name" value="{_attr(t.name)}" />'
-                f'<span class="token-creation age-ok">Created {days} day(s) ago</span>'
-                '<span class="to-right"><a href="#" class="jenkins-button token-revoke" '
-                f'data-target-url="/user/{_attr(target)}/descriptorByName/jenkins.security.ApiTokenProperty/revoke">'
-                "Revoke</a></span></div>"
-            )
-        empty = "" if items else "<div class=\"list-empty-message\">There are no registered tokens for this user.</div>"
-        body = (
-            "<!DOCTYPE html><html><head><title>Security [Jenkins]</title></head><body>"
-            f'<form method="post" action="configSubmit"><div class="jenkins-form-item"><div class="jenkins-form-label">'
-            f"Current token(s)</div><div class=\"token-list ignore-dirty-panel\">{empty}{''.join(items)}"
-            '<div class="token-list-item token-list-new-item"><input type="hidden" class="token-uuid-input" '
-            'name="tokenUuid" value="" /><input name="tokenName" type="text" class="jenkins-input token-name" '
-            'placeholder="Default name" /></div></div></div></form></body></html>'
+        hook = self.world.before_page
+        if hook is not None:
+            hook()  # e.g. the deploy jobs call Jenkins now: counted before the page is rendered, as if they had run
+        with self.world.lock:
+            can_generate = auth.user == target or (caller is not None and caller.admin and self.world.admin_can_generate_new_tokens)
+        live = [t for t in self.world.tokens(target) if not t.revoked]  # revokeToken removes it from the token store
+        body = security_page_html(
+            live, user=target, now=self.world.clock(), version=self.world.version,
+            statistics=self.world.usage_statistics, can_generate=can_generate,
         )
         return self._with_cookie(auth, html_response(200, body))
 

@@ -16,6 +16,7 @@ endpoint returns the token in one), a body or a value.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -48,6 +49,30 @@ CRUMB_EXPLAINED = (
     "sign in again so the cookie and the crumb come from the same session)"
 )
 
+
+
+# -- keyturn's own uses of each API token, in this process ---------------------------------------------------------
+# Jenkins counts one use of a token for every request whose Basic header matched it (ApiTokenProperty.matchesPassword
+# -> ApiTokenStats.updateUsageForId), whatever the answer, except the 401 a token that matched nothing gets. The
+# consumer gate reads those counts on the security page, so keyturn counts what it sent itself, by the token's
+# fingerprint (never its value): [answered and not 401, sent without an answer (it may have been counted)].
+_OWN_LOCK = threading.Lock()
+_OWN_USES: dict[str, list[int]] = {}
+
+
+def record_use(fingerprint: str, status: int | None) -> None:
+    """One request sent with the token of ``fingerprint``: its status, or None when no answer came back."""
+    if status == 401:
+        return
+    with _OWN_LOCK:
+        counts = _OWN_USES.setdefault(fingerprint, [0, 0])
+        counts[0 if status is not None else 1] += 1
+
+
+def own_uses() -> dict[str, tuple[int, int]]:
+    """(counted, maybe counted) requests this process sent with each token, by fingerprint."""
+    with _OWN_LOCK:
+        return {fp: (c[0], c[1]) for fp, c in _OWN_USES.items()}
 
 
 def version_tuple(version: str | None) -> tuple[int, ...]:
@@ -122,6 +147,7 @@ class JenkinsClient:
         self._signed_in = False
         self.info = ServerInfo(None, "")
         self._secrets = tuple(s.reveal() for s in (token, password) if s is not None)
+        self.token_fingerprint = token.fingerprint if token is not None else None  # which token signs every request
         if token is not None:
             self._http = stateless_client(ca_bundle, auth_user, token, transport=transport)
         else:
@@ -151,14 +177,21 @@ class JenkinsClient:
         url = self.url(path)
 
         def once() -> httpx.Response:
+            fp = self.token_fingerprint
             try:
                 resp = self._http.request(method, url, data=data, headers=headers)
             except LimitExceededError as exc:  # too large an answer: never retried
+                if fp is not None:
+                    record_use(fp, 200)
                 if ambiguous:
                     raise AmbiguousResultError(f"{what}: {exc.message}; it may or may not have happened") from None
                 raise LimitExceededError(f"{what}: {exc.message}", hint=exc.hint) from None
             except httpx.TransportError as exc:
+                if fp is not None:
+                    record_use(fp, None)
                 raise transport_failure(exc, url) from None
+            if fp is not None:
+                record_use(fp, resp.status_code)
             log.info("jenkins %s %s -> %s", method, path, resp.status_code)
             self.info = server_info(resp)
             status = resp.status_code
@@ -303,9 +336,12 @@ def token_alive(base_url: str, ca_bundle: Path | None, user: str, token: SecretV
             try:
                 resp = http.get(url)
             except LimitExceededError as exc:
+                record_use(token.fingerprint, 200)
                 raise LimitExceededError(f"could not call GET /whoAmI/api/json: {exc.message}", hint=exc.hint) from None
             except httpx.TransportError as exc:
+                record_use(token.fingerprint, None)
                 raise transport_failure(exc, url) from None
+            record_use(token.fingerprint, resp.status_code)
             log.info("jenkins GET /whoAmI/api/json (fresh client) -> %s", resp.status_code)
             if resp.status_code == 200 and not _parses(resp):
                 raise Transient("an unreadable answer (HTTP 200)", Outcome.UNKNOWN, status=200)

@@ -9,8 +9,14 @@
   :mod:`providers.jenkins.security_page`); when it cannot be read, the current token is ``target.token_uuid``
   (kept in the journal and the config), alive when ``account.api_token`` still authenticates.
 
-Auth: Basic ``user:<current API token>`` on a stateless client (no cookie jar, no crumb needed); only when there is
-no ``api_token`` but a ``password``, a session (cookie + crumb on every POST). Importing this module loads no httpx.
+Auth: Basic ``user:<current API token>`` on a stateless client (no cookie jar, no crumb needed); when the account has
+a ``password``, a session (cookie + crumb on every POST) instead, ``api_token`` then only saying which token is the
+current one. Importing this module loads no httpx.
+
+Consumer gate (``jenkins-token-use``): the old token is revoked only once the user's security page shows the new
+token used by a job since the store and the old one not used since (or the soak time passed). Jenkins counts a use
+for every request a token authenticates (``ApiTokenStats``), keyturn's own included, so which credential keyturn reads
+the page with decides what the counts mean; see :meth:`JenkinsProvider.gate_baseline`.
 
 Per rotation, nothing is kept here: the token a rotation minted (its uuid, fingerprint and value) comes in every call
 as ``ctx`` (:class:`providers.base.RotationContext`). What is kept is the account's: the sign-in client, the server
@@ -20,18 +26,30 @@ version, the current token's value as the reference first gave it, and whether t
 from __future__ import annotations
 
 import math
+import re
+import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.errors import KeyturnError, ProviderError
 from app.secret import SecretValue
-from providers.base import NO_ROTATION, Interaction, MintedToken, MintRequest, Provider, RotationContext, TokenInfo
+from providers.base import (
+    NO_ROTATION,
+    GateCheck,
+    Interaction,
+    MintedToken,
+    MintRequest,
+    Provider,
+    RotationContext,
+    TokenInfo,
+)
 
 if TYPE_CHECKING:
     from app.config import Account, Target
     from providers.jenkins.client import JenkinsClient
+    from providers.jenkins.security_page import TokenPage
 
 BUILTIN_PRESETS: dict[str, tuple[str, ...]] = {"user": ("user",)}  # a token carries all of its user's permissions
 EXPIRY_SINCE = (2, 548)
@@ -40,6 +58,19 @@ RETIRE_NOTICE = (
     "Revoking the old Jenkins API token is immediate: every job, agent or script still using it gets 401 from its "
     "next request. Sessions a browser opened with the user's password are not affected."
 )
+
+
+GATE_ID = "jenkins-token-use"
+# readers whose requests Jenkins does not count as a use of this user's tokens: a password session (no API token in
+# the request), or another user's credential (an administrator's)
+COUNT_FREE = ("password session", "another user")
+# this process's own token uses when it took a rotation's baseline: (base_url, user, new uuid) -> own_uses() then
+_MARKS: dict[tuple[str, str, str], dict[str, tuple[int, int]]] = {}
+_MARKS_LOCK = threading.Lock()
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
 
 
 def script_console_snippet(user: str) -> str:
@@ -126,16 +157,20 @@ class JenkinsProvider(Provider):
         if self._client_obj is None:
             from providers.jenkins.client import JenkinsClient
 
-            token = self._resolve_secret(self.account.api_token) if self.account.api_token else None
-            if token is not None:
-                self._current_token()
-                self._client_obj = JenkinsClient(
-                    self.base_url, self.auth_user, ca_bundle=self._ca_bundle, token=token, transport=self._transport
-                )
-            elif self.account.password:
+            if self.account.password:
+                # a session: none of its requests counts as a use of an API token, so the use counts on the security
+                # page are the jobs' alone (api_token, when set too, only says which token is the current one)
+                if self.account.api_token:
+                    self._current_token()
                 self._client_obj = JenkinsClient(
                     self.base_url, self.auth_user, ca_bundle=self._ca_bundle,
                     password=self._resolve_secret(self.account.password), transport=self._transport,
+                )
+            elif self.account.api_token:
+                token = self._resolve_secret(self.account.api_token)
+                self._current_token()
+                self._client_obj = JenkinsClient(
+                    self.base_url, self.auth_user, ca_bundle=self._ca_bundle, token=token, transport=self._transport
                 )
             else:
                 raise KeyturnError(
@@ -400,14 +435,241 @@ class JenkinsProvider(Provider):
         """What the config should now say about this target: the uuid of the token that is current."""
         return {"token_uuid": token.id}
 
+    # -- consumer gate: a job uses the new token, none the old one -------------------------------------------------
+    #
+    # Which credential reads the security page matters, because Jenkins counts every request an API token
+    # authenticates as a use of that token (ApiTokenStats), keyturn's own page reads included:
+    #
+    # - never the old token: its count is the proof that no job still uses it, and a read with it would make it look
+    #   used (and show keyturn on the user's page as a user of the token being retired). When the only credential
+    #   this run holds is the old token, the gate says so and waits.
+    # - best, a reader Jenkins does not count at all: a password session (accounts.*.password; the whole provider then
+    #   signs in with it) or another user's credential (an administrator). Every run, this one and the next, then
+    #   reads exact job counts.
+    # - else the new token (the value this run holds, or the account's api_token once the store wrote the new value
+    #   where it points). Each read adds one use to it. This process counts what it sent with each token
+    #   (client.record_use, by fingerprint) and subtracts it; a run that did not take the baseline cannot know how
+    #   often earlier runs (resume, status, a plan: every one signs in with the account's token) used the new token,
+    #   so it does not claim a job used it: only the run that took the baseline (the wizard, or a `rotate` whose jobs
+    #   ran meanwhile) can prove it, otherwise the soak time (revoke_after) lets the revoke go ahead.
+    #
+    # Recording keyturn's own uses in the journal would not close that gap: `keyturn status` and planning sign in too
+    # and journal nothing.
+
+    def gate_plan(self) -> str:
+        where = f"the use counts on {self.user}'s security page"
+        if self.auth_user == self.user and not self.account.password:
+            where += (f"; keyturn reads them with the new token, so only the run that verified it can tell its own reads "
+                      f"from a job's unless accounts.{self.account_name}.password is set")
+        return f"Jenkins shows the new API token used by a job and the old one not used since the store ({where})"
+
+    def _gate_reader(self, ctx: RotationContext) -> tuple[JenkinsClient | None, str]:
+        """(the client the gate reads the security page with, what kind of credential it is); never the old token."""
+        if self.auth_user != self.user:
+            return self._client, "another user"
+        if self.account.password:
+            return self._client, "password session"
+        if ctx.value is not None and ctx.minted is not None and ctx.minted_fingerprint in (None, ctx.value.fingerprint):
+            return self._token_client(ctx.value), "new token"
+        if ctx.minted_fingerprint is not None and self.account.api_token:
+            client = self._client  # the account's token as this process read it: the new one once the store wrote it
+            if client.token_fingerprint == ctx.minted_fingerprint:
+                return client, "new token"
+        return None, "old token"
+
+    def _usage_page(self, reader: JenkinsClient) -> TokenPage | None:
+        from providers.jenkins.security_page import parse_security_page
+
+        reader.sign_in()  # a password session signs in first (a token client has nothing to do)
+        html = reader.security_page(self.user, what=f"could not read the security page of Jenkins user {self.user}")
+        page = parse_security_page(html) if html is not None else None
+        self._page_readable = page is not None
+        return page
+
+    def _is_target_token(self, uuid: str, name: str) -> bool:
+        """A token the retire step revokes: the configured uuid, or named like the target (keyturn's names too)."""
+        token_name = self.target.token_name
+        return (uuid == self.target.token_uuid or name == token_name
+                or re.fullmatch(re.escape(token_name) + r"-\d{8}-[0-9a-f]{8}", name) is not None)
+
+    def _mark_key(self, ctx: RotationContext) -> tuple[str, str, str]:
+        assert ctx.minted is not None
+        return (self.base_url, self.user, ctx.minted.id)
+
+    def gate_baseline(self, ctx: RotationContext) -> dict[str, Any]:
+        """Each of the target's tokens' use count right after keyturn verified the new one (uuids, names, counts and
+        what read them; never a value). Never raises: a failure here must not undo a verified rotation, the gate says
+        later that it has nothing to compare with."""
+        from providers.jenkins.client import own_uses
+
+        if ctx.minted is None:
+            return {}
+        out: dict[str, Any] = {"read_at": self._now().isoformat(), "version": self._version or ""}
+        try:
+            reader, kind = self._gate_reader(ctx)
+            out["reader"] = kind
+            page = self._usage_page(reader) if reader is not None else None
+        except KeyturnError as exc:
+            out["unreadable"] = exc.message
+            return out
+        with _MARKS_LOCK:
+            _MARKS[self._mark_key(ctx)] = own_uses()  # after the read: the baseline counts include it
+        if reader is None:
+            out["unreadable"] = "keyturn held only the old token to read the page with"
+            return out
+        if page is None:
+            out["unreadable"] = f"the security page of {self.user} could not be read"
+            return out
+        mine = [t for t in page.tokens if t.uuid == ctx.minted.id or self._is_target_token(t.uuid, t.name)]
+        out.update(
+            markup=page.markup,
+            statistics=not page.stats_disabled,
+            new=ctx.minted.id,
+            old=[t.uuid for t in mine if t.uuid != ctx.minted.id],
+            names={t.uuid: t.name for t in mine},
+            uses={t.uuid: t.uses for t in mine},
+        )
+        return out
+
+    def consumer_gates(self, ctx: RotationContext) -> list[GateCheck]:
+        if ctx.minted is None:
+            return []
+        return [self._token_use_gate(ctx)]
+
+    def _own_since(self, ctx: RotationContext, fingerprint: str | None, *, upper: bool) -> int:
+        """Requests this process sent with the token of ``fingerprint`` since it took the baseline (or since it
+        started, when another process took it). ``upper`` counts the ones that got no answer too."""
+        from providers.jenkins.client import own_uses
+
+        if fingerprint is None:
+            return 0
+        with _MARKS_LOCK:
+            mark = _MARKS.get(self._mark_key(ctx), {})
+        counted, maybe = own_uses().get(fingerprint, (0, 0))
+        counted0, maybe0 = mark.get(fingerprint, (0, 0))
+        return (counted - counted0) + ((maybe - maybe0) if upper else 0)
+
+    def _old_fingerprint(self, ctx: RotationContext) -> str | None:
+        try:
+            old = self._old_value(ctx)
+        except KeyturnError:
+            return None
+        return old.fingerprint if old is not None else None
+
+    def _token_use_gate(self, ctx: RotationContext) -> GateCheck:
+        from urllib.parse import quote
+
+        assert ctx.minted is not None
+        new_id = ctx.minted.id
+        title = f"Jenkins API token use ({self.user} on {self.base_url})"
+        url = f"{self.base_url}/user/{quote(self.user, safe='')}/security/"
+        base = ctx.gate_baseline
+        now = self._now()
+        soaked = bool(ctx.soak_s > 0 and ctx.stored_at is not None and now >= ctx.stored_at + timedelta(seconds=ctx.soak_s))
+        waiting: list[str] = []
+        progress: list[str] = []
+        breaks = "every job still holding the old token gets 401 from its next request"
+        page: TokenPage | None = None
+        kind = ""
+        if not base or "uses" not in base:
+            why = base.get("unreadable") if base else "no reading was taken"
+            waiting.append(f"the use counts on {self.user}'s Jenkins security page were not read when the new token was "
+                           f"verified ({why}), so there is nothing to compare with")
+        else:
+            try:
+                reader, kind = self._gate_reader(ctx)
+                page = self._usage_page(reader) if reader is not None else None
+            except KeyturnError as exc:
+                waiting.append(f"the security page of Jenkins user {self.user} could not be read ({exc.message})")
+                reader = None
+            else:
+                if reader is None:
+                    waiting.append(
+                        f"keyturn holds only the old token to read {self.user}'s security page with, and that read would "
+                        f"count as a use of it (this run does not hold the new value and accounts.{self.account_name}"
+                        ".api_token does not point at it)"
+                    )
+                elif page is None:
+                    waiting.append(f"the security page of Jenkins user {self.user} could not be read, so keyturn cannot "
+                                   "see which token the jobs use")
+        if page is not None and page.stats_disabled:
+            waiting.append("Jenkins records no API token use (usage statistics are off under Manage Jenkins > Security "
+                           "> API Token)")
+        elif page is not None:
+            assert base is not None
+            with _MARKS_LOCK:
+                here = self._mark_key(ctx) in _MARKS  # this process took the baseline: it knows all its own reads
+            then: dict[str, int | None] = dict(base.get("uses") or {})
+            names: dict[str, str] = dict(base.get("names") or {})
+            # -- the new token: used by a job since the baseline?
+            new_fp = ctx.minted_fingerprint or (ctx.value.fingerprint if ctx.value is not None else None)
+            own_new = self._own_since(ctx, new_fp, upper=True)
+            attributable = here or (kind in COUNT_FREE and base.get("reader") in COUNT_FREE)
+            new_now = page.token(new_id)
+            new_then = then.get(new_id)
+            if new_now is None:
+                waiting.append("the new token is no longer on the security page (revoked or expired?)")
+            elif new_now.uses is None or new_then is None:
+                waiting.append("the security page shows no use count for the new token")
+            else:
+                total = max(0, new_now.uses - new_then)
+                jobs = max(0, total - own_new)
+                if not attributable:
+                    waiting.append(
+                        "keyturn cannot tell a job's use of the new token from its own page reads in earlier runs "
+                        f"(set accounts.{self.account_name}.password: a session's reads are not counted)"
+                    )
+                    progress.append(f"new token: used {_times(total)} since it was verified, keyturn's own reads among them")
+                else:
+                    if jobs == 0:
+                        waiting.append("the new token not used yet by any job")
+                    mine = f" ({_times(own_new)} by keyturn's own page reads, not counted)" if own_new else ""
+                    said = f"used by jobs {_times(jobs)}" if jobs else "not used by any job"
+                    progress.append(f"new token: {said} since it was verified{mine}")
+            # -- the old tokens: not used since?
+            own_old = self._own_since(ctx, self._old_fingerprint(ctx), upper=False)
+            grown = 0
+            unknown: list[str] = []
+            for uuid in base.get("old") or []:
+                name = names.get(uuid, uuid)
+                old_now = page.token(uuid)
+                if old_now is None:
+                    progress.append(f"old token {name!r}: no longer on the page")
+                    continue
+                old_then = then.get(uuid)
+                if old_now.uses is None or old_then is None:
+                    unknown.append(name)
+                    continue
+                grew = max(0, old_now.uses - old_then)
+                grown += grew
+                last = old_now.last_used_at or old_now.last_used
+                progress.append(f"old token {name!r}: " + (f"used {_times(grew)} since the store" if grew else "not used since the store")
+                                + (f" (last use: {last})" if last else ""))
+            old_jobs = max(0, grown - own_old)
+            if unknown:
+                waiting.append(f"the security page shows no use count for the old token ({', '.join(map(repr, unknown))})")
+            elif old_jobs:
+                waiting.append(f"the old token used {_times(old_jobs)} since the new one was stored")
+                breaks = f"the jobs that used the old token since the store ({_times(old_jobs)}) get 401 from their next request"
+        if waiting and soaked:  # the soak time stands in for the proof the counts could not give
+            return GateCheck(GATE_ID, title, True, url=url, breaks=breaks,
+                             progress=f"the soak time (revoke_after) since the store is over, without: {'; '.join(waiting)}"
+                             + (f"; {'; '.join(progress)}" if progress else ""))
+        return GateCheck(GATE_ID, title, not waiting, waiting_for="; ".join(waiting), progress="; ".join(progress),
+                         url=url, breaks=breaks)
+
     def _revoke_client(self, token_id: str, ctx: RotationContext) -> JenkinsClient:
         """Revoke (or read the page) with a token that survives the call: the token this rotation minted (ctx.minted
         with ctx.value), when it is not the one being revoked; else the sign-in client."""
+        value = ctx.value if ctx.minted is not None and ctx.minted.id != token_id else None
+        if self.account.password or not (self.account.api_token and value is not None and self.auth_user == self.user):
+            return self._client  # a session survives any revocation
+        return self._token_client(value)
+
+    def _token_client(self, value: SecretValue) -> JenkinsClient:
+        """A client signed in with ``value`` as the user's API token, kept by its fingerprint for the next call."""
         from providers.jenkins.client import JenkinsClient
 
-        value = ctx.value if ctx.minted is not None and ctx.minted.id != token_id else None
-        if not (self.account.api_token and value is not None and self.auth_user == self.user):
-            return self._client
         key = value.fingerprint
         if self._revoker is None or self._revoker[0] != key:
             if self._revoker is not None:

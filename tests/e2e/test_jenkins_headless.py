@@ -2,6 +2,10 @@
 
 The bot's current API token lives in Key Vault; the rotation signs in with it, mints the new one, stores it in
 the same secret, verifies it on a fresh client, revokes the old uuid and proves the old value gets 401.
+
+Since the consumer gate (issue 13, tests/e2e/test_jenkins_gate.py) the revoke waits until a job has used the new
+token; these tests are about the rest of the rotation, so they revoke with ``--revoke-now`` (journaled as an
+override of the gate) once they have seen it wait.
 """
 
 from __future__ import annotations
@@ -38,9 +42,14 @@ def test_rotation_new_token_works_old_gets_401(sandbox: Sandbox, keyturn, versio
     assert seeded is not None
     old_value = stored(sandbox)
     assert old_value == seeded.token_value and config_uuid(sandbox) == SEED_TOKEN_UUID
-    run = keyturn("rotate", "jenkins", "--no-input", "--json")
+    waited = keyturn("rotate", "jenkins", "--no-input", "--json")
+    assert waited.code == 0, waited.stderr
+    assert waited.json()["state"] == "propagated"  # the revoke waits for a job to use the new token
+    assert waited.json()["retire"]["waiting_for"] == ["the new token not used yet by any job"]
+    assert sandbox.jenkins.token_status(old_value) == "active"
+    run = keyturn("resume", "--no-input", "--json", "--revoke-now")
     assert run.code == 0, run.stderr
-    result = run.json()
+    result = run.json()["resumed"][0]
     assert result["state"] == "done"
     new_value = stored(sandbox)
     assert new_value != old_value
@@ -53,19 +62,20 @@ def test_rotation_new_token_works_old_gets_401(sandbox: Sandbox, keyturn, versio
         assert 89 * 86400 < new.expires_at - new.created_at <= 90 * 86400
     else:
         assert new.expires_at is None
-        assert run.stderr.count("never expires") == 1  # said once, before minting, not hidden
+        assert waited.stderr.count("never expires") == 1  # said once, before minting, not hidden
         assert "no expiry" in keyturn("rotate", "jenkins", "--no-input", "--dry-run").stdout  # the plan promises none
     # the config now names the current token's uuid (comments and the rest of the file untouched)
     assert config_uuid(sandbox) == new.uuid
     assert "# Jenkins" in sandbox.config_path.read_text()
-    assert new_value not in run.stdout + run.stderr and old_value not in run.stdout + run.stderr
+    said = run.stdout + run.stderr + waited.stdout + waited.stderr
+    assert new_value not in said and old_value not in said
     assert new_value not in sandbox.config_path.read_text()
 
 
 def test_second_rotation_retires_the_first_rotations_token(sandbox: Sandbox, keyturn) -> None:
-    assert keyturn("rotate", "jenkins", "--no-input").code == 0
+    assert keyturn("rotate", "jenkins", "--no-input", "--revoke-now").code == 0
     first = stored(sandbox)
-    run = keyturn("rotate", "jenkins", "--no-input", "--json")
+    run = keyturn("rotate", "jenkins", "--no-input", "--json", "--revoke-now")
     assert run.code == 0, run.stderr
     second = stored(sandbox)
     assert sandbox.jenkins.token_status(first) == "revoked"
@@ -83,7 +93,7 @@ def test_first_rotation_of_a_hand_made_token_finds_it_by_name(sandbox: Sandbox, 
     other = sandbox.jenkins.add_token(seeded.user, "someone else's script")
     dry = keyturn("rotate", "jenkins", "--no-input", "--dry-run")
     assert dry.code == 0 and SEED_TOKEN_UUID in dry.stdout  # the plan names the token it will revoke
-    run = keyturn("rotate", "jenkins", "--no-input", "--json")
+    run = keyturn("rotate", "jenkins", "--no-input", "--json", "--revoke-now")
     assert run.code == 0, run.stderr
     assert sandbox.jenkins.token_status(seeded.token_value) == "revoked"
     assert sandbox.jenkins.token_status(other.value) == "active"  # only the target's token
@@ -101,9 +111,14 @@ def test_unreadable_page_and_no_uuid_then_revoke_all_other_tokens(sandbox: Sandb
     assert dry.code == 0
     assert "script console" in dry.stderr and "--revoke-all-other-tokens" in dry.stderr
     assert "nothing to revoke" in dry.stdout
-    run = keyturn("rotate", "jenkins", "--no-input", "--json", "--revoke-all-other-tokens")
+    first = keyturn("rotate", "jenkins", "--no-input", "--json", "--revoke-all-other-tokens")
+    assert first.code == 0, first.stderr
+    assert f"EVERY other API token of {seeded.user}" in first.stderr  # named before it happens
+    assert first.json()["state"] == "propagated"  # no page, no use counts: the gate says so and does not pass
+    assert "could not be read" in first.json()["retire"]["gates"][0]["waiting_for"]
+    assert sandbox.jenkins.token_status(other.value) == "active"
+    run = keyturn("resume", "--no-input", "--json", "--revoke-now")
     assert run.code == 0, run.stderr
-    assert f"EVERY other API token of {seeded.user}" in run.stderr  # named before it happens
     assert sandbox.jenkins.token_status(seeded.token_value) == "revoked"
     assert sandbox.jenkins.token_status(other.value) == "revoked"
     assert [t.value for t in live_tokens(sandbox)] == [stored(sandbox)]
@@ -125,14 +140,14 @@ def test_interrupted_mint_without_a_list_stops_and_asks(sandbox: Sandbox, keytur
     assert orphan.name in line and "--orphan-checked" in line
     assert len(live_tokens(sandbox)) == 2  # nothing minted meanwhile
     sandbox.jenkins.revoke(orphan.uuid)  # what the engineer does on the security page
-    resumed = keyturn("resume", "--no-input", "--json", "--orphan-checked")
+    resumed = keyturn("resume", "--no-input", "--json", "--orphan-checked", "--revoke-now")
     assert resumed.code == 0, resumed.stderr
     (live,) = live_tokens(sandbox)
     assert live.value == stored(sandbox) and sandbox.jenkins.token_status(seeded.token_value) == "revoked"
 
 
 def test_status_knows_the_expiry_the_security_page_does_not_show(sandbox: Sandbox, keyturn) -> None:
-    assert keyturn("rotate", "jenkins", "--no-input").code == 0
+    assert keyturn("rotate", "jenkins", "--no-input", "--revoke-now").code == 0
     run = keyturn("status", "--json")
     row = next(r for r in run.json()["targets"] if r["target"] == "jenkins")
     assert row["state"] == "ok" and 88 <= row["days_left"] <= 90  # validity_days = 90, from the mint's answer
