@@ -306,8 +306,12 @@ class JenkinsWorld:
         return self.add_token(user, name, expires_at=expires)
 
     def config_toml(self, base_url: str, *, account: str = "jenkins", target: str = "jenkins",
-                    api_token_ref: str = "file:sandbox-jenkins.token") -> str:  # noqa: S107 (a reference)
-        """The ``[accounts.<account>]`` and ``[targets.<target>]`` blocks pointing keyturn at this controller."""
+                    api_token_ref: str = "file:sandbox-jenkins.token",  # noqa: S107 (a reference)
+                    password_ref: str | None = None) -> str:
+        """The ``[accounts.<account>]`` and ``[targets.<target>]`` blocks pointing keyturn at this controller.
+
+        ``password_ref`` (a reference to the seeded user's password) makes keyturn sign in with a session, whose
+        requests Jenkins does not count as token uses: the consumer gate then reads exact job counts in every run."""
         seeded = self.seeded
         assert seeded is not None
 
@@ -322,6 +326,7 @@ class JenkinsWorld:
                 f"base_url = {q(base_url)}",
                 f"user = {q(seeded.user)}",
                 f"api_token = {q(api_token_ref)}",
+                *([f"password = {q(password_ref)}"] if password_ref else []),
                 "",
                 f"[targets.{target}]",
                 f"account = {q(account)}",

@@ -246,3 +246,13 @@ def test_before_page_hook_runs_before_rendering_and_is_not_saved(jk: JenkinsStan
     assert '<span class="token-use-counter">2</span>' in html  # the read and the job's call, both on the page
     saved = persist.loads(persist.dumps({"format": persist.WORLD_FORMAT, "jenkins": jk.world}))["jenkins"]
     assert saved.before_page is None and jk.world.before_page is job
+
+
+def test_config_toml_can_name_the_password(jk: JenkinsStandalone) -> None:
+    import tomllib
+
+    from app.config import Account
+
+    doc = tomllib.loads(jk.world.config_toml(jk.url, password_ref="file:sandbox-jenkins.password"))
+    assert Account(**doc["accounts"]["jenkins"]).password == "file:sandbox-jenkins.password"
+    assert "password" not in tomllib.loads(jk.world.config_toml(jk.url))["accounts"]["jenkins"]
