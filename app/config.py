@@ -311,6 +311,8 @@ class Config(_Model):
             for i, step in enumerate(target.follow_ups):
                 if isinstance(step, ConductorOneConnector):
                     refs.append((f"targets.{name}.follow_ups.{i}.client_secret", step.client_secret))
+                elif isinstance(step, AzurePipelinesRun):
+                    refs.append((f"targets.{name}.follow_ups.{i}.token", step.token))
         return refs
 
     def resolve_path(self, p: Path | str) -> Path:
@@ -338,7 +340,9 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
-_KIND_TAGS = {"flux-sops-secret", "keyvault-secret-version", "aws-ssm-parameter", "conductorone-connector", "keyring", "manual"}
+_KIND_TAGS = {
+    "flux-sops-secret", "keyvault-secret-version", "aws-ssm-parameter", "conductorone-connector", "keyring", "manual", "azure-pipelines-run",
+}
 
 
 def _friendly(err: Any) -> str:

@@ -1042,13 +1042,21 @@ class Rotation:
             return "old tokens already retired"
         if not self._olds() and not self.revoke_all_others:
             return self.retire()  # nothing dies: no consumer can break
+        if self.new_token is not None:
+            self.ensure_held()  # a store or branch changed behind keyturn's back stops here, not as "still waiting"
+        if passed := self._last_event("gates_passed"):
+            # every gate passed before an interruption (the journal says so): the revoke goes on; a gate need not be
+            # provable twice (a Jenkins page read with the new token counts keyturn's own reads in another run)
+            self.gates = [GateCheck(str(g.get("gate")), str(g.get("title")), True, progress=f"{g.get('progress') or 'passed'} (journaled)")
+                          for g in passed.get("gates", [])]
+            return self.retire(held=True)
         self.gates = self.check_gates()
         waiting = [c for c in self.gates if not c.passed]
         if now:
             for c in waiting:
                 self.override_gate(c, by="--revoke-now")
                 self.engine.emit("warning", f"--revoke-now: revoking although the revoke waited for: {c.waiting_for}")
-            return self.retire()
+            return self.retire(held=True)
         texts = [c.waiting_for for c in waiting]
         delay = timedelta(seconds=self.plan.revoke_after_s)
         if delay:
@@ -1072,12 +1080,13 @@ class Rotation:
             self._write("gates_passed", gates=[{"gate": g.gate, "title": g.title, "progress": g.progress} for g in self.gates])
             for g in self.gates:
                 self.engine.emit("step", f"{g.title}: {g.progress or 'passed'}")
-        return self.retire()
+        return self.retire(held=True)
 
-    def retire(self) -> str:
+    def retire(self, *, held: bool = False) -> str:
+        """Revoke the old tokens (``held``: every store was just read back and holds the new token)."""
         olds = self._olds()
         new = self.new_token
-        if new is not None:
+        if new is not None and not held:
             self.ensure_held()  # never zero live tokens: the old one dies only when every store holds the new one
         ctx = self.context()  # Buildkite records ctx.revoke_reason with each revocation
         if olds and (notice := self.provider.retire_notice()):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
 from screens import ICONS, WizardScreen, one_line
@@ -99,7 +99,7 @@ class RetireScreen(WizardScreen["str | None"]):
     def compose(self) -> ComposeResult:
         rotation = self.rotation
         yield Static(f"Verify and retire · {rotation.record.target} · rotation {rotation.id[:8]}", classes="title-bar")
-        with Vertical(id="retire-main"):
+        with VerticalScroll(id="retire-main"):
             yield Static(f"{ICONS['running']} Checking the verification…", id="verified", markup=False)
             yield Static("Old tokens of this target", classes="section")
             yield Static(self._old_tokens(), id="old", markup=False)

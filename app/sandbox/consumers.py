@@ -39,6 +39,7 @@ def play(sandbox: Sandbox, gate: GateCheck, detail: dict[str, Any]) -> str:
         merge_branch(sandbox.flux.bare, branch)
         return f"the sandbox's reviewer merged {branch} into main"
     if gate.gate == "buildkite-agents":
+        _next_second()
         n = sandbox.buildkite.reconnect_agents()
         return f"{n} sandbox agent(s) reconnected with the token in their store"
     if gate.gate == "jenkins-token-use":
@@ -46,6 +47,14 @@ def play(sandbox: Sandbox, gate: GateCheck, detail: dict[str, Any]) -> str:
             raise KeyturnError("the sandbox's deploy job was refused by Jenkins with the token in its store")
         return "the sandbox's deploy job called Jenkins with the token in its store"
     raise KeyturnError(f"nothing in the sandbox plays the consumer of {gate.title}")
+
+
+def _next_second() -> None:
+    """Buildkite's connectedAt has whole seconds, and an agent that connected in the second the new token was stored
+    counts as connected before it (the gate cannot tell): a restarted agent comes back a moment later, as real ones do."""
+    import time
+
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
 
 
 JENKINS_STORE = ("cftptl-intsvc", "jenkins-api-token")  # where the sandbox's deploy jobs read their token
@@ -70,6 +79,7 @@ def every_consumer_follows(sandbox: Sandbox) -> list[str]:
         for branch in open_branches(sandbox.flux.bare):
             merge_branch(sandbox.flux.bare, branch)
             said.append(f"merged {branch}")
+    _next_second()
     said.append(f"{sandbox.buildkite.reconnect_agents()} agent(s) reconnected")
     said.append("the deploy jobs ran" if deploy_job(sandbox) else "the deploy jobs were refused")
     return said

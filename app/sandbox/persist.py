@@ -43,6 +43,7 @@ SANDBOX_ENTRIES = (
     "sandbox-c1.secret",
     "sandbox-buildkite.token",
     "sandbox-jenkins.token",
+    "sandbox-jenkins.password",
     "aws-credentials",
     "age.key",
     "flux-config",

@@ -118,6 +118,7 @@ class Sandbox:
         self.aws_credentials_path = self.directory / "aws-credentials"
         self.buildkite_token_path = self.directory / "sandbox-buildkite.token"
         self.jenkins_token_path = self.directory / "sandbox-jenkins.token"
+        self.jenkins_password_path = self.directory / "sandbox-jenkins.password"
         self.c1_secret_path = self.directory / "sandbox-c1.secret"
         self.config_path = self.directory / "keyturn.toml"
         self.ca_path = self.directory / "ca.pem"
@@ -265,6 +266,7 @@ class Sandbox:
         write_private(self.buildkite_token_path, self.buildkite.seeded.keyturn_token.encode("utf-8"))
         assert self.jenkins.seeded is not None
         write_private(self.jenkins_token_path, self.jenkins.seeded.token_value.encode("utf-8"))
+        write_private(self.jenkins_password_path, self.jenkins.seeded.password.encode("utf-8"))
         old_urls = self._saved.get("urls")
         if self.loaded and old_urls and self.config_path.exists():
             # keep the config as the last run (or a rotation: Jenkins records its token's uuid) left it; new ports
@@ -467,8 +469,12 @@ class Sandbox:
             'secret = "buildkite-conductorone-token"',
             "",
             self.conductorone.follow_up_toml("buildkite-conductorone", base_url=u["conductorone"]),
-            f"# Jenkins {self.jenkins.version} (token expiry from 2.548): the bot signs in with its current API token",
-            self.jenkins.config_toml(u["jenkins"], api_token_ref="vault:cftptl-intsvc/jenkins-api-token").rstrip("\n"),  # noqa: S106
+            f"# Jenkins {self.jenkins.version} (token expiry from 2.548): the bot signs in with its password (a session:",
+            "# Jenkins counts no token use for it, so the use counts on its security page are the jobs' alone, in every",
+            "# run); api_token names the current API token",
+            self.jenkins.config_toml(
+                u["jenkins"], api_token_ref="vault:cftptl-intsvc/jenkins-api-token", password_ref="file:sandbox-jenkins.password",  # noqa: S106
+            ).rstrip("\n"),
             "validity_days = 90",
             'description = "The API token the deploy jobs call Jenkins with"',
             "",

@@ -39,7 +39,7 @@ def test_rotate_daily_checks_end_to_end(sandbox: Sandbox, keyturn) -> None:
     assert new is not None and not new.revoked
     assert set(new.scopes) == DAILY_SCOPES and len(new.scopes) == 4
     assert new.target_accounts is not None  # one organization, not all
-    assert new.uses == 1  # used exactly once: the verification
+    assert new.uses == 2  # the verification, and the daily-checks pipeline run that reads it from Key Vault (the gate)
     assert state.pat(old[0].authorization_id).revoked  # type: ignore[union-attr]
 
     versions = state.secret_versions("cftptl-intsvc", "azure-devops-token")

@@ -121,7 +121,10 @@ def test_abort_works_when_the_target_was_removed(sandbox: Sandbox, keyturn) -> N
     rid = _crash(keyturn, "after:verified")
     text = sandbox.config_path.read_text()
     start = text.index("[targets.daily-checks]")
-    end = text.index("\n[", text.index('secret = "azure-devops-token"', start))
+    end = start  # the target's table and every [[targets.daily-checks.follow_ups]] after it
+    while (nxt := text.find("\n[", end + 1)) != -1 and text.startswith("\n[[targets.daily-checks.", nxt):
+        end = nxt
+    end = text.find("\n[", end + 1)
     sandbox.config_path.write_text(text[:start] + text[end + 1 :])
     resumed = keyturn("resume", rid[:8], "--no-input")
     assert resumed.code == 2 and "no longer in" in resumed.stderr and f"keyturn abort {rid[:8]}" in resumed.stderr

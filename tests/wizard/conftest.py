@@ -433,8 +433,20 @@ async def checklist_to_summary(wiz: Any, pilot: Pilot[Any]) -> None:
     await wiz.wait_until(
         pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready, what="verify and retire"
     )
+    await pass_the_gates(wiz, pilot)
     await pilot.press("enter")  # revoke now
     await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "SummaryScreen", what="the summary")
+
+
+async def pass_the_gates(wiz: Any, pilot: Pilot[Any]) -> None:
+    """On the retire screen: while a consumer gate waits, the sandbox plays its consumer (m) until every gate passed."""
+    app = pilot.app
+    for _ in range(3):
+        if not app.screen.waiting:
+            return
+        await pilot.press("m")
+        await wiz.wait_until(pilot, lambda: app.screen.ready and not app.screen.busy, what="the sandbox's consumer")
+    assert not app.screen.waiting, wiz.screen_text(app)
 
 
 
@@ -454,4 +466,5 @@ def wiz() -> Any:
         review_and_mint=review_and_mint,
         reveal_to_summary=reveal_to_summary,
         checklist_to_summary=checklist_to_summary,
+        pass_the_gates=pass_the_gates,
     )

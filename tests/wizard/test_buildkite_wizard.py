@@ -43,19 +43,23 @@ async def test_cluster_agent_token_rotates_end_to_end(wiz, sandbox_wizard, wizar
         await wiz.review_and_mint(wiz, pilot)
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen", what="the reveal")
         await pilot.press("ctrl+s")
-        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen", what="the checklist")
-        checklist = " ".join(wiz.screen_text(app).translate({ord("▎"): " ", ord("▊"): " "}).split())  # no borders
-        # the manual step that says what revoking does, before the old token is revoked
-        assert "Cycle agents that cache the old agent token" in checklist
-        assert "buildkite-agent-metrics binary" in checklist and "already connected" in checklist
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready, what="retire")
+        text = " ".join(wiz.screen_text(app).split())
+        # issue 13: the old token waits for the agents that connected with it, counted live from Buildkite
+        assert "Agents of cluster Default cluster: 2 agents still connected since before the new token was stored" in text
+        assert "m Sandbox: play it" in text  # the agents reconnect with the new token
         assert not bk.cluster_token(old.uuid).revoked  # type: ignore[union-attr]
-        await wiz.checklist_to_summary(wiz, pilot)
+        await pilot.press("enter")  # the default while a gate waits: nothing is revoked
+        await pilot.pause()
+        assert not bk.cluster_token(old.uuid).revoked  # type: ignore[union-attr]
+        await wiz.checklist_to_summary(wiz, pilot)  # m: the agents reconnect; the gate passes; Enter revokes
         await pilot.press("enter")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "TargetsScreen")
 
     (record,) = journal_of(wizard_sandbox).all()
     assert record.target == "buildkite-cluster" and record.state == "done"
-    assert any(k.startswith("manual-buildkite-") for k in record.steps_done)  # ticked by hand, journaled
+    (passed,) = [e for e in record.events if e["event"] == "gates_passed"]  # what the revoke rested on, journaled
+    assert [g["gate"] for g in passed["gates"]] == ["buildkite-agents"]
     tokens = {t.uuid: t for t in bk.cluster_tokens(include_revoked=True)}
     assert tokens[old.uuid].revoked
     live = [t for t in bk.cluster_tokens() if t.description.startswith("Default cluster agents-")]
@@ -115,7 +119,7 @@ async def test_unclustered_agent_token_rotates_end_to_end(wiz, sandbox_wizard, w
     assert stored.value == live[0].value
 
 
-async def test_buildkite_rotation_left_at_the_checklist_resumes(wiz, sandbox_wizard, wizard_sandbox) -> None:
+async def test_buildkite_rotation_left_waiting_for_its_agents_resumes(wiz, sandbox_wizard, wizard_sandbox) -> None:
     bk = wizard_sandbox.buildkite
     old = next(t for t in bk.cluster_tokens() if t.description == "Default cluster agents")
     app = sandbox_wizard()
@@ -124,15 +128,16 @@ async def test_buildkite_rotation_left_at_the_checklist_resumes(wiz, sandbox_wiz
         await wiz.review_and_mint(wiz, pilot)
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen", what="the reveal")
         await pilot.press("ctrl+s")
-        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen", what="the checklist")
-        await pilot.press("l")  # leave it; the journal keeps it
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready, what="retire")
+        assert app.screen.waiting  # the agents still hold the old token
+        await pilot.press("l")  # leave it waiting; the journal keeps it
         await wiz.wait_until(
             pilot, lambda: wiz.screen_name(app) == "TargetsScreen" and not app.screen.reading, what="the targets"
         )
         (record,) = journal_of(wizard_sandbox).unfinished()
         assert not bk.cluster_token(old.uuid).revoked  # type: ignore[union-attr]
         await pilot.press("tab", "enter")  # the unfinished rotations' table: resume it
-        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen", what="the resumed checklist")
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RetireScreen", what="the resumed retire screen")
         await wiz.checklist_to_summary(wiz, pilot)
 
     (done,) = journal_of(wizard_sandbox).all()

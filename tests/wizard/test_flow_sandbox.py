@@ -85,7 +85,7 @@ async def test_daily_checks_rotation_with_the_keyboard(wiz, sandbox_wizard, wiza
     app = sandbox_wizard()
     async with app.run_test(size=(80, 24)) as pilot:
         press = wiz.KeyCounter(pilot)
-        await rotate(wiz, pilot, press, "daily-checks", checklist=False, stored=True)
+        await rotate(wiz, pilot, press, "daily-checks", checklist=True, stored=True)  # the pipeline run
         summary = " ".join(wiz.screen_text(app).split())  # words, whatever the wrapping
         await press("enter")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "TargetsScreen")
@@ -93,7 +93,9 @@ async def test_daily_checks_rotation_with_the_keyboard(wiz, sandbox_wizard, wiza
     (record,) = journal_of(wizard_sandbox).all()
     assert record.target == "daily-checks"
     assert record.state == "done"
-    assert list(record.steps_done) == ["keyvault-secret-version-cftptl-intsvc-azure-devops-token"]  # a stable id
+    store, check = list(record.steps_done)
+    assert store == "keyvault-secret-version-cftptl-intsvc-azure-devops-token"  # a stable id
+    assert check.startswith("azure-pipelines-run-")  # the consumer check the revoke waited for
     new = state.pat(record.new_token["id"])
     assert new is not None and not new.revoked
     assert sorted(new.scopes) == sorted(BUILTIN_PRESETS["daily-checks"].scopes)
@@ -175,6 +177,10 @@ async def test_the_token_never_reaches_a_screenshot_a_toast_or_a_log(
         await pilot.pause()
         await look(pilot)
         await press("ctrl+s")
+        await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen" and all(
+            s == "done" for s in app.screen.states.values()))  # the pipeline run, the consumer check
+        await look(pilot)
+        await press("ctrl+s")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready)
         await press("enter")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "SummaryScreen")
@@ -218,6 +224,7 @@ async def test_leave_at_the_checklist_then_resume_from_the_targets(wiz, sandbox_
         assert app.screen.states[flux_step(app.screen)] == "done"  # from the journal: not run twice
         await pilot.press("ctrl+s")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready)
+        await wiz.pass_the_gates(wiz, pilot)  # m: the sandbox's reviewer merges the pull request
         await pilot.press("enter")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "SummaryScreen")
 
@@ -233,6 +240,6 @@ async def test_max_lifespan_clamp_is_explained_in_the_summary(wiz, sandbox_wizar
     app = sandbox_wizard()
     async with app.run_test(size=(80, 24)) as pilot:
         press = wiz.KeyCounter(pilot)
-        await rotate(wiz, pilot, press, "daily-checks", checklist=False, stored=True)
+        await rotate(wiz, pilot, press, "daily-checks", checklist=True, stored=True)  # the pipeline run
         summary = " ".join(wiz.screen_text(app).split())
     assert "maximum PAT lifespan clamped the expiry" in summary
