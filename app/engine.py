@@ -1056,6 +1056,7 @@ class Rotation:
             for c in waiting:
                 self.override_gate(c, by="--revoke-now")
                 self.engine.emit("warning", f"--revoke-now: revoking although the revoke waited for: {c.waiting_for}")
+            self._gates_passed([c for c in self.gates if c not in waiting])
             return self.retire(held=True)
         texts = [c.waiting_for for c in waiting]
         delay = timedelta(seconds=self.plan.revoke_after_s)
@@ -1076,11 +1077,15 @@ class Rotation:
             msg = f"revoke waits for: {'; '.join(texts)}; `keyturn resume {self.id[:8]}` checks again and revokes once they pass"
             self.engine.emit("waiting", msg)
             return msg
-        if self.gates:  # the proof the revoke rests on, for the audit trail and the summary
-            self._write("gates_passed", gates=[{"gate": g.gate, "title": g.title, "progress": g.progress} for g in self.gates])
-            for g in self.gates:
-                self.engine.emit("step", f"{g.title}: {g.progress or 'passed'}")
+        self._gates_passed(self.gates)
         return self.retire(held=True)
+
+    def _gates_passed(self, gates: list[GateCheck]) -> None:
+        """Journal the proof the revoke rests on (the audit trail, the summary, a resume after an interruption)."""
+        if gates:
+            self._write("gates_passed", gates=[{"gate": g.gate, "title": g.title, "progress": g.progress} for g in gates])
+            for g in gates:
+                self.engine.emit("step", f"{g.title}: {g.progress or 'passed'}")
 
     def retire(self, *, held: bool = False) -> str:
         """Revoke the old tokens (``held``: every store was just read back and holds the new token)."""

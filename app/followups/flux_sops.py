@@ -605,7 +605,7 @@ class FluxSopsStep(StepDefaults):
         fp = ctx.options.get("fingerprint")
         if fp and detail.get("branch"):
             try:
-                merged = self._reconciled(ctx.config, fetch=False)
+                merged = self._reconciled(ctx.config, fetch=True)  # what the remote holds now, not the last fetch
             except FollowUpError:
                 merged = None
             if merged is not None and all(v == fp for v in self._prints_at(ctx.config, merged[1]).values()):

@@ -239,7 +239,8 @@ SERVER_CASES = [
     Case("server-buildkite-no-graphql", "lacks GraphQL access", "server", args=("rotate", "buildkite-unclustered", "--no-input", "--skip-manual"), setup=lambda sb, cfg: sb.buildkite.set_graphql_access(sb.buildkite.seeded.keyturn_token, False), fresh_sandbox=True),  # type: ignore[union-attr]
     Case("server-buildkite-token-revoked", "it is unknown, revoked or expired (HTTP 401)", "server", args=("rotate", "buildkite-unclustered", "--no-input", "--skip-manual"), setup=lambda sb, cfg: sb.buildkite.revoke_api_token(sb.buildkite.seeded.keyturn_token), fresh_sandbox=True),  # type: ignore[union-attr]
     Case("server-buildkite-revoke-refused", "does not allow revoking agent token", "server", args=("rotate", "buildkite-unclustered", "--no-input", "--skip-manual"), setup=_revoke_not_allowed, fresh_sandbox=True, check=_old_token_kept),
-    Case("server-jenkins-token-revoked", "accounts.jenkins.api_token is refused (401)", "server", args=("rotate", "jenkins", "--no-input"), setup=lambda sb, cfg: sb.jenkins.revoke(sb.jenkins.seeded.token_uuid), fresh_sandbox=True),  # type: ignore[union-attr]
+    Case("server-jenkins-token-revoked", "accounts.jenkins.api_token is refused (401)", "server", args=("rotate", "jenkins", "--no-input"), setup=lambda sb, cfg: sb.jenkins.revoke(sb.jenkins.seeded.token_uuid), fresh_sandbox=True,
+         edits=(('password = "file:sandbox-jenkins.password"\n', ""),)),  # a token-only account signs in with the token  # type: ignore[union-attr]
     Case("server-conductorone-bad-client-secret", "not a ConductorOne client secret", "server", args=("rotate", "buildkite-conductorone", "--no-input", "--dry-run"), edits=(('client_secret = "file:sandbox-c1.secret"', 'client_secret = "file:c1-wrong.secret"'),), setup=_write("c1-wrong.secret", "kt-matrix-c1-wrong-value"), secret="kt-matrix-c1-wrong-value"),
 ]
 

@@ -26,17 +26,18 @@ def stored(sandbox: Sandbox) -> str:
 
 
 def with_password(sandbox: Sandbox) -> None:
-    """accounts.jenkins.password: the bot's Jenkins password, in a 0600 file beside the config."""
-    seeded = sandbox.jenkins.seeded
-    assert seeded is not None
-    path = sandbox.config_path.parent / "jenkins.password"
-    path.write_text(seeded.password)
-    os.chmod(path, 0o600)
+    """accounts.jenkins.password: the sandbox's own config names the bot's password (a 0600 file beside it)."""
+    password = tomllib.loads(sandbox.config_path.read_text())["accounts"]["jenkins"]["password"]
+    assert password == "file:sandbox-jenkins.password"
+    assert os.stat(sandbox.config_path.parent / "sandbox-jenkins.password").st_mode & 0o077 == 0
+
+
+def without_password(sandbox: Sandbox) -> None:
+    """A token-only account: keyturn signs in with the API token the store holds."""
     text = sandbox.config_path.read_text()
-    marker = 'api_token = "vault:cftptl-intsvc/jenkins-api-token"\n'
-    assert marker in text
-    sandbox.config_path.write_text(text.replace(marker, marker + 'password = "file:jenkins.password"\n', 1))
-    assert tomllib.loads(sandbox.config_path.read_text())["accounts"]["jenkins"]["password"] == "file:jenkins.password"
+    line = 'password = "file:sandbox-jenkins.password"\n'
+    assert text.count(line) == 1
+    sandbox.config_path.write_text(text.replace(line, ""))
 
 
 def journal(sandbox: Sandbox, rotation_id: str) -> tuple[list[dict], str]:
@@ -126,6 +127,7 @@ def test_an_old_token_use_after_the_store_keeps_it_waiting(sandbox: Sandbox, key
 def test_token_only_account_cannot_prove_a_job_in_a_later_run(sandbox: Sandbox, keyturn) -> None:
     """Without a password keyturn reads the page with the new token (never the old one): the run that took the
     baseline knows its own reads, a later run does not, and says so instead of counting its own reads as a job."""
+    without_password(sandbox)
     old_value = stored(sandbox)
     run = keyturn("rotate", "jenkins", "--no-input", "--json")
     assert run.code == 0, run.stderr
@@ -154,6 +156,7 @@ def test_token_only_account_cannot_prove_a_job_in_a_later_run(sandbox: Sandbox, 
 def test_soak_time_lets_the_revoke_go_ahead_without_proof(sandbox: Sandbox, keyturn) -> None:
     import time
 
+    without_password(sandbox)
     marker = 'description = "The API token the deploy jobs call Jenkins with"\n'
     text = sandbox.config_path.read_text()
     assert text.count(marker) == 1

@@ -114,6 +114,9 @@ def leak_sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[San
     if case.aws:
         pytest.importorskip("moto.server")
     with Sandbox(tmp_path / "sb", aws=case.aws) as sb:
+        from app.sandbox.consumers import consumers_follow_promptly
+
+        consumers_follow_promptly(sb)  # every value goes everywhere it goes in one run, the revoke included
         yield sb
 
 

@@ -278,6 +278,9 @@ def test_a_rotation_cut_short_resumes_in_the_next_demo(
         assert [
             p.authorization_id for p in sb.state.pats() if p.display_name.startswith(target.split("-")[0])
         ] == minted
+        from app.sandbox.consumers import consumers_follow_promptly
+
+        consumers_follow_promptly(sb)  # the Flux pull request merges as it is pushed; the gates pass in the resume
         resumed = keyturn(sb.config_path, home, "resume", "--no-input", "--json")
         assert resumed.returncode == 0, resumed.stderr
         assert [r["state"] for r in json.loads(resumed.stdout)["resumed"]] == ["done"]

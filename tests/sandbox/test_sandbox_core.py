@@ -27,11 +27,11 @@ def test_start_writes_private_files_and_a_valid_config(tmp_path: Path) -> None:
     d = tmp_path / "deep" / "sb"
     with Sandbox(d) as sb:
         assert mode(d) == 0o700
-        for name in ("ca.pem", "sandbox-sp.secret", "sandbox-c1.secret", "keyturn.toml", "age.key"):
+        for name in ("ca.pem", "sandbox-sp.secret", "sandbox-c1.secret", "keyturn.toml", "age.key", "sandbox-jenkins.password"):
             assert mode(d / name) == 0o600, name
         assert sorted(p.name for p in d.iterdir()) == [
             "age.key", "ca.pem", "flux-config", "flux-config.git", "keyturn.toml", "sandbox-buildkite.token", "sandbox-c1.secret",
-            "sandbox-jenkins.token", "sandbox-sp.secret"]
+            "sandbox-jenkins.password", "sandbox-jenkins.token", "sandbox-sp.secret"]
         assert (d / "sandbox-sp.secret").read_text() == sb.state.sp_client_secret
         assert set(sb.urls) == {"entra", "vssps", "devops", "vault:rpe-prod", "vault:cftptl-intsvc", "conductorone", "buildkite-graphql", "buildkite-rest", "jenkins"}
         assert len({u for u in sb.urls.values()}) == 9

