@@ -1020,6 +1020,15 @@ class Rotation:
             for c in checks
         ]
 
+    def _journal_waiting(self, texts: list[str]) -> None:
+        if texts != self.waiting_for:
+            self._write("retire_waiting", waiting_for=texts)
+
+    def note_gates(self, checks: list[GateCheck]) -> None:
+        """The wizard asked the gates: journal what the revoke waits for (status and the targets screen say it)."""
+        if self.state == "propagated" and (texts := [c.waiting_for for c in checks if not c.passed]):
+            self._journal_waiting(texts)
+
     def override_gate(self, gate: GateCheck, by: str) -> None:
         """The engineer chose to revoke without this gate (after being told what breaks): journaled, never silent."""
         if gate.gate not in self.overridden_gates():
@@ -1072,8 +1081,7 @@ class Rotation:
                     return msg
                 texts.append(f"the soak time (revoke_after) until {due:%Y-%m-%d %H:%M} UTC")
         if texts:
-            if texts != self.waiting_for:
-                self._write("retire_waiting", waiting_for=texts)
+            self._journal_waiting(texts)
             msg = f"revoke waits for: {'; '.join(texts)}; `keyturn resume {self.id[:8]}` checks again and revokes once they pass"
             self.engine.emit("waiting", msg)
             return msg

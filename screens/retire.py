@@ -196,6 +196,7 @@ class RetireScreen(WizardScreen["str | None"]):
         try:
             with self.wizard.rotation_lock:
                 gates = self.rotation.check_gates()
+                self.rotation.note_gates(gates)
         except Exception as exc:
             self.ui(self._failed, one_line(exc))
             gates = self.gates
@@ -208,6 +209,7 @@ class RetireScreen(WizardScreen["str | None"]):
                 self.rotation.run_until("propagated")  # already done by the checklist, or nothing to propagate
                 detail = self.rotation.verified_detail()
                 gates = self.rotation.check_gates() if self.rotation.plan.old_tokens else []
+                self.rotation.note_gates(gates)
         except Exception as exc:
             self.ui(self._failed, one_line(exc))
             return
@@ -309,6 +311,7 @@ class RetireScreen(WizardScreen["str | None"]):
             self.ui(self.notify, said)
             with self.wizard.rotation_lock:
                 gates = self.rotation.check_gates()
+                self.rotation.note_gates(gates)
         except Exception as exc:
             self.ui(self._failed, one_line(exc))
             gates = self.gates
