@@ -1043,23 +1043,31 @@ class Rotation:
         new = self.new_token
         return [t.info() for t in self.plan.old_tokens if not (new and t.id == new.id)]
 
-    def schedule_or_retire(self, *, now: bool = False) -> str:
+    @property
+    def revokes_something(self) -> bool:
+        """The retire step kills a token (an old one, or every other token of the user): the gates matter."""
+        return bool(self._olds()) or self.revoke_all_others
+
+    def schedule_or_retire(self, *, now: bool = False, skip_soak: bool = False) -> str:
         """Revoke the old tokens once every consumer gate passes and the target's soak time (`revoke_after`) is over;
         else journal what the revoke waits for (the rotation stays `propagated`; `keyturn resume` checks again).
-        ``now`` (headless --revoke-now): revoke at once, journaling and saying every gate it skipped."""
+        ``now`` (headless --revoke-now): revoke at once, journaling and saying every gate it skipped. ``skip_soak``
+        (the wizard's "revoke now"): no soak time, but every gate still has to pass (overrides are asked one by one)."""
         if self._at_least("old_retired"):
             return "old tokens already retired"
-        if not self._olds() and not self.revoke_all_others:
+        if not self.revokes_something:
             return self.retire()  # nothing dies: no consumer can break
         if self.new_token is not None:
             self.ensure_held()  # a store or branch changed behind keyturn's back stops here, not as "still waiting"
-        if passed := self._last_event("gates_passed"):
-            # every gate passed before an interruption (the journal says so): the revoke goes on; a gate need not be
-            # provable twice (a Jenkins page read with the new token counts keyturn's own reads in another run)
-            self.gates = [GateCheck(str(g.get("gate")), str(g.get("title")), True, progress=f"{g.get('progress') or 'passed'} (journaled)")
-                          for g in passed.get("gates", [])]
-            return self.retire(held=True)
         self.gates = self.check_gates()
+        if passed := self._last_event("gates_passed"):
+            # a provider's gate that passed before an interruption (journaled) stays passed: it may read counts another
+            # run cannot reproduce (a Jenkins page read with the new token counts keyturn's own reads there); a
+            # follow-up's gate (Flux, a pipeline run, a sync) is asked again, so a consumer gone back is never missed
+            steps = {s.id for s in self.steps}
+            proven = {str(g.get("gate")): g for g in passed.get("gates", []) if str(g.get("gate")) not in steps}
+            self.gates = [replace(c, passed=True, progress=f"{proven[c.gate].get('progress') or 'passed'} (journaled)")
+                          if not c.passed and c.gate in proven else c for c in self.gates]
         waiting = [c for c in self.gates if not c.passed]
         if now:
             for c in waiting:
@@ -1069,13 +1077,14 @@ class Rotation:
             return self.retire(held=True)
         texts = [c.waiting_for for c in waiting]
         delay = timedelta(seconds=self.plan.revoke_after_s)
-        if delay:
+        if delay and not skip_soak:
             if self.record.retire_at is None:
                 self._write("retire_scheduled", at=(self.engine.clock() + delay).isoformat())
             assert self.record.retire_at is not None
             due = datetime.fromisoformat(self.record.retire_at)
             if self.engine.clock() < due:
                 if not texts:  # only the soak time: the journaled schedule says it all
+                    self._journal_waiting([])  # what an earlier check waited for has passed
                     msg = f"revoking the old token is scheduled for {due:%Y-%m-%d %H:%M} UTC; `keyturn resume {self.id[:8]}` does it then"
                     self.engine.emit("step", msg)
                     return msg
@@ -1228,7 +1237,7 @@ class Rotation:
     def next_step(self) -> str | None:
         return None if self.record.finished else self.NEXT_STEP.get(self.state)
 
-    def _advance(self, step: str, *, revoke_now: bool, rollback: bool) -> None:
+    def _advance(self, step: str, *, revoke_now: bool, rollback: bool, skip_soak: bool = False) -> None:
         """Run one step of the protocol. ``rollback``: a failed store or verification undoes the rotation (headless);
         the wizard keeps it and lets the person retry or abort."""
         self.recover()  # mint, or read a resumed rotation's value back (or replace a lost one) before what needs it
@@ -1255,7 +1264,7 @@ class Rotation:
                 held = "stored and verified" if self.stored_in() else "verified"
                 raise KeyturnError(f"{exc}; the new token is {held}, the old one is untouched", hint=f"fix it, then `keyturn resume {self.id[:8]}`") from None
         elif step == "retire":
-            self.outcome = self.schedule_or_retire(now=revoke_now)
+            self.outcome = self.schedule_or_retire(now=revoke_now, skip_soak=skip_soak)
         elif step == "finish":
             self.finish()
 
@@ -1264,6 +1273,7 @@ class Rotation:
         state: str,
         *,
         revoke_now: bool = False,
+        skip_soak: bool = False,
         rollback: bool = False,
         before: Callable[[str], None] | None = None,
         after: Callable[[str], None] | None = None,
@@ -1275,7 +1285,7 @@ class Rotation:
         while (step := self.next_step()) is not None and not self._at_least(state):
             if before:
                 before(step)
-            self._advance(step, revoke_now=revoke_now, rollback=rollback)
+            self._advance(step, revoke_now=revoke_now, rollback=rollback, skip_soak=skip_soak)
             if after:
                 after(step)
             if step == "retire" and self.state == "propagated":

@@ -154,7 +154,7 @@ class RetireScreen(WizardScreen["str | None"]):
         return [g for g in self.waiting if what_plays(g)]
 
     def _choice_text(self) -> str:
-        if self.waiting and self.rotation.plan.old_tokens:
+        if self.waiting and self.rotation.revokes_something:
             from app.sandbox.consumers import what_plays
 
             played = self._playable()
@@ -200,7 +200,12 @@ class RetireScreen(WizardScreen["str | None"]):
         except Exception as exc:
             self.ui(self._failed, one_line(exc))
             gates = self.gates
-        self.ui(self._show_gates, gates)
+        self.ui(self._rechecked, gates)
+
+    def _rechecked(self, gates: list[GateCheck]) -> None:
+        self.checking = False
+        if not self.busy:  # a revoke or a play under way shows its own result
+            self._show_gates(gates)
 
     @work(thread=True, exclusive=True, group="retire", exit_on_error=False)
     def _prepare(self) -> None:
@@ -208,7 +213,7 @@ class RetireScreen(WizardScreen["str | None"]):
             with self.wizard.rotation_lock:
                 self.rotation.run_until("propagated")  # already done by the checklist, or nothing to propagate
                 detail = self.rotation.verified_detail()
-                gates = self.rotation.check_gates() if self.rotation.plan.old_tokens else []
+                gates = self.rotation.check_gates() if self.rotation.revokes_something else []
                 self.rotation.note_gates(gates)
         except Exception as exc:
             self.ui(self._failed, one_line(exc))
@@ -216,10 +221,14 @@ class RetireScreen(WizardScreen["str | None"]):
         self.ui(self._ready, detail, gates)
 
     @work(thread=True, exclusive=True, group="retire", exit_on_error=False)
-    def _retire(self, now: bool) -> None:
+    def _retire(self, now: bool, overrides: list[GateCheck] | None = None) -> None:
+        """``now``: without the soak time; every gate still has to pass (a gate that closed since it was shown stops
+        the revoke and is shown again); ``overrides``: the gates the engineer chose to revoke without (journaled)."""
         try:
             with self.wizard.rotation_lock:
-                outcome = self.rotation.run_until("done", revoke_now=now)
+                for g in overrides or []:
+                    self.rotation.override_gate(g, by="the wizard (asked, answered yes)")
+                outcome = self.rotation.run_until("done", skip_soak=now)
                 gates = self.rotation.gates
         except Exception as exc:
             self.ui(self._failed, one_line(exc))
@@ -237,7 +246,7 @@ class RetireScreen(WizardScreen["str | None"]):
     def _show_gates(self, gates: list[GateCheck]) -> None:
         was_waiting = bool(self.waiting)
         self.gates = gates
-        self.checking = self.busy = False
+        self.busy = False
         shown = bool(gates)
         self.query_one("#gates-title").display = shown
         box = self.query_one("#gates", Static)
@@ -261,10 +270,10 @@ class RetireScreen(WizardScreen["str | None"]):
         if action == "play":
             return bool(self._playable()) and ((self.ready and not self.busy) or None)
         if action == "override":
-            return bool(self.waiting and self.rotation.plan.old_tokens) and ((self.ready and not self.busy) or None)
+            return bool(self.waiting and self.rotation.revokes_something) and ((self.ready and not self.busy) or None)
         if action == "retire":
-            if not self.rotation.plan.old_tokens:
-                return False
+            if not self.rotation.plan.old_tokens or self.waiting:
+                return False  # while a gate waits, o (asked, journaled) is the only way to revoke
             if parameters and parameters[0] is False and not self.delay:
                 return False
             return (self.ready and not self.busy) or None
@@ -328,29 +337,26 @@ class RetireScreen(WizardScreen["str | None"]):
             if (answer or "").strip().lower() != "yes":
                 self.notify("Nothing revoked; still waiting.", markup=False)
                 return
-            with self.wizard.rotation_lock:
-                for g in waiting:
-                    self.rotation.override_gate(g, by="the wizard (asked, answered yes)")
-            self.action_retire(True, asked=True)
+            self.action_retire(True, asked=True, overrides=waiting)
 
         self.app.push_screen(ConfirmPrompt(question), answered)
 
     def action_choose_default(self) -> None:
-        if self.waiting and self.rotation.plan.old_tokens:
+        if self.waiting and self.rotation.revokes_something:
             self.notify(f"The old token waits for: {'; '.join(g.waiting_for for g in self.waiting)}.", markup=False)
             return
         self.action_retire(not self.delay)
 
-    def action_retire(self, now: bool, asked: bool = False) -> None:
+    def action_retire(self, now: bool, asked: bool = False, overrides: list[GateCheck] | None = None) -> None:
         if not self.ready or self.busy:
             return
-        if self.waiting and self.rotation.plan.old_tokens and not asked:
+        if self.waiting and self.rotation.revokes_something and not asked:
             self.action_override()  # revoking while a gate waits is an override: asked, named, journaled
             return
         self.busy = True
         self.query_one("#error").display = False
         self.refresh_bindings()
-        self._retire(now)
+        self._retire(now, overrides)
 
     def action_leave(self) -> None:
         self.dismiss(None)

@@ -510,9 +510,11 @@ class ConductorOneStep(StepDefaults):
         ours_now = bool(started) and started != detail.get("sync_before_started_at")
         breaks = f"ConductorOne's connector {cid} would read Buildkite with a revoked token: its syncs fail"
         if state == SYNC_ERROR and ours_now:
-            text = _one_line(status.get("lastError") or "no details", value=ctx.value)
+            # the server's text may quote the token; it is scrubbed of the value this process holds, and left out when
+            # it holds none (a resumed rotation), so a journaled or printed waiting line can never carry it
+            text = _one_line(status.get("lastError") or "no details", value=ctx.value) if ctx.value is not None else "its last error is in ConductorOne"
             return GateCheck(self.id, self.title, False, waiting_for=f"connector {cid} sync failed with the new api_token ({text})",
-                             progress="fix the connector, force a sync in ConductorOne, then `keyturn resume`", breaks=breaks)
+                             progress="fix the connector and force a sync in ConductorOne; the gate is asked again", breaks=breaks)
         if detail.get("sync_status") == SYNC_DONE or (ours_now and state == SYNC_DONE):
             return GateCheck(self.id, self.title, True, progress=f"connector {cid} synced with the new api_token")
         if state == SYNC_DISABLED:

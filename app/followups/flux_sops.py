@@ -603,19 +603,27 @@ class FluxSopsStep(StepDefaults):
         may be deleted after the merge), else the rotation's branch (the remote's copy once pushed: what the pull
         request will merge), in every file; None when a file lacks the key or the files disagree."""
         fp = ctx.options.get("fingerprint")
+        merged_prints: dict[str, str | None] | None = None
         if fp and detail.get("branch"):
             try:
                 merged = self._reconciled(ctx.config, fetch=True)  # what the remote holds now, not the last fetch
             except FollowUpError:
                 merged = None
-            if merged is not None and all(v == fp for v in self._prints_at(ctx.config, merged[1]).values()):
-                return str(fp)
+            if merged is not None:
+                merged_prints = self._prints_at(ctx.config, merged[1])
+                if all(v == fp for v in merged_prints.values()):
+                    return str(fp)
         branch = detail.get("branch") or ""
         if not branch:
             return None
         rev = f"refs/heads/{branch}"
         if detail.get("pushed"):
             remote = self.spec.remote
+            if not self._git(ctx.config, "ls-remote", "--heads", remote, f"refs/heads/{branch}", what=f"git ls-remote {remote}"):
+                # the pull request's branch is gone (merged and deleted, or closed): consumers read the reconciled
+                # branch only, never a stale remote-tracking copy of the deleted one
+                prints = set((merged_prints or {}).values())
+                return prints.pop() if len(prints) == 1 else None
             self._git(ctx.config, "fetch", "-q", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}", what=f"git fetch {remote}", check=False)
             rev = f"refs/remotes/{remote}/{branch}"
         prints = set(self._prints_at(ctx.config, rev).values())

@@ -140,3 +140,30 @@ def test_missing_decryption_key_stops_before_minting(sandbox: Sandbox, keyturn) 
     run = keyturn("rotate", "keda", "--no-input", env={"SOPS_AGE_KEY_FILE": "/nonexistent"})
     assert run.code == 2 and "no decryption key available" in run.stderr
     assert len(sandbox.state.pats()) == before
+
+
+def test_a_merge_reverted_after_the_gate_passed_keeps_the_old_token_alive(sandbox: Sandbox, keyturn) -> None:
+    """The gates passed and were journaled, then the process died before the revoke, then someone reverted main: the
+    resume asks the Flux gate again (a follow-up's journaled pass is not trusted twice) and stops, saying why."""
+    import signal
+
+    old = sandbox.state.pats_named("keda-agent-pools")[0]
+    flux = sandbox.flux
+    assert flux is not None
+    before = git(flux.bare, "rev-parse", "main")
+    run = keyturn("rotate", "keda", "--no-input", "--json")
+    assert run.code == 0 and run.json()["state"] == "propagated", run.stderr
+    git(flux.clone, "fetch", "-q", "origin")
+    branch = check_outcome(sandbox)
+    assert keyturn("sandbox", "merge", branch, "--dir", str(sandbox.directory)).code == 0
+    killed = keyturn("resume", "--no-input", env={"KEYTURN_TEST_KILL_AT": "after:gates_passed"})
+    assert killed.code == -signal.SIGKILL, killed.stderr
+    git(flux.clone, "fetch", "-q", "origin")
+    git(flux.clone, "merge", "-q", "--ff-only", "origin/main")
+    git(flux.clone, "checkout", "-q", before, "--", *flux.files)  # main as it was: the old value in both files
+    git(flux.clone, "-c", "user.name=r", "-c", "user.email=r@x", "commit", "-q", "-m", "revert the rotation")
+    git(flux.clone, "push", "-q", "origin", "HEAD:main")
+    again = keyturn("resume", "--no-input")
+    assert again.code == 2, again.stderr
+    assert "holds another value now, not the new token; the old token stays alive" in again.stderr
+    assert not sandbox.state.pat(old.authorization_id).revoked  # type: ignore[union-attr]
