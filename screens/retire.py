@@ -298,6 +298,8 @@ class RetireScreen(WizardScreen["str | None"]):
                 self.rotation.confirm_revoke_all_others()
                 self.query_one("#choice", Static).update(self._choice_text())
                 self.refresh_bindings()
+                self.checking = True
+                self._recheck()  # something dies now: its consumer gates are asked
             else:
                 self.notify("Nothing revoked.", markup=False)
 
