@@ -209,6 +209,9 @@ def run_once(target: str, tmp: Path, index: int, add_jenkins_target: bool) -> Sa
             add_jenkins(sb)
             added = True
         extra_env = prepare(sb, target)
+        from app.sandbox.consumers import consumers_follow_promptly
+
+        consumers_follow_promptly(sb)  # the consumers take the new value up at once: one run to `done`, gates included
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
         env.update({"HOME": str(base / "home"), "PYTHONPATH": str(ROOT), **extra_env})
         (base / "home").mkdir()
