@@ -226,7 +226,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
 @click.option("--reveal", is_flag=True, help="Print the new value on stdout (and nothing else there).")
 @click.option("--skip-manual", is_flag=True, help="Pass manual steps unticked (they are listed as still to do).")
-@click.option("--revoke-now", is_flag=True, help="Revoke the old token now even if the target defers it.")
+@click.option("--revoke-now", is_flag=True, help="Revoke the old token now, without waiting for the consumer gates or the soak time (each skipped gate is said and journaled).")
 @click.option("--revoke-all-other-tokens", "revoke_all_others", is_flag=True,
               help="Jenkins, when the old token's uuid is unknown: once the new token works, revoke EVERY other API token of the user.")
 @click.pass_context
@@ -332,13 +332,14 @@ def _report(rotation: Any, outcome: str, *, as_json: bool, reveal: bool) -> None
 @click.option("--no-input", is_flag=True, help="Never prompt.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
 @click.option("--skip-manual", is_flag=True, help="Pass manual steps unticked.")
-@click.option("--revoke-now", is_flag=True, help="Revoke a deferred old token now.")
+@click.option("--revoke-now", is_flag=True, help="Revoke a waiting old token now, without its consumer gates or soak time (each skipped gate is said and journaled).")
 @click.option("--orphan-checked", is_flag=True,
               help="You looked for a token an interrupted mint may have left (and revoked it): mint again without looking.")
 @click.pass_context
 @_guard
 def resume(ctx: click.Context, rotation_id: str | None, no_input: bool, as_json: bool, skip_manual: bool, revoke_now: bool, orphan_checked: bool) -> None:
-    """Continue unfinished rotations from their last durable state (all of them, or ROTATION_ID)."""
+    """Continue unfinished rotations from their last durable state (all of them, or ROTATION_ID); a rotation whose
+    revoke waits for its consumers asks the gates again and revokes once they pass (safe to run from a schedule)."""
     config = _load(ctx)
     engine = _engine(config, no_input=no_input)
     try:
