@@ -193,14 +193,18 @@ class RetireScreen(WizardScreen["str | None"]):
 
     @work(thread=True, exclusive=True, group="retire-gates", exit_on_error=False)
     def _recheck(self) -> None:
+        self.ui(self._rechecked, self._ask_gates())
+
+    def _ask_gates(self) -> list[GateCheck]:
+        """From a worker: the gates asked now and what they wait for journaled; the last ones shown on a failure."""
         try:
             with self.wizard.rotation_lock:
-                gates = self.rotation.check_gates()
+                gates = self.rotation.check_gates() if self.rotation.revokes_something else []
                 self.rotation.note_gates(gates)
+                return gates
         except Exception as exc:
             self.ui(self._failed, one_line(exc))
-            gates = self.gates
-        self.ui(self._rechecked, gates)
+            return self.gates
 
     def _rechecked(self, gates: list[GateCheck]) -> None:
         self.checking = False
@@ -213,12 +217,10 @@ class RetireScreen(WizardScreen["str | None"]):
             with self.wizard.rotation_lock:
                 self.rotation.run_until("propagated")  # already done by the checklist, or nothing to propagate
                 detail = self.rotation.verified_detail()
-                gates = self.rotation.check_gates() if self.rotation.revokes_something else []
-                self.rotation.note_gates(gates)
         except Exception as exc:
             self.ui(self._failed, one_line(exc))
             return
-        self.ui(self._ready, detail, gates)
+        self.ui(self._ready, detail, self._ask_gates())
 
     @work(thread=True, exclusive=True, group="retire", exit_on_error=False)
     def _retire(self, now: bool, overrides: list[GateCheck] | None = None) -> None:
@@ -318,15 +320,10 @@ class RetireScreen(WizardScreen["str | None"]):
         from app.sandbox.consumers import play
 
         try:
-            said = play(self.wizard.sandbox, gate, self.rotation.record.steps_done.get(gate.gate, {}))
-            self.ui(self.notify, said)
-            with self.wizard.rotation_lock:
-                gates = self.rotation.check_gates()
-                self.rotation.note_gates(gates)
+            self.ui(self.notify, play(self.wizard.sandbox, gate, self.rotation.record.steps_done.get(gate.gate, {})))
         except Exception as exc:
             self.ui(self._failed, one_line(exc))
-            gates = self.gates
-        self.ui(self._show_gates, gates)
+        self.ui(self._show_gates, self._ask_gates())
 
     def action_override(self) -> None:
         waiting = self.waiting

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from app.config import AzurePipelinesRun, Config
-from app.errors import FollowUpError, KeyturnError
+from app.errors import FollowUpError, KeyturnError, one_line
 from app.followups import StepContext, StepDefaults, StepResult
 from app.journal import crash_point
 from app.net import (
@@ -84,16 +84,6 @@ QUEUE_SCOPE = "Build: Read & execute (vso.build_execute)"
 READ_SCOPE = "Build: Read (vso.build)"
 FIND_CANDIDATES = 20  # after a crash: the newest runs looked at for this rotation's variable
 FINAL_STATES = frozenset({"completed"})
-
-
-def _one_line(text: object, limit: int = 200, values: tuple[SecretValue | None, ...] = ()) -> str:
-    """Server text for a message: the values scrubbed out, one line, at most ``limit`` characters."""
-    out = str(text)
-    for value in values:
-        if value is not None and value.reveal():
-            out = out.replace(value.reveal(), "********")
-    out = " ".join(out.split())
-    return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
 def ref_name(branch: str) -> str:
@@ -211,7 +201,8 @@ class AzurePipelinesRunStep(StepDefaults):
             body = None
         if isinstance(body, dict) and isinstance(body.get("message"), str):
             text = body["message"]
-        text = _one_line(text or resp.reason_phrase or "no details", values=(self._pat, *extra))
+        text = one_line(text or resp.reason_phrase or "no details", limit=200,
+                        redact=tuple(v.reveal() for v in (self._pat, *extra) if v is not None))
         s = self.spec
         status = resp.status_code
         if status in (401, 203):  # 203: the sign-in page, what Azure DevOps answers a token it does not take
@@ -435,14 +426,14 @@ class AzurePipelinesRunStep(StepDefaults):
         if state != "completed":
             waiting = f"pipeline {label} run {rid}{after} still running"
             if state not in ("inProgress", "canceling"):
-                waiting = f"pipeline {label} run {rid}{after} is in state {_one_line(state, 40)}"
+                waiting = f"pipeline {label} run {rid}{after} is in state {one_line(state, limit=40)}"
             return GateCheck(self.id, title, False, waiting_for=waiting, url=url, breaks=breaks)
         if result == "failed":
             said = "failed: the consumer did not work with the new token (fix it, then re-run the pipeline"
         elif result == "canceled":
             said = "was canceled before it showed the consumer works with the new token (re-run the pipeline"
         else:
-            said = f"ended {_one_line(result, 40)}, not succeeded (re-run the pipeline"
+            said = f"ended {one_line(result, limit=40)}, not succeeded (re-run the pipeline"
         return GateCheck(
             self.id,
             title,
