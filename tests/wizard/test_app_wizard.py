@@ -161,6 +161,7 @@ async def test_rotate_a_target_from_the_command_palette(scripted_wizard, wiz) ->
         await pilot.pause(0.3)
         await pilot.press("enter")
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "ScopesScreen")
+        await pilot.pause()  # let the screen's widgets finish mounting before the test tears the app down
         assert app.screen.target_name == "daily-checks"
         assert app.current_target == "daily-checks"
 
@@ -300,6 +301,7 @@ async def test_start_target_opens_its_rotation(scripted_wizard, wiz) -> None:
     app = scripted_wizard(start_target="daily-checks")
     async with app.run_test(size=(80, 24)) as pilot:
         await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "ScopesScreen")
+        await pilot.pause()  # let the screen's widgets finish mounting before the test tears the app down
         assert app.screen.target_name == "daily-checks"
 
 
