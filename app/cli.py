@@ -137,8 +137,9 @@ def sandbox() -> None:
 @click.option("--max-lifespan-days", type=click.IntRange(1, 365), help="Org policy: PATs are clamped to this lifespan.")
 @click.option("--block-full-scope", is_flag=True, help="Org policy: full-access PATs are refused.")
 @click.option("--block-global", is_flag=True, help="Org policy: all-organizations PATs are refused.")
-@click.option("--jenkins-version", type=click.Choice(["old", "new"]), default="new", show_default=True,
-              help="Emulated Jenkins: 'old' (2.479.3, API tokens never expire) or 'new' (2.548, token expiry).")
+@click.option("--jenkins-version", default="new", show_default=True, metavar="RELEASE",
+              help="Emulated Jenkins release, e.g. 2.479.3, 2.504, 2.505, 2.539, 2.548 or 2.579: its security page markup "
+              "(rows up to 2.504, cards from 2.505) and answers (token expiry from 2.548). 'old' = 2.479.3, 'new' = 2.548.")
 @_guard
 def sandbox_up(directory: Path, aws: bool, max_lifespan_days: int | None, block_full_scope: bool, block_global: bool, jenkins_version: str) -> None:
     """Start the sandbox services, write DIR/keyturn.toml, and run until stopped (Ctrl-C)."""
@@ -150,9 +151,9 @@ def sandbox_up(directory: Path, aws: bool, max_lifespan_days: int | None, block_
             click.echo(f"  {name:<22} {url}", err=True)
         click.echo(f"sandbox ready: keyturn --config {sb.config_path} status", err=True)
 
-    from app.sandbox.jenkins import NEW_VERSION, OLD_VERSION
+    from app.sandbox.jenkins import release
 
-    serve(directory, ready=ready, aws=aws, jenkins_version=OLD_VERSION if jenkins_version == "old" else NEW_VERSION)
+    serve(directory, ready=ready, aws=aws, jenkins_version=release(jenkins_version))
 
 
 @sandbox.command("merge")

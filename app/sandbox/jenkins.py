@@ -8,9 +8,13 @@ One server (``name = "jenkins"``), like one controller. Endpoints (what keyturn 
 - ``POST /login`` or ``/j_spring_security_check`` (form ``j_username``, ``j_password``): 302 with a
   ``JSESSIONID.<node>`` cookie; bad credentials: 302 to ``/loginError`` without a cookie.
 - ``POST /user/{id}/descriptorByName/jenkins.security.ApiTokenProperty/generateNewToken`` (form
-  ``newTokenName``, ``expirationDuration`` in days from 2.548): ``{"status":"ok","data":{tokenUuid,tokenName,
-  tokenValue}}`` (+ ``expirationDate`` from 2.548); bad input: HTTP 200 ``{"status":"error","message"}``.
-- ``POST .../ApiTokenProperty/revoke`` (``tokenUuid``): 200 whether or not the uuid exists.
+  ``newTokenName``; from 2.548 ``expirationDuration``: days, ``never`` or ``custom`` with ``tokenExpiration``
+  ``yyyy-mm-dd``): ``{"status":"ok","data":{tokenUuid,tokenName,tokenValue}}``, from 2.548 with ``expirationDate``
+  (the day in the request's locale, short style: ``4/27/26`` in en-US, ``27.04.26`` in de-DE; or ``"never"``) and
+  ``aboutToExpire``. A blank name is accepted ("Token created on <ISO date-time>"); a duration Java cannot parse
+  is an HTTP 500 (the "Oops!" page); a date before today is HTTP 200 ``{"status":"error","message":"Expiration
+  date is in the past."}`` (``ApiTokenProperty.java`` ``doGenerateNewToken`` / ``getExpirationDate``).
+- ``POST .../ApiTokenProperty/revoke`` (``tokenUuid``): 200 whether or not the uuid exists; a blank one is a 400.
 - ``POST .../ApiTokenProperty/revokeAllExcept`` (``tokenUuid``): revokes every other token of the user.
 - ``GET /user/{id}/security/`` (and the older ``/user/{id}/configure``): the user's page, whose token list is
   rendered like Jenkins' ``ApiTokenProperty/config.jelly`` of the emulated release (:func:`security_page_html`):
@@ -24,9 +28,11 @@ Semantics reproduced (Jenkins' source): a valid session cookie takes precedence 
 header (a revoked token's header rides along unnoticed); a POST authenticated by a session needs the crumb of
 *that* session (``Jenkins-Crumb`` header or form field), otherwise 403 "No valid crumb was included in the
 request"; a POST authenticated by Basic with an API token needs no crumb; Basic with a password is subject to
-the crumb check (and has no session to bind one to). Only the user may mint or revoke their own tokens, unless
-the controller runs with ``adminCanGenerateNewTokens`` and the caller is an administrator (otherwise a bare 403,
-as Jenkins answers). Every answer carries ``X-Jenkins: <version>``; ``world.version`` switches between an old
+the crumb check (and has no session to bind one to). Only the user may mint their own tokens, unless the
+controller runs with ``adminCanGenerateNewTokens`` and the caller is an administrator (otherwise a bare 403, as
+``HttpResponses.forbidden()``); the user or any administrator may revoke them (``User.getACL``; otherwise 403
+"<caller> is missing the Overall/Administer permission"). Dates are rendered in the request's locale
+(``Accept-Language``: en-US, en-GB, de-DE, ja-JP), else ``world.locale`` (the JVM default, en-US). Every answer carries ``X-Jenkins: <version>``; ``world.version`` switches between an old
 release without token expiry (:data:`OLD_VERSION`) and one with it (:data:`NEW_VERSION`). ``world.cloudbees``
 (``"controller"`` or ``"operations-center"``) appends the product to ``X-Jenkins`` as CloudBees does
 (``2.548 (CloudBees CI Client Controller 2.548)``) and, for an Operations Center, changes the root ``_class``. Like Jenkins, a request authenticated with an API token gets a session cookie
@@ -45,13 +51,14 @@ import binascii
 import calendar
 import copy
 import json
+import re
 import secrets
 import threading
 import uuid as uuidlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
@@ -89,6 +96,22 @@ def version_tuple(version: str) -> tuple[int, ...]:
             break
         out.append(int(digits))
     return tuple(out)
+
+
+OLDEST = (2, 400)  # the emulator renders the rows of 2.479.3 for everything older than 2.505: no claim below this
+
+
+def release(text: str) -> str:
+    """``sandbox up --jenkins-version``: "old", "new" or a weekly / LTS release number ("2.504", "2.479.3")."""
+    from app.errors import ConfigError
+
+    named = {"old": OLD_VERSION, "new": NEW_VERSION}.get(text.strip().lower())
+    if named:
+        return named
+    if not re.fullmatch(r"2\.\d{3}(\.\d{1,2})?", text.strip()) or version_tuple(text) < OLDEST:
+        raise ConfigError(f"--jenkins-version {text!r} is not a Jenkins release the sandbox emulates",
+                          hint="give 'old', 'new' or a release from 2.400 on, e.g. 2.479.3, 2.504, 2.505, 2.548, 2.579")
+    return text.strip()
 
 
 def token_value() -> str:
@@ -160,6 +183,10 @@ class JenkinsWorld:
     world pickled by an older keyturn loads with them."""
 
     usage_statistics: bool = True  # ApiTokenPropertyConfiguration.usageStatisticsEnabled (Jenkins' default: true)
+    locale: str = "en-US"  # the JVM's default locale, used when a request's Accept-Language names none it knows
+    # the locale plugin's "ignore browser preference and force this language to all users": the request's
+    # Accept-Language no longer counts, every date is in `locale`
+    ignore_accept_language: bool = False
     # a run's hook, not part of the saved world: called before the security page is rendered (the sandbox's deploy
     # jobs can run "all the time", so a gate sees them); never pickled (see __getstate__)
     before_page: Callable[[], object] | None = None
@@ -301,9 +328,15 @@ class JenkinsWorld:
             t = self._tokens.get(token_uuid)
             return t.uses if t is not None else 0
 
-    def generate(self, user: str, name: str, days: int | None) -> JenkinsToken:
-        expires = self.clock() + days * 86400 if days is not None else None
-        return self.add_token(user, name, expires_at=expires)
+    def generate(self, user: str, name: str, expires_on: date | None) -> JenkinsToken:
+        """``ApiTokenStore.generateNewToken(name, expirationDate)``: the expiry is a calendar day (a ``LocalDate`` in
+        the JVM's zone, UTC here); ``HashedToken.isExpired`` is ``expiration.isBefore(today)``, so the token works
+        through that whole day and dies at the next midnight (``expires_at``)."""
+        return self.add_token(user, name, expires_at=_end_of_day(expires_on) if expires_on is not None else None)
+
+    def today(self) -> date:
+        """``LocalDate.now()`` in the JVM's zone (UTC here)."""
+        return _day(self.clock())
 
     def config_toml(self, base_url: str, *, account: str = "jenkins", target: str = "jenkins",
                     api_token_ref: str = "file:sandbox-jenkins.token",  # noqa: S107 (a reference)
@@ -391,14 +424,50 @@ def _java_medium(ts: float, *, nnbsp: bool) -> str:
     return f"{MONTHS[d.month - 1]} {d.day}, {d.year}, {hour}:{d.minute:02d}:{d.second:02d}{sep}{'AM' if d.hour < 12 else 'PM'}"
 
 
-def _java_short_date(ts: float) -> str:
-    """``DateTimeFormatter.ofLocalizedDate(FormatStyle.SHORT)`` for en_US: "4/26/26"."""
-    d = datetime.fromtimestamp(ts, UTC).date()
-    return f"{d.month}/{d.day}/{d.year % 100:02d}"
+# DateTimeFormatter.ofLocalizedDate(FormatStyle.SHORT) with the CLDR data of Java 9+ (the JDK's default provider), for
+# the locales the emulator speaks: en_US "M/d/yy", en_GB "dd/MM/y", de_DE "dd.MM.yy", ja_JP "y/MM/dd"
+SHORT_DATES: dict[str, Callable[[date], str]] = {
+    "en-US": lambda d: f"{d.month}/{d.day}/{d.year % 100:02d}",
+    "en-GB": lambda d: f"{d.day:02d}/{d.month:02d}/{d.year}",
+    "de-DE": lambda d: f"{d.day:02d}.{d.month:02d}.{d.year % 100:02d}",
+    "ja-JP": lambda d: f"{d.year}/{d.month:02d}/{d.day:02d}",
+}
+LANGUAGES = {"en": "en-US", "de": "de-DE", "ja": "ja-JP"}
+
+
+def _java_short_date(day: date, locale: str = "en-US") -> str:
+    """``DateTimeFormatter.ofLocalizedDate(FormatStyle.SHORT).withLocale(locale)``: "4/26/26" in en_US."""
+    return SHORT_DATES[locale](day)
+
+
+def request_locale(accept_language: str | None, default: str) -> str:
+    """``Functions.getCurrentLocale()``: the request's locale (the servlet's, from ``Accept-Language``), else the
+    JVM's default; a language the emulator has no data for falls back to the default."""
+    for part in (accept_language or "").split(","):
+        tag = part.split(";", 1)[0].strip()
+        if not tag:
+            continue
+        lang, _, region = tag.replace("_", "-").partition("-")
+        full = f"{lang.lower()}-{region.upper()}" if region else LANGUAGES.get(lang.lower(), "")
+        if full in SHORT_DATES:
+            return full
+        if lang.lower() in LANGUAGES:
+            return LANGUAGES[lang.lower()]
+    return default
 
 
 def _day(ts: float) -> date:
     return datetime.fromtimestamp(ts, UTC).date()
+
+
+def _end_of_day(day: date) -> float:
+    """The first instant after ``day`` (UTC): when a token whose ``expirationDate`` is ``day`` stops matching."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() + 86400
+
+
+def expires_on(token: JenkinsToken) -> date | None:
+    """The token's ``expirationDate`` (the last day it works), from ``expires_at``."""
+    return _day(token.expires_at - 1) if token.expires_at is not None else None
 
 
 def _days_elapsed(ts: float, now: float) -> int:
@@ -526,7 +595,8 @@ def _rows(tokens: list[JenkinsToken], desc: str, now: float, statistics: bool, c
     return _entry("Current token(s)", body)
 
 
-def _cards(tokens: list[JenkinsToken], desc: str, now: float, statistics: bool, can_generate: bool, version: tuple[int, ...]) -> str:
+def _cards(tokens: list[JenkinsToken], desc: str, now: float, statistics: bool, can_generate: bool, version: tuple[int, ...],
+           locale: str = "en-US") -> str:
     """2.505 and later: ``div#api-token-list`` of ``div.token-card``, the hidden templates the page's script clones."""
     card_cls = "token-card" if version >= PLAIN_CARD_SINCE else "token-card jenkins-card"
     expiry_ui = version >= TOKEN_EXPIRY_UI_SINCE
@@ -611,10 +681,12 @@ def _cards(tokens: list[JenkinsToken], desc: str, now: float, statistics: bool, 
         elif t.expires_at is None:
             creation = f'<span class="warning token-creation" tooltip="Created on {created_fmt}">\nThis token does not expire\n</span>'
         else:
-            soon = "warning" if _day(t.expires_at) < _day(now + 7 * 86400) else ""
+            last_day = expires_on(t)
+            assert last_day is not None
+            soon = "warning" if last_day < _day(now + 7 * 86400) else ""  # HashedToken.isAboutToExpire
             creation = (
                 f'<span class="{soon} token-creation" tooltip="Created on {created_fmt}">\n'
-                f"Expires on {_java_short_date(t.expires_at)}\n</span>"
+                f"Expires on {_java_short_date(last_day, locale)}\n</span>"
             )
         if not statistics:
             stats = '<span class="no-statistics" tooltip="Token usage statistics are currently disabled">\nNo statistics available\n</span>'
@@ -656,13 +728,14 @@ def _cards(tokens: list[JenkinsToken], desc: str, now: float, statistics: bool, 
 
 
 def security_page_html(
-    tokens: list[JenkinsToken], *, user: str, now: float, version: str, statistics: bool = True, can_generate: bool = True
+    tokens: list[JenkinsToken], *, user: str, now: float, version: str, statistics: bool = True, can_generate: bool = True,
+    locale: str = "en-US",
 ) -> str:
     """The user's security page as ``version`` renders it: rows before 2.505, cards from it (live tokens only)."""
     v = version_tuple(version)
     desc = DESCRIPTOR.format(user=_attr(user))
     ordered = sorted(tokens, key=lambda t: t.name.lower())  # ApiTokenStore.getTokenListSortedByName
-    inner = _cards(ordered, desc, now, statistics, can_generate, v) if v >= CARDS_SINCE else _rows(ordered, desc, now, statistics, can_generate)
+    inner = _cards(ordered, desc, now, statistics, can_generate, v, locale) if v >= CARDS_SINCE else _rows(ordered, desc, now, statistics, can_generate)
     return (
         "<!DOCTYPE html><html><head><title>Security [Jenkins]</title></head><body>"
         '<div id="main-panel"><h1>Security</h1>'
@@ -671,6 +744,33 @@ def security_page_html(
 
 
 # -- the service -------------------------------------------------------------------------------------
+
+
+def _expiration_date(duration: str, custom: str, today: date) -> date | None:
+    """``DescriptorImpl.getExpirationDate`` (2.548+): "" or "never" -> none; "custom" -> ``LocalDate.parse(
+    tokenExpiration)``; otherwise ``today.plusDays(Integer.parseInt(duration))``. ValueError where Java throws."""
+    if duration in ("", "never"):
+        return None
+    if duration == "custom":
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", custom):  # ISO_LOCAL_DATE
+            raise ValueError(custom)
+        return date.fromisoformat(custom)
+    if not re.fullmatch(r"[+-]?\d+", duration) or not -(2**31) <= int(duration) < 2**31:  # Integer.parseInt
+        raise ValueError(duration)
+    return today + timedelta(days=int(duration))
+
+
+def _oops() -> Response:
+    """An uncaught exception in a Stapler action: Jenkins' "Oops!" error page with HTTP 500 (no stack trace shown
+    to a user without Overall/Administer)."""
+    body = ('<html><head><title>Jenkins</title></head><body><div id="main-panel"><h1>Oops!</h1>'
+            "<p>A problem occurred while processing the request.</p></div></body></html>")
+    return html_response(500, body, reason="Server Error")
+
+
+def _error_without_stack(code: int, message: str) -> Response:
+    """``HttpResponses.errorWithoutStack(code, message)``: the container's error page with that status and message."""
+    return html_response(code, f"<html><body><h2>HTTP ERROR {code} {message}</h2></body></html>", reason=message)
 
 
 def _cookie_session(req: Request) -> str | None:
@@ -769,8 +869,15 @@ class JenkinsService(Service):
         body = f"<html><body><h2>HTTP ERROR 403 {text or 'Forbidden'}</h2></body></html>"
         return html_response(403, body, reason=text or "Forbidden")
 
-    def _check_post(self, req: Request, form: dict[str, str]) -> Auth | Response:
-        """Authenticate a POST to a user's descriptor and apply the crumb and permission rules."""
+    def _check_post(self, req: Request, form: dict[str, str], action: Literal["generate", "revoke"]) -> Auth | Response:
+        """Authenticate a POST to a user's descriptor and apply the crumb and permission rules.
+
+        Generating: ``hasCurrentUserRightToGenerateNewToken`` = ``canCurrentUserControlObject(ADMIN_CAN_GENERATE_NEW_
+        TOKENS, owner)``: the user; an administrator only with ``adminCanGenerateNewTokens``; else
+        ``HttpResponses.forbidden()``, a bare 403. Revoking: ``u.checkPermission(Jenkins.ADMINISTER)`` on the user,
+        whose ``User.getACL`` grants a signed-in user everything on themselves and otherwise asks the authorization
+        strategy: the user or any administrator; else an ``AccessDeniedException3`` page "<name> is missing the
+        Overall/Administer permission"."""
         auth = self._auth(req)
         if isinstance(auth, Response):
             return auth
@@ -786,10 +893,18 @@ class JenkinsService(Service):
             if target not in self.world.users:
                 return html_response(404, "<html><body>Not Found</body></html>")
             caller = self.world.users[auth.user]
-        if auth.user != target and not (caller.admin and self.world.admin_can_generate_new_tokens):
+        if auth.user == target:
+            return auth
+        if action == "revoke" and not caller.admin:
+            self._count("permission_refused")
+            return self._forbidden(f"{auth.user} is missing the Overall/Administer permission")
+        if action == "generate" and not (caller.admin and self.world.admin_can_generate_new_tokens):
             self._count("permission_refused")
             return self._forbidden()
         return auth
+
+    def _locale(self, req: Request) -> str:
+        return self.world.locale if self.world.ignore_accept_language else request_locale(req.header("Accept-Language"), self.world.locale)
 
     # -- handlers ------------------------------------------------------------------------------
 
@@ -850,40 +965,45 @@ class JenkinsService(Service):
         return Response(302, b"", {"Location": f"{self.base_url}/", "Set-Cookie": f"{COOKIE}={s.id}; Path=/; Secure; HttpOnly"})
 
     def _generate(self, req: Request) -> Response:
+        """``ApiTokenProperty.DescriptorImpl.doGenerateNewToken`` of the emulated release (see the module docstring)."""
         form = self._form(req)
-        auth = self._check_post(req, form)
+        auth = self._check_post(req, form, "generate")
         if isinstance(auth, Response):
             return auth
-        name = form.get("newTokenName", "").strip()
-        if not name:
-            return json_response(200, {"status": "error", "message": "The token name is required"})
-        if len(name) > 255:
-            return json_response(200, {"status": "error", "message": "The token name is too long"})
-        days: int | None = None
-        raw_days = form.get("expirationDuration", "").strip()
-        if raw_days and self.world.supports_expiry:  # an older Jenkins ignores the parameter it does not know
+        name = form.get("newTokenName", "")
+        if not name.strip():  # newTokenName.isBlank(): Messages.Token_Created_on(ISO_OFFSET_DATE_TIME.format(now))
+            now = datetime.fromtimestamp(self.world.clock(), UTC)
+            name = "Token created on " + now.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        expires: date | None = None
+        if self.world.supports_expiry:  # before 2.548 the parameter does not exist and is ignored
+            raw = form.get("expirationDuration", "").strip()
             try:
-                days = int(raw_days)
-            except ValueError:
-                days = 0
-            if days < 1:
-                return json_response(200, {"status": "error", "message": f"Invalid expiration duration: {raw_days}"})
-        token = self.world.generate(req.params["user"], name, days)
+                expires = _expiration_date(raw, form.get("tokenExpiration", ""), self.world.today())
+            except ValueError:  # Integer.parseInt / LocalDate.parse throw: Stapler's error page, HTTP 500
+                return _oops()
+            if expires is not None and self.world.today() > expires:
+                return json_response(200, {"status": "error", "message": "Expiration date is in the past."})
+        token = self.world.generate(req.params["user"], name, expires)
         self._count("generated")
         data: dict[str, Any] = {"tokenUuid": token.uuid, "tokenName": token.name, "tokenValue": token.value}
         if self.world.supports_expiry:
-            data["expirationDate"] = (
-                datetime.fromtimestamp(token.expires_at, UTC).strftime("%Y-%m-%d") if token.expires_at else None
-            )
+            locale = self._locale(req)
+            data["expirationDate"] = _java_short_date(expires, locale) if expires is not None else "never"
+            data["aboutToExpire"] = expires is not None and expires < self.world.today() + timedelta(days=7)
         return self._with_cookie(auth, json_response(200, {"status": "ok", "data": data}))
 
     def _revoke(self, req: Request) -> Response:
+        """``doRevoke``: ``u.checkPermission(Jenkins.ADMINISTER)`` (the user, or an administrator), then a blank
+        ``tokenUuid`` is a 400; an unknown uuid is a 200 like a known one (``revokeToken`` returns quietly)."""
         form = self._form(req)
-        auth = self._check_post(req, form)
+        auth = self._check_post(req, form, "revoke")
         if isinstance(auth, Response):
             return auth
+        token_uuid = form.get("tokenUuid", "")
+        if not token_uuid.strip():
+            return _error_without_stack(400, "The tokenUuid cannot be empty")
         with self.world.lock:
-            t = self.world.token(form.get("tokenUuid", ""))
+            t = self.world.token(token_uuid)
             if t is not None and t.user == req.params["user"]:
                 self.world.revoke(t.uuid)
                 self._count("revoked")
@@ -912,15 +1032,19 @@ class JenkinsService(Service):
         body = security_page_html(
             live, user=target, now=self.world.clock(), version=self.world.version,
             statistics=self.world.usage_statistics, can_generate=can_generate,
+            locale=self._locale(req),
         )
         return self._with_cookie(auth, html_response(200, body))
 
     def _revoke_all_except(self, req: Request) -> Response:
+        """``doRevokeAllExcept``: the permission and the blank-uuid rule of ``doRevoke``."""
         form = self._form(req)
-        auth = self._check_post(req, form)
+        auth = self._check_post(req, form, "revoke")
         if isinstance(auth, Response):
             return auth
         keep = form.get("tokenUuid", "")
+        if not keep.strip():
+            return _error_without_stack(400, "The tokenUuid cannot be empty")
         for t in self.world.tokens(req.params["user"]):
             if t.uuid != keep and self.world.revoke(t.uuid):
                 self._count("revoked")

@@ -44,6 +44,10 @@ log = logging.getLogger("keyturn.providers.jenkins")
 DESCRIPTOR = "descriptorByName/jenkins.security.ApiTokenProperty"
 EXPIRY_SINCE = (2, 548)
 NO_CRUMB = "No valid crumb was included in the request"
+# Jenkins formats dates in the request's locale (Functions.getCurrentLocale: the servlet request's, from
+# Accept-Language, else the JVM's default): asking for en-US makes generateNewToken's expirationDate "M/d/yy" and the
+# page's texts English, unless a plugin (e.g. locale) forces another locale; providers.jenkins.dates reads any order.
+LOCALE_HEADERS = {"Accept-Language": "en-US"}
 CRUMB_EXPLAINED = (
     "Jenkins refused the POST: no valid crumb (a crumb is bound to the session cookie it was issued with; "
     "sign in again so the cookie and the crumb come from the same session)"
@@ -96,7 +100,8 @@ def stateless_client(ca_bundle: Path | None, user: str, token: SecretValue, *, t
     import httpx
 
     kw: dict[str, Any] = {"transport": transport} if transport is not None else {}
-    return http_client(ca_bundle, auth=httpx.BasicAuth(user, token.reveal()), cookies=_no_cookies(), follow_redirects=False, **kw)
+    return http_client(ca_bundle, auth=httpx.BasicAuth(user, token.reveal()), cookies=_no_cookies(), follow_redirects=False,
+                       headers=LOCALE_HEADERS, **kw)
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,7 @@ class JenkinsClient:
             self._http = stateless_client(ca_bundle, auth_user, token, transport=transport)
         else:
             kw: dict[str, Any] = {"transport": transport} if transport is not None else {}
-            self._http = http_client(ca_bundle, follow_redirects=False, **kw)  # a session: cookies kept
+            self._http = http_client(ca_bundle, follow_redirects=False, headers=LOCALE_HEADERS, **kw)  # a session: cookies kept
 
     @property
     def stateful(self) -> bool:

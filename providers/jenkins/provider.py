@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from app.errors import KeyturnError, ProviderError
+from app.errors import KeyturnError, ProviderError, one_line
 from app.secret import SecretValue
 from providers.base import (
     NO_ROTATION,
@@ -355,16 +355,40 @@ class JenkinsProvider(Provider):
             raise ProviderError(f"{what}: Jenkins answered without tokenUuid/tokenValue")
         uuid = str(data["tokenUuid"])
         value = SecretValue(str(data["tokenValue"]))
-        expires: datetime | None = None
-        if data.get("expirationDate"):
-            try:
-                expires = datetime.fromisoformat(str(data["expirationDate"])).replace(tzinfo=UTC)
-            except ValueError:
-                expires = None
+        expires = self._answered_expiry(data, form.get("expirationDuration"), notes)
         info = self._info(uuid, str(data.get("tokenName") or request.display_name), expires, version=str(self._version))
         return MintedToken(info=info, value=value, notes=tuple(notes))
 
-    def _forbidden_reason(self) -> str:
+    def _answered_expiry(self, data: dict[str, Any], days: str | None, notes: list[str]) -> datetime | None:
+        """The expiry the generateNewToken answer names (2.548+: the day in the request's locale, short style, or
+        "never"; see providers.jenkins.dates), as the start of that day in UTC (the token works through the day in
+        the controller's zone, which the answer does not name: the earliest it can mean). None: no expiry."""
+        from providers.jenkins.dates import NEVER, expiry_day
+
+        raw = data.get("expirationDate")
+        if days is None:  # keyturn asked for none (or the release has none)
+            if raw not in (None, NEVER):
+                notes.append(f"Jenkins answered an expiry ({one_line(str(raw))}) keyturn did not ask for; recorded none")
+            return None
+        expected = self._now().date() + timedelta(days=int(days))
+        day = expiry_day(str(raw), expected) if isinstance(raw, str) and raw != NEVER else None
+        if day is None:
+            said = "no expiry" if raw in (None, NEVER) else f"expiry {one_line(str(raw))!r}"
+            notes.append(f"Jenkins answered {said} for a token asked to expire in {days} days; keyturn recorded "
+                         f"{expected.isoformat()} (what it asked for): check the token's card on the security page")
+            day = expected
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+    def _forbidden_reason(self, action: str = "create") -> str:
+        if action == "revoke" and self.auth_user == self.user:
+            return (f"Jenkins refused {self.user} revoking their own API token, which User.getACL always allows: "
+                    f"check what stands in front of {self.base_url} (a proxy or a plugin refusing the POST)")
+        if action == "revoke":
+            return (
+                f"only {self.user} or a Jenkins administrator may revoke {self.user}'s API tokens "
+                f"(User.getACL); {self.auth_user} is neither: sign in as {self.user} (their current API token in "
+                "accounts.*.api_token) or as an administrator"
+            )
         if self.auth_user != self.user:
             return (
                 f"only {self.user} may create or revoke their own API tokens unless the controller runs with "
@@ -389,7 +413,7 @@ class JenkinsProvider(Provider):
         what = f"could not revoke API token {token_id} of Jenkins user {self.user}"
         resp = client.post(client.descriptor_path(self.user) + "/revoke", {"tokenUuid": token_id}, what=what,
                            idempotent=True)  # revoking twice does no harm
-        client.check(resp, what, forbidden=self._forbidden_reason())
+        client.check(resp, what, forbidden=self._forbidden_reason("revoke"))
         # revoke answers 200 even for a uuid it does not know: only the token's value getting 401, or the uuid
         # being gone from the user's security page, proves it
         proven = False
@@ -426,7 +450,7 @@ class JenkinsProvider(Provider):
         what = f"could not revoke the other API tokens of Jenkins user {self.user}"
         resp = client.post(client.descriptor_path(self.user) + "/revokeAllExcept", {"tokenUuid": keep_id}, what=what,
                            idempotent=True)
-        client.check(resp, what, forbidden=self._forbidden_reason())
+        client.check(resp, what, forbidden=self._forbidden_reason("revoke"))
         old = self._old_value(ctx)
         if old is not None and self._alive(old)[0] != 401:
             raise ProviderError("Jenkins answered 200 to revokeAllExcept, but the old token still works")

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Literal
 
+from app.errors import ProviderError
 from app.net import MAX_BODY_BYTES, MAX_ITEMS, LimitExceededError
 
 MAX_PAGE_CHARS = MAX_BODY_BYTES  # the HTTP client already stops at 8 MiB; a page handed in directly is held to it too
@@ -49,6 +50,10 @@ VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "l
 
 Markup = Literal["rows", "cards"]
 _NONE: frozenset[str] = frozenset()
+
+
+class UnreadablePageError(ProviderError):
+    """The page has a token list keyturn cannot read (a markup it does not know): an error, never "no tokens"."""
 
 
 class SecurityPage(str):
@@ -187,6 +192,8 @@ class _TokenList(HTMLParser):
         self.tokens: list[PageToken] = []
         self._stack: list[tuple[str, frozenset[str]]] = []  # open elements and the roles they give their content
         self._item: _Item | None = None
+        self.says_tokens: bool | None = None  # what the empty-list notice's class says: True = hidden (tokens listed)
+        self.unreadable = 0  # token items without a uuid keyturn can read
 
     # -- roles ------------------------------------------------------------------------------------------------
     def _roles(self, tag: str, a: dict[str, str], parent: frozenset[str]) -> frozenset[str]:
@@ -196,14 +203,18 @@ class _TokenList(HTMLParser):
             roles.add("template")
         if tag == "div" and "token-list" in classes:
             self.found_list = True
+        if tag == "div" and "token-list-empty-item" in classes and "template" not in roles:
+            # config.jelly hides the "no tokens yet" notice when the list is not empty: 'hidden-message' (rows),
+            # 'jenkins-hidden' (cards)
+            self.says_tokens = bool(classes & {"hidden-message", "jenkins-hidden"})
         if "item" not in roles and "template" not in roles and tag == "div":
             if "token-list-existing-item" in classes:
                 roles.add("item")
                 self._item = _Item("rows", "", "legacy-token" in classes)
                 self.markup = self.markup or "rows"
-            elif "token-card" in classes and a.get("id"):
+            elif "token-card" in classes:
                 roles.add("item")
-                self._item = _Item("cards", a["id"], "legacy-token" in classes)
+                self._item = _Item("cards", a.get("id", ""), "legacy-token" in classes)
                 self.markup = self.markup or "cards"
             return frozenset(roles)
         item = self._item
@@ -267,6 +278,8 @@ class _TokenList(HTMLParser):
             item, self._item = self._item, None
             if item is not None and item.uuid:
                 self.tokens.append(item.token())
+            elif item is not None:
+                self.unreadable += 1
 
     def handle_data(self, data: str) -> None:
         item = self._item
@@ -288,7 +301,10 @@ class _TokenList(HTMLParser):
 
 
 def parse_security_page(page: str, *, source: str | None = None) -> TokenPage | None:
-    """The tokens a user's security page shows (either markup); None when the page has no token list.
+    """The tokens a user's security page shows (either markup); None when the page has no token list at all.
+
+    A token list that cannot be read is UnreadablePageError: a token item without a uuid, or the page's own
+    "no tokens yet" notice (hidden when tokens are listed) disagreeing with what was read.
 
     A page over MAX_PAGE_CHARS, or listing more than MAX_TOKENS tokens, is refused (LimitExceededError naming
     ``source``, else the SecurityPage's own)."""
@@ -315,6 +331,16 @@ def parse_security_page(page: str, *, source: str | None = None) -> TokenPage | 
     bounded()
     if not parser.found_list:
         return None
+    if parser.unreadable or (parser.says_tokens and not parser.tokens) or (parser.says_tokens is False and parser.tokens):
+        # a token list keyturn cannot read is never "no tokens": the old token would never be found nor revoked
+        what = (f"{parser.unreadable} token(s) without a uuid keyturn can read" if parser.unreadable
+                else "tokens, but none in a markup keyturn knows" if parser.says_tokens
+                else "no tokens, yet lists some")
+        raise UnreadablePageError(
+            f"keyturn cannot read the API token list on {where}: the page says {what}",
+            hint="this Jenkins release renders its tokens in a way keyturn does not know (it reads the rows of "
+            "2.504 and earlier and the cards of 2.505 and later); report it, and rotate this token by hand meanwhile",
+        )
     return TokenPage(parser.markup or "cards", tuple(parser.tokens))
 
 

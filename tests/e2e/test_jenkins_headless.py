@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import signal
 import tomllib
+from datetime import UTC, datetime
 
 import pytest
 
 from app.sandbox import Sandbox
-from app.sandbox.jenkins import NEW_VERSION, OLD_VERSION, SEED_TOKEN_UUID
+from app.sandbox.jenkins import (
+    EXPIRY_SINCE,
+    NEW_VERSION,
+    OLD_VERSION,
+    SEED_TOKEN_UUID,
+    _day,
+    expires_on,
+    security_page_html,
+    version_tuple,
+)
 
 KV = ("cftptl-intsvc", "jenkins-api-token")
 
@@ -31,12 +41,22 @@ def live_tokens(sandbox: Sandbox) -> list:
     return [t for t in sandbox.jenkins.tokens(seeded.user) if sandbox.jenkins.token_status(t.value) == "active"]
 
 
+def page(sandbox: Sandbox) -> str:
+    """The bot's security page as the emulated release renders it (en-US)."""
+    seeded = sandbox.jenkins.seeded
+    assert seeded is not None
+    return security_page_html(live_tokens(sandbox), user=seeded.user, now=sandbox.jenkins.clock(),
+                              version=sandbox.jenkins.version)
+
+
 def config_uuid(sandbox: Sandbox) -> str | None:
     return tomllib.loads(sandbox.config_path.read_text())["targets"]["jenkins"].get("token_uuid")
 
 
-@pytest.mark.parametrize("version", [NEW_VERSION, OLD_VERSION])
+@pytest.mark.parametrize("version", [NEW_VERSION, "2.579", "2.504", OLD_VERSION])
 def test_rotation_new_token_works_old_gets_401(sandbox: Sandbox, keyturn, version: str) -> None:
+    """Against each release's real markup (rows up to 2.504, cards from 2.505) and answers: the old token is found
+    on the page, revoked, and from 2.548 the locale expiry of the generateNewToken answer is what keyturn records."""
     sandbox.jenkins.version = version
     seeded = sandbox.jenkins.seeded
     assert seeded is not None
@@ -57,9 +77,15 @@ def test_rotation_new_token_works_old_gets_401(sandbox: Sandbox, keyturn, versio
     assert sandbox.jenkins.token_status(old_value) == "revoked"
     (new,) = live_tokens(sandbox)
     assert new.value == new_value
-    if version == NEW_VERSION:
-        assert new.expires_at is not None  # validity_days = 90 became expirationDuration
-        assert 89 * 86400 < new.expires_at - new.created_at <= 90 * 86400
+    if version_tuple(version) >= EXPIRY_SINCE:
+        # validity_days = 90 became expirationDuration=90: Jenkins' expirationDate is today + 90 days, a calendar day
+        # the token works through (HashedToken.isExpired), answered in en-US short style ("3/2/27")
+        assert new.expires_at is not None
+        last_day = expires_on(new)
+        assert last_day is not None and (last_day - _day(new.created_at)).days == 90
+        recorded = waited.json()["token"]["expires_at"]  # the journal keeps it: status and Key Vault exp read it
+        assert recorded == datetime(last_day.year, last_day.month, last_day.day, tzinfo=UTC).isoformat()
+        assert f"Expires on {last_day.month}/{last_day.day}/{last_day.year % 100:02d}" in page(sandbox)
     else:
         assert new.expires_at is None
         assert waited.stderr.count("never expires") == 1  # said once, before minting, not hidden
@@ -83,8 +109,11 @@ def test_second_rotation_retires_the_first_rotations_token(sandbox: Sandbox, key
     assert [t.value for t in live_tokens(sandbox)] == [second]
 
 
-def test_first_rotation_of_a_hand_made_token_finds_it_by_name(sandbox: Sandbox, keyturn) -> None:
-    """No token_uuid in the config: the user's security page lists the token named like the target."""
+@pytest.mark.parametrize("version", [NEW_VERSION, "2.579", "2.539", "2.505", "2.504", OLD_VERSION])
+def test_first_rotation_of_a_hand_made_token_finds_it_by_name(sandbox: Sandbox, keyturn, version: str) -> None:
+    """No token_uuid in the config: the user's security page, in each release's real markup, lists the token named
+    like the target (a parser that read only the 2.504 rows found nothing on a 2.505+ page and revoked nothing)."""
+    sandbox.jenkins.version = version
     text = sandbox.config_path.read_text().replace(f'token_uuid = "{SEED_TOKEN_UUID}"\n', "")
     sandbox.config_path.write_text(text)
     assert config_uuid(sandbox) is None

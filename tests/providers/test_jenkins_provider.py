@@ -165,10 +165,20 @@ def test_revoke_proof_catches_a_wrong_uuid(jk: JenkinsStandalone) -> None:
 
 
 def test_error_inside_200_is_raised(jk: JenkinsStandalone) -> None:
+    """Jenkins answers its JSON errors with HTTP 200 (HttpResponses.errorJSON): check() reads the status."""
     p = make(jk)
     try:
-        with pytest.raises(ProviderError, match="status 'error': The token name is required"):
-            p.mint(MintRequest(display_name="   ", scopes=("user",), expires_at=None))
+        p.sign_in()
+        client = p._client
+        what = "could not create"
+        resp = client.post(client.descriptor_path("keyturn-bot") + "/generateNewToken",
+                           {"newTokenName": "x", "expirationDuration": "-3"}, what=what, json_expected=True)
+        assert resp.status_code == 200
+        with pytest.raises(ProviderError, match=r"status 'error': Expiration date is in the past\."):
+            client.check(resp, what)
+        # a blank name is no error: Jenkins names the token itself
+        minted = p.mint(MintRequest(display_name="   ", scopes=("user",), expires_at=None))
+        assert minted.info.name.startswith("Token created on ")
     finally:
         p.close()
 

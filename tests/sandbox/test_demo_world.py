@@ -102,7 +102,7 @@ def test_a_persisted_world_comes_back_as_it_was_left(tmp_path: Path) -> None:
         cluster = sb.buildkite.cluster("Default cluster")
         assert cluster is not None
         sb.buildkite.add_cluster_token(cluster.uuid, "made-by-hand", created_by=None)
-        sb.jenkins.generate("keyturn-bot", "made-by-hand", 30)
+        sb.jenkins.generate("keyturn-bot", "made-by-hand", sb.jenkins.today() + timedelta(days=30))
         before = world_of(sb)
         saved = sb.store.saves if sb.store else 0
     assert saved >= 2  # at start, and after the requests that changed something

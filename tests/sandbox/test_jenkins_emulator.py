@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -80,12 +81,12 @@ def test_basic_token_needs_no_crumb_and_error_inside_200(jk: JenkinsStandalone) 
         r = c.post(GEN, data={"newTokenName": "deploy-2"})
         assert r.status_code == 200 and r.json()["status"] == "ok"
         data = r.json()["data"]
-        assert set(data) == {"tokenUuid", "tokenName", "tokenValue", "expirationDate"}
+        assert set(data) == {"tokenUuid", "tokenName", "tokenValue", "expirationDate", "aboutToExpire"}
+        assert data["expirationDate"] == "never" and data["aboutToExpire"] is False  # no expirationDuration: never
         assert jk.world.token_status(data["tokenValue"]) == "active"
-        r = c.post(GEN, data={"newTokenName": "  "})
-        assert r.status_code == 200 and r.json()["status"] == "error" and r.json()["message"]
+        # ApiTokenProperty.doGenerateNewToken: an expiry before today is an error inside a 200
         r = c.post(GEN, data={"newTokenName": "x", "expirationDuration": "-3"})
-        assert r.status_code == 200 and r.json()["status"] == "error"
+        assert r.status_code == 200 and r.json() == {"status": "error", "message": "Expiration date is in the past."}
 
 
 def test_crumb_is_bound_to_its_session(jk: JenkinsStandalone) -> None:
@@ -191,3 +192,100 @@ def test_config_toml(jk: JenkinsStandalone) -> None:
     target = Target(**doc["targets"]["jenkins"])
     assert account.platform == "jenkins" and account.user == SEED_USER and account.base_url == jk.url
     assert target.token_uuid == SEED_TOKEN_UUID and target.token_name == "ci-deploy"
+
+
+# -- the answers of ApiTokenProperty.java (doGenerateNewToken, getExpirationDate, doRevoke) at jenkins-2.548 and master --
+
+
+def generate(jk: JenkinsStandalone, form: dict[str, str], headers: dict[str, str] | None = None) -> httpx.Response:
+    user, value, _ = seeded(jk)
+    with client(jk, (user, value)) as c:
+        return c.post(GEN, data=form, headers=headers or {})
+
+
+def test_blank_name_is_named_by_jenkins(jk: JenkinsStandalone) -> None:
+    """``newTokenName.isBlank()``: Messages.Token_Created_on(ISO_OFFSET_DATE_TIME.format(now)), not an error."""
+    r = generate(jk, {"newTokenName": "   "})
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    name = r.json()["data"]["tokenName"]
+    assert name.startswith("Token created on 20") and name.endswith("Z") and "T" in name
+    assert jk.world.token(r.json()["data"]["tokenUuid"]) is not None
+
+
+@pytest.mark.parametrize("duration", ["abc", "1.5", "5_0", "99999999999", "custom"])
+def test_a_duration_java_cannot_parse_is_a_500(jk: JenkinsStandalone, duration: str) -> None:
+    """Integer.parseInt / LocalDate.parse throw inside the action: Stapler's error page, nothing created."""
+    before = len(jk.world.tokens())
+    r = generate(jk, {"newTokenName": "x", "expirationDuration": duration, "tokenExpiration": "next week"})
+    assert r.status_code == 500 and "application/json" not in r.headers["content-type"]
+    assert len(jk.world.tokens()) == before
+
+
+def test_expiration_date_is_the_day_in_the_requests_locale(jk: JenkinsStandalone) -> None:
+    today = jk.world.today()
+    day = today + timedelta(days=30)
+    r = generate(jk, {"newTokenName": "a", "expirationDuration": " 30 "})  # trimmed, as getExpirationDate does
+    data = r.json()["data"]
+    assert data["expirationDate"] == f"{day.month}/{day.day}/{day.year % 100:02d}"  # en_US SHORT: M/d/yy
+    assert data["aboutToExpire"] is False
+    r = generate(jk, {"newTokenName": "b", "expirationDuration": "30"}, {"Accept-Language": "de-DE,de;q=0.9"})
+    assert r.json()["data"]["expirationDate"] == f"{day.day:02d}.{day.month:02d}.{day.year % 100:02d}"
+    r = generate(jk, {"newTokenName": "c", "expirationDuration": "0"})  # today: allowed, about to expire
+    assert r.json()["status"] == "ok" and r.json()["data"]["aboutToExpire"] is True
+    r = generate(jk, {"newTokenName": "d", "expirationDuration": "custom", "tokenExpiration": day.isoformat()})
+    assert r.json()["data"]["expirationDate"] == f"{day.month}/{day.day}/{day.year % 100:02d}"
+    r = generate(jk, {"newTokenName": "e", "expirationDuration": "never"})
+    assert r.json()["data"]["expirationDate"] == "never"
+    # the token works through its expiration day (HashedToken.isExpired: expiration.isBefore(today))
+    t = jk.world.token(r.json()["data"]["tokenUuid"])
+    assert t is not None and t.expires_at is None
+    t = jk.world.token(generate(jk, {"newTokenName": "f", "expirationDuration": "1"}).json()["data"]["tokenUuid"])
+    assert t is not None and t.expires_at is not None
+    assert datetime.fromtimestamp(t.expires_at, UTC).date() == today + timedelta(days=2)
+
+
+def test_before_2548_there_is_no_expiry_in_the_answer(jk: JenkinsStandalone) -> None:
+    jk.world.version = OLD_VERSION
+    r = generate(jk, {"newTokenName": "a", "expirationDuration": "abc"})  # the parameter does not exist: ignored
+    assert r.status_code == 200 and set(r.json()["data"]) == {"tokenUuid", "tokenName", "tokenValue"}
+
+
+def test_revoke_needs_a_uuid_and_the_user_or_an_administrator(jk: JenkinsStandalone) -> None:
+    """doRevoke: u.checkPermission(Jenkins.ADMINISTER), then a blank tokenUuid is a 400. User.getACL lets the user
+    and every administrator revoke; adminCanGenerateNewTokens only gates generating."""
+    user, value, _ = seeded(jk)
+    s = jk.world.seeded
+    assert s is not None and jk.world.admin_can_generate_new_tokens is False
+    with client(jk, (user, value)) as c:
+        r = c.post(REVOKE, data={"tokenUuid": "  "})
+        assert r.status_code == 400 and "The tokenUuid cannot be empty" in r.text
+    victim = jk.world.add_token(user, "victim")
+    with client(jk, (s.admin, s.admin_token)) as c:
+        assert c.post(GEN, data={"newTokenName": "by-admin"}).status_code == 403  # generating: not without the property
+        r = c.post(REVOKE, data={"tokenUuid": victim.uuid})
+        assert r.status_code == 200 and jk.world.token_status(victim.value) == "revoked"
+    jk.world.add_user("someone")
+    other = jk.world.add_token("someone", "theirs")
+    with client(jk, ("someone", other.value)) as c:
+        r = c.post(REVOKE, data={"tokenUuid": SEED_TOKEN_UUID})
+    assert r.status_code == 403 and "someone is missing the Overall/Administer permission" in r.text
+    assert jk.world.token_status(value) == "active"
+
+
+@pytest.mark.parametrize("given", ["2.504", "2.479.3", "2.579", "old", "new"])
+def test_sandbox_up_takes_a_release_number(given: str) -> None:
+    from app.sandbox.jenkins import release
+
+    assert release(given) == {"old": OLD_VERSION, "new": NEW_VERSION}.get(given, given)
+
+
+@pytest.mark.parametrize("given", ["3.0", "2.5x", "latest", "2.99"])
+def test_sandbox_up_refuses_what_is_no_release_in_one_line(given: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    import app.cli
+
+    result = CliRunner().invoke(app.cli.cli, ["sandbox", "up", "--dir", str(tmp_path / "sb"), "--jenkins-version", given])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"--jenkins-version {given!r} is not a Jenkins release" in result.output
+    assert not (tmp_path / "sb").exists()  # nothing started, nothing written
