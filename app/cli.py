@@ -233,11 +233,21 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 @_guard
 def rotate(ctx: click.Context, target: str, no_input: bool, dry_run: bool, as_json: bool, reveal: bool, skip_manual: bool, revoke_now: bool, revoke_all_others: bool) -> None:
-    """Rotate TARGET's token: mint, store, verify, propagate, retire the old one."""
+    """Rotate TARGET's token: mint, store, verify, propagate, retire the old one.
+
+    In a terminal, without --no-input, this opens the wizard on TARGET; when stdin is not a terminal (a pipe, cron,
+    CI) it refuses unless --no-input says a headless rotation without confirmation is meant."""
     if reveal and dry_run:
         raise KeyturnError("--reveal and --dry-run conflict: a dry run mints no value to reveal", hint="drop one of them")
+    if not no_input and not dry_run and not sys.stdin.isatty():
+        # nobody is there to see the plan and confirm it: a pipe or a cron job must say it means a headless rotation
+        raise KeyturnError(
+            f"rotate {target}: stdin is not a terminal, so keyturn cannot show the plan and ask before it mints and revokes",
+            hint=f"run it in a terminal for the wizard, or pass --no-input to rotate without asking "
+            f"(keyturn rotate {target} --dry-run shows the plan first)",
+        )
     config = _load(ctx)
-    if not no_input and not dry_run and sys.stdin.isatty() and not as_json and not reveal:
+    if not no_input and not dry_run and not as_json and not reveal:
         from app.tui import run_wizard
 
         run_wizard(config, start_target=target)

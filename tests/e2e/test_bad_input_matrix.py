@@ -187,6 +187,9 @@ CHILD_CASES = [
     Case("cli-missing-target", "Missing argument 'TARGET'", "user", args=("rotate",)),
     Case("cli-unknown-option", "No such option '--bogus'", "user", args=("rotate", "daily-checks", "--bogus")),
     Case("cli-unknown-command", "No such command 'rotat'", "user", args=("rotat", "daily-checks")),
+    # stdin is a pipe here: without --no-input nobody confirms the plan, so nothing may run headless
+    Case("cli-rotate-piped-without-no-input", "stdin is not a terminal", "user", args=("rotate", "daily-checks")),
+    Case("cli-rotate-piped-json-without-no-input", "pass --no-input", "user", args=("rotate", "daily-checks", "--json")),
     Case("cli-extra-argument", "unexpected extra argument (extra)", "user", args=("status", "extra")),
     Case("cli-reveal-with-dry-run", "--reveal and --dry-run conflict", "user", args=("rotate", "daily-checks", "--no-input", "--dry-run", "--reveal")),
     Case("cli-manual-step-headless", "only a person can tick", "user", args=("rotate", "buildkite-cluster", "--no-input"),
