@@ -154,6 +154,47 @@ class ConductorOneConnector(_Model):
 
     _ref = field_validator("client_secret")(lambda cls, v: _check_ref(v))
 
+    # ConductorOne's Go SDK (ConductorOne/conductorone-sdk-go, extra_sdk_options.go, commit 2eb88f849f45):
+    # NormalizeTenant (lines 315-349) and ParseClientID (lines 351-374). The token host, and the JWT's aud, come
+    # from the client id ``<name>@<host>/pcc``; the tenant must name the same host. base_url only moves requests.
+    @staticmethod
+    def normalize_tenant(raw: str) -> str:
+        """NormalizeTenant's host[:port], or "": lower-cased; "acme" -> "acme.conductor.one"; "https://h:p" -> "h:p"."""
+        from urllib.parse import urlsplit
+
+        text = raw.lower()
+        if "://" in text:
+            host = urlsplit(text).netloc.rpartition("@")[2]
+        else:
+            host = text if "." in text else text + ".conductor.one"
+        parts = host.split(".")
+        if len(parts) == 3 and parts[1:] == ["conductor", "one"] and not parts[0]:
+            return ""  # the SDK's empty tenant: no server URL
+        return host if re.fullmatch(r"(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", host) else ""
+
+    @classmethod
+    def client_id_host(cls, client_id: str) -> str:
+        """ParseClientID's host: ``<name>@<host>/<rest>`` (split at the first @, then the first /), or "" (invalid)."""
+        _, at, rest = client_id.partition("@")
+        host, slash, _ = rest.partition("/")
+        return cls.normalize_tenant(host) if at and slash else ""
+
+    @model_validator(mode="after")
+    def _client_id_names_the_tenant(self) -> ConductorOneConnector:
+        tenant_host = self.normalize_tenant(self.tenant)
+        if not tenant_host:
+            raise ValueError(f"tenant = {self.tenant!r} is not a ConductorOne tenant; write it as 'acme' "
+                             "(for https://acme.conductor.one) or as the tenant's https:// address")
+        client_host = self.client_id_host(self.client_id)
+        if not client_host:
+            raise ValueError(f"client_id = {self.client_id!r} is not a ConductorOne client id (NAME@TENANT.conductor.one/pcc); "
+                             "copy it whole from the API client ConductorOne created")
+        if client_host != tenant_host:
+            raise ValueError(f"client_id {self.client_id!r} is an API client of {client_host}, but tenant = {self.tenant!r} "
+                             f"is {tenant_host}; set tenant to {client_host.removesuffix('.conductor.one')!r}, "
+                             f"or use an API client of {tenant_host}")
+        return self
+
 
 class AzurePipelinesRun(_Model):
     """A consumer check: once the stores hold the new token, queue a run of an Azure Pipelines pipeline that uses it

@@ -15,8 +15,8 @@ What it does (the ConductorOne public API, ``app/sandbox/contracts/conductorone/
    ours once ``status.startedAt`` differs from what the update answered; it must end in
    ``SYNC_STATUS_DONE`` within ``sync_timeout_s``. ``SYNC_STATUS_ERROR`` -> FollowUpError with ``lastError``.
 
-Sign-in (ConductorOne/conductorone-sdk-go ``token_source.go``, commit 2bd43edbe939, and ``ParseClientID`` /
-``NormalizeTenant`` beside it): the client secret is ``secret-token:conductorone.com:v1:<JWK>``, four
+Sign-in (ConductorOne/conductorone-sdk-go ``token_source.go``, commit 2eb88f849f45, and ``ParseClientID`` /
+``NormalizeTenant`` in ``extra_sdk_options.go``): the client secret is ``secret-token:conductorone.com:v1:<JWK>``, four
 ``:``-separated fields of which the third must be ``v1`` and the fourth is the unpadded base64url of a JSON
 Web Key holding an Ed25519 *private* key (``{"kty":"OKP","crv":"Ed25519","x":...,"d":...}``). The client
 signs a JWT (JWS compact, ``alg: EdDSA``, a random ``nonce`` header) with claims ``iss = sub = client_id``,
@@ -24,7 +24,15 @@ signs a JWT (JWS compact, ``alg: EdDSA``, a random ``nonce`` header) with claims
 POSTs the form ``client_id``, ``grant_type=client_credentials``, ``client_assertion_type=urn:ietf:params:
 oauth:client-assertion-type:jwt-bearer``, ``client_assertion`` to ``https://<host>/auth/v1/token``
 (``components.securitySchemes.oauth`` names that token URL); the answer is ``{"access_token", "token_type",
-"expires_in"}``. The host is ``<tenant>.conductor.one`` (or ``base_url``'s host).
+"expires_in"}``.
+
+The host: as the SDK does, it comes from the client id, ``<name>@<host>/pcc`` (``ParseClientID``: split at the
+first ``@``, then at the first ``/``; the host goes through ``NormalizeTenant``: lower-cased, ``acme`` ->
+``acme.conductor.one``). A client id without ``@`` and ``/`` is invalid (the SDK's ``ErrInvalidClientID``).
+The config's ``tenant`` must name the same host after ``NormalizeTenant``; a mismatch is a config error at load
+time (``ConductorOneConnector``), so no JWT is ever signed for another tenant's audience. ``base_url`` (the
+sandbox's loopback server, or a proxy) only changes where the requests go: the ``aud`` stays the client id's
+host, which is what the real server behind it checks.
 
 Idempotence: ConductorOne never returns a secret connector setting (the Terraform resource reads back only
 ``organization``), so there is nothing to compare the new token with: ``find_done`` always says "not done"
@@ -123,11 +131,6 @@ def parse_client_secret(secret: SecretValue, what: str) -> Ed25519PrivateKey:
     return key
 
 
-def token_host(base_url: str) -> str:
-    """The host (and port) the SDK derives from the server URL: ``https://h:p/`` -> ``h:p``."""
-    return urlsplit(base_url).netloc
-
-
 def audience(host: str) -> str:
     """The assertion's ``aud``: the token host without a port (the SDK: "the audience never expects a port")."""
     parsed = urlsplit("//" + host)
@@ -216,12 +219,21 @@ class ConductorOneStep(StepDefaults):
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def _token_host(self) -> str:
+        """The host (and port) the client id names, which the tenant must name too (checked at config load; again
+        here, before any request, for a spec built without validation)."""
+        s = self.spec
+        host = ConductorOneConnector.client_id_host(s.client_id)
+        if not host or host != ConductorOneConnector.normalize_tenant(s.tenant):
+            raise FollowUpError(
+                f"{self.title}: client_id {s.client_id!r} does not name tenant {s.tenant!r}'s host",
+                hint="client_id is NAME@TENANT.conductor.one/pcc: use an API client of this tenant",
+            )
+        return host
+
     def _base_url(self) -> str:
-        raw = self.spec.base_url
-        if not raw:
-            tenant = self.spec.tenant.strip().lower()
-            host = tenant if "." in tenant else f"{tenant}.conductor.one"
-            raw = f"https://{host}"
+        """Where requests go: base_url (the sandbox's loopback override) or https://<the client id's host>."""
+        raw = self.spec.base_url or f"https://{self._token_host()}"
         try:
             return check_url(raw, f"{self.title}: base_url")
         except KeyturnError as exc:
@@ -313,8 +325,8 @@ class ConductorOneStep(StepDefaults):
 
         what = f"{self.title}: client_secret"
         key = parse_client_secret(resolve_plain(config, self.spec.client_secret, what=what), what)
+        host = self._token_host()  # the JWT's audience: the client id's host, wherever base_url sends the request
         base = self._base_url()
-        host = token_host(base)
 
         def once() -> httpx.Response:
             form = {  # a new assertion each attempt: ConductorOne refuses a replayed nonce

@@ -5,7 +5,8 @@ Routes (``contracts/conductorone/openapi-parts.json``, the used parts of C1's pu
 - ``POST /auth/v1/token``: client credentials with a JWT assertion, as C1's SDKs send it (form fields
   ``client_id``, ``grant_type=client_credentials``, ``client_assertion_type`` (jwt-bearer), ``client_assertion``).
   The assertion must be a JWS signed with EdDSA by the Ed25519 key of a seeded client, with
-  ``iss = sub = client_id``, ``aud`` = the host the request was sent to (no port), valid ``nbf``/``exp``, and
+  ``iss = sub = client_id``, ``aud`` = the host the client id names (``<name>@<host>/pcc``, no port; not the
+  loopback host the request reached), valid ``nbf``/``exp``, and
   a ``nonce`` header not seen before. Answers ``{"access_token", "token_type": "Bearer", "expires_in"}``;
   a refusal is ``401 {"error": "invalid_client", "error_description"}`` (``400 invalid_request`` for a
   malformed form). The spec only names this URL (``securitySchemes.oauth.tokenUrl``).
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from app.config import ConductorOneConnector
 from app.sandbox.http import BadRequestBody, Request, Response, Service, json_response
 from app.sandbox.swagger import parse_date_time
 from app.secret import fingerprint
@@ -695,11 +697,13 @@ class ConductorOneService(Service):
             return "client_assertion signature does not verify with the client's key"
         if claims.get("iss") != client_id or claims.get("sub") != client_id:
             return "client_assertion iss and sub must be the client_id"
-        host = urlsplit("//" + (req.header("Host") or "")).hostname or ""
+        # the host the client id names (ParseClientID), without its port: what the SDK puts in aud. That the server
+        # refuses any other aud (not where the request arrived: the sandbox listens on loopback) is an assumption.
+        host = urlsplit("//" + ConductorOneConnector.client_id_host(client_id)).hostname or ""
         aud = claims.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
-        if host not in auds:
-            return f"client_assertion aud must be {host!r} (the token host without its port)"
+        if not host or host not in auds:
+            return f"client_assertion aud must be {host!r} (the host the client_id names, without a port)"
         now = w.clock()
         exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (exp, nbf, iat)):

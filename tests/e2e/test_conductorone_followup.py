@@ -42,3 +42,27 @@ def test_sync_error_stops_there_old_token_alive_then_resume(sandbox: Sandbox, ke
     assert sandbox.state.pat(old.authorization_id).revoked  # type: ignore[union-attr]
     versions = [v for v in sandbox.state.secret_versions("cftptl-intsvc", "azure-devops-token") if (v.tags or {}).get("keyturn-rotation-id")]
     assert len(versions) == 1  # the resumed run did not write a second Key Vault version
+
+
+def test_a_tenant_the_client_id_does_not_name_is_a_one_line_config_error(sandbox: Sandbox, keyturn) -> None:
+    """The client id names the token host (and the JWT's aud), as ConductorOne's SDK reads it; a tenant that says
+    otherwise stops keyturn at config load: nothing signed in, minted, written or journaled."""
+    add_c1(sandbox)
+    seeded = sandbox.conductorone.seeded
+    assert seeded is not None
+    text = sandbox.config_path.read_text()
+    assert f'tenant = "{seeded.tenant}"' in text
+    sandbox.config_path.write_text(text.replace(f'tenant = "{seeded.tenant}"', 'tenant = "acme"', 1))
+    pats_before = len(sandbox.state.pats())
+    run = keyturn("rotate", "daily-checks", "--no-input")
+    assert run.code == 2, run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    (line,) = [x for x in run.stderr.splitlines() if x.startswith("keyturn: error:")]
+    assert f"keyturn: error: {sandbox.config_path}: " in line
+    assert seeded.client_id in line and f"{seeded.tenant}.conductor.one" in line  # the client id and its host
+    assert "'acme'" in line and "acme.conductor.one" in line  # the tenant as written and as the SDK reads it
+    assert f"set tenant to '{seeded.tenant}'" in line  # what to do
+    assert len(sandbox.state.pats()) == pats_before  # no new PAT
+    counters = sandbox.conductorone.counters
+    assert counters["token.issued"] == counters["token.rejected"] == counters["connector.update"] == 0
+    assert sandbox.conductorone.updates == []

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from app.errors import FollowUpError, SecretSourceError
+from app.config import ConductorOneConnector
+from app.errors import ConfigError, FollowUpError, SecretSourceError
 from app.followups import FollowUpStep
 from app.followups.conductorone import ENV_CONFIG_TYPE
 from app.sandbox.conductorone import make_client_secret
@@ -308,3 +309,75 @@ def test_sync_error_text_with_the_value_is_scrubbed(c1: C1Harness) -> None:
     with pytest.raises(FollowUpError) as err:
         step.run(ctx)
     assert CANARY not in str(err.value) and "********" in str(err.value)
+
+
+# -- the host comes from the client id (ConductorOne/conductorone-sdk-go ParseClientID / NormalizeTenant) ---------
+
+
+def test_the_jwt_aud_is_the_client_ids_host_not_base_urls(c1: C1Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.followups.conductorone as mod
+
+    auds: list[str] = []
+    real = mod.client_assertion
+
+    def spy(client_id: str, key: Any, aud: str, now: float | None = None) -> str:
+        auds.append(aud)
+        return real(client_id, key, aud, now)
+
+    monkeypatch.setattr(mod, "client_assertion", spy)
+    step, ctx = c1.step()
+    assert "127.0.0.1" in c1.url  # base_url: the loopback emulator, where the requests go
+    step.preflight(ctx.config)
+    assert auds == [f"{c1.seeded.tenant}.conductor.one"]
+    assert c1.world.counters["token.issued"] == 1
+
+
+@pytest.mark.parametrize("tenant", ["keyturn-sandbox", "KEYTURN-SANDBOX", "keyturn-sandbox.conductor.one",
+                                    "https://keyturn-sandbox.conductor.one"])
+def test_tenant_spellings_the_sdk_normalises_alike_are_accepted(c1: C1Harness, tenant: str) -> None:
+    step, ctx = c1.step(tenant=tenant)
+    step.preflight(ctx.config)
+
+
+@pytest.mark.parametrize(
+    ("tenant", "base_url"), [("acme", None), ("acme", "loopback"), ("https://keyturn-sandbox.example.com", "loopback")]
+)
+def test_a_tenant_that_disagrees_with_the_client_id_is_a_one_line_config_error(
+    c1: C1Harness, tenant: str, base_url: str | None
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        c1.config(tenant=tenant, base_url=c1.url if base_url else None)
+    text = one_line(err.value)
+    host = ConductorOneConnector.normalize_tenant(tenant)
+    assert c1.seeded.client_id in text and f"is an API client of {c1.seeded.tenant}.conductor.one" in text
+    assert f"tenant = {tenant!r}" in text and f"is {host}" in text
+    assert f"set tenant to {c1.seeded.tenant!r}" in text and f"or use an API client of {host}" in text
+    assert c1.world.counters.total() == 0  # nothing asked of the server
+
+
+@pytest.mark.parametrize("client_id", ["keyturn-sandbox-12345", "name@keyturn-sandbox.conductor.one", "name@/pcc",
+                                       "name@.conductor.one/pcc"])
+def test_a_client_id_without_the_host_form_is_invalid_as_in_the_sdk(c1: C1Harness, client_id: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        c1.config(client_id=client_id)
+    text = one_line(err.value)
+    assert f"client_id = {client_id!r} is not a ConductorOne client id (NAME@TENANT.conductor.one/pcc)" in text
+
+
+def test_the_sdks_parse_client_id_examples() -> None:
+    # extra_sdk_options_test.go (commit 2eb88f849f45): TestParseClientID and TestCustomTenantOptions
+    assert ConductorOneConnector.client_id_host("foobar@insulator.conductor.one/pcc") == "insulator.conductor.one"
+    assert ConductorOneConnector.client_id_host("foobar@c1dev.anthony.dev.ductone.com/pcc") == "c1dev.anthony.dev.ductone.com"
+    for tenant in ("insulator.conductor.one", "insulator", "https://insulator.conductor.one"):
+        assert ConductorOneConnector.normalize_tenant(tenant) == "insulator.conductor.one"
+    assert ConductorOneConnector.normalize_tenant("https://insulator.a.different.com") == "insulator.a.different.com"
+    assert ConductorOneConnector.normalize_tenant("https://c1dev.anthony.dev.ductone.com:2443") == "c1dev.anthony.dev.ductone.com:2443"
+
+
+def test_an_unvalidated_mismatch_stops_before_any_request(c1: C1Harness) -> None:
+    step, ctx = c1.step()
+    step.spec = step.spec.model_copy(update={"tenant": "acme"})  # model_copy does not validate
+    with pytest.raises(FollowUpError) as err:
+        step.preflight(ctx.config)
+    assert "does not name tenant 'acme'" in one_line(err.value)
+    assert c1.world.counters.total() == 0

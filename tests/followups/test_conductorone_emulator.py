@@ -37,9 +37,23 @@ def token_form(client_id: str, assertion: str, **extra: str) -> dict[str, str]:
     return form
 
 
-def signed(c1: C1Harness, secret: str | None = None, aud: str = "127.0.0.1", now: float | None = None) -> str:
+def signed(c1: C1Harness, secret: str | None = None, aud: str | None = None, now: float | None = None) -> str:
+    """An assertion of the seeded client; its aud defaults to the host the client id names (as the SDK signs it)."""
     key = parse_client_secret(SecretValue(secret or c1.seeded.client_secret), "test")
-    return client_assertion(c1.seeded.client_id, key, aud, now)
+    return client_assertion(c1.seeded.client_id, key, aud or f"{c1.seeded.tenant}.conductor.one", now)
+
+
+@pytest.fixture
+def c1_token(c1: C1Harness) -> Callable[[], str]:
+    """An access token of the seeded API client over the wire (overrides conftest's: the aud is the client id's host)."""
+
+    def make() -> str:
+        with c1.http() as http:
+            resp = http.post(c1.url + "/auth/v1/token", data=token_form(c1.seeded.client_id, signed(c1)))
+        assert resp.status_code == 200, resp.text
+        return str(resp.json()["access_token"])
+
+    return make
 
 
 def connector_path(c1: C1Harness) -> str:
@@ -83,15 +97,19 @@ def test_token_with_a_real_signed_assertion(c1: C1Harness) -> None:
 
 @pytest.mark.parametrize(
     "case",
-    ["wrong-key", "wrong-aud", "expired", "unknown-client", "replayed", "tampered", "alg-none"],
+    ["wrong-key", "wrong-aud", "other-tenant-aud", "aud-with-port", "expired", "unknown-client", "replayed", "tampered", "alg-none"],
 )
 def test_token_refusals(c1: C1Harness, case: str) -> None:
     client_id = c1.seeded.client_id
     if case == "wrong-key":
         other, _ = make_client_secret()
         assertion = signed(c1, secret=other)
-    elif case == "wrong-aud":
-        assertion = signed(c1, aud="keyturn-sandbox.conductor.one")
+    elif case == "wrong-aud":  # where the request arrived (the old emulator's rule) is not the client id's host
+        assertion = signed(c1, aud="127.0.0.1")
+    elif case == "other-tenant-aud":
+        assertion = signed(c1, aud="other-tenant.conductor.one")
+    elif case == "aud-with-port":  # the SDK strips the port from the audience
+        assertion = signed(c1, aud=f"{c1.seeded.tenant}.conductor.one:443")
     elif case == "expired":
         assertion = signed(c1, now=time.time() - 3600)
     elif case == "unknown-client":
