@@ -123,7 +123,8 @@ def c1_token(c1: C1Harness) -> Callable[[], str]:
                     "client_id": c1.seeded.client_id,
                     "grant_type": "client_credentials",
                     "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                    "client_assertion": client_assertion(c1.seeded.client_id, key, audience("127.0.0.1")),
+                    # the aud is the host the client id names (<name>@<host>/pcc), not where the request goes
+                    "client_assertion": client_assertion(c1.seeded.client_id, key, audience(f"{c1.seeded.tenant}.conductor.one")),
                 },
             )
         assert resp.status_code == 200, resp.text

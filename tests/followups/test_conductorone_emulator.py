@@ -43,19 +43,6 @@ def signed(c1: C1Harness, secret: str | None = None, aud: str | None = None, now
     return client_assertion(c1.seeded.client_id, key, aud or f"{c1.seeded.tenant}.conductor.one", now)
 
 
-@pytest.fixture
-def c1_token(c1: C1Harness) -> Callable[[], str]:
-    """An access token of the seeded API client over the wire (overrides conftest's: the aud is the client id's host)."""
-
-    def make() -> str:
-        with c1.http() as http:
-            resp = http.post(c1.url + "/auth/v1/token", data=token_form(c1.seeded.client_id, signed(c1)))
-        assert resp.status_code == 200, resp.text
-        return str(resp.json()["access_token"])
-
-    return make
-
-
 def connector_path(c1: C1Harness) -> str:
     return f"{c1.url}/api/v1/apps/{c1.seeded.app_id}/connectors/{c1.seeded.connector_id}"
 
