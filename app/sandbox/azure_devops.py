@@ -9,13 +9,17 @@
 - ``PUT    /{org}/_apis/tokens/pats``: update (``PatTokenUpdateRequest``).
 - ``DELETE /{org}/_apis/tokens/pats?authorizationId=``: revoke (200, empty body).
 
-``api-version`` must be ``7.1-preview.1`` or ``7.2-preview.1`` (or without ``.1``; also accepted in the
-``Accept`` header like the real service). Authentication is an Entra **user** token for the Azure
+``api-version`` must be ``7.2-preview.1`` (or ``7.2-preview``), the version of the swagger enforced here (its
+``api-Version-preview.1`` parameter: "This should be set to '7.2-preview.1'"); also accepted in the ``Accept`` header
+like the real service. Other versions are refused with HTTP 400 (the real service would serve older versions with
+their own contracts; the sandbox has one contract, so it refuses them: an assumption, see SOURCE.md). Authentication is an Entra **user** token for the Azure
 DevOps resource. A missing, unknown, expired or foreign-audience token gets what a bad session gets
 from the real service: HTTP 203 with the HTML sign-in page (or 401 when the request carries
 ``X-TFS-FedAuthRedirect: Suppress``). An app-only token gets a 401 JSON error: service principals
 cannot manage PATs. PAT-domain errors come inside HTTP 200 as ``patTokenError`` (+
-``patTokenErrorMessage`` with 7.2). Every response body is validated against the swagger too.
+``patTokenErrorMessage``, 7.2 only). A scope id absent from Microsoft's scope table (the vendored
+``scopes.json``; e.g. the retired ``vso.loadtest*``, the non-public ``vso.hooks*``, ``vso.settings*``) is
+``invalidScope``. Every response body is validated against the swagger too.
 
 ``DevOpsService`` (stands for https://dev.azure.com): ``GET /{org}/_apis/connectionData`` and
 ``GET /{org}/_apis/distributedtask/pools`` with a PAT as Basic auth (any user name) or an Entra user token.
@@ -57,7 +61,9 @@ from app.sandbox.state import DEVOPS_RESOURCE, IssuedToken, PatRecord, PipelineR
 from app.sandbox.swagger import CONTRACTS, SwaggerSpec, format_date_time, parse_date_time, tokens_spec
 
 PATS_ROUTE = "/{org}/_apis/tokens/pats"
-ACCEPTED_PAT_VERSIONS = ("7.1-preview.1", "7.2-preview.1", "7.1-preview", "7.2-preview")
+# The versions of the one swagger enforced (tokens-7.2/tokens.json, info.version "7.2-preview", operations'
+# x-ms-docs-override-version "7.2-preview.1"); "7.2-preview" without the resource version resolves to it (assumption).
+ACCEPTED_PAT_VERSIONS = ("7.2-preview.1", "7.2-preview")
 ACCEPTED_POOL_VERSIONS = ("7.0", "7.1", "7.1-preview.1", "7.2-preview", "7.2-preview.1")
 POOL_SCOPES = frozenset({"vso.agentpools", "vso.agentpools_manage", "app_token"})
 PIPELINES_SPEC = CONTRACTS / "azure-devops" / "pipelines-7.1" / "pipelines.json"
@@ -99,12 +105,12 @@ SIGN_IN_PAGE = """<!DOCTYPE html>
 
 @cache
 def valid_pat_scopes() -> frozenset[str]:
-    """Scope ids a PAT may carry: every id of the vendored scope picker, the legacy documented ones, app_token."""
+    """Scope ids a PAT may carry: every id of the vendored scope catalogue's groups (Microsoft's scope table) and
+    app_token (Full access). Its ``not_in_picker`` ids (retired vso.loadtest*, non-public vso.hooks*, vso.settings*,
+    the Entra-only vso.pats*) are not among them."""
     data = json.loads((CONTRACTS / "azure-devops" / "scopes.json").read_text(encoding="utf-8"))
     ids = {level["scope"] for group in data["groups"] for level in group["levels"]}
     ids.add(data["full_access"]["scope"])
-    legacy = {"vso.loadtest", "vso.loadtest_write", "vso.hooks", "vso.hooks_write", "vso.hooks_interact"}
-    ids |= legacy | {"vso.settings", "vso.settings_write"}
     return frozenset(ids)
 
 
@@ -348,7 +354,7 @@ class VsspsService(_AdoBase):
         if m is None:
             return ado_error(
                 400,
-                f"The api-version '{version}' is not in a valid format (e.g. '7.1-preview.1').",
+                f"The api-version '{version}' is not in a valid format (e.g. '7.2-preview.1').",
                 "VssInvalidApiVersionException",
             )
         major, minor = int(m.group(1)), int(m.group(2))
@@ -368,7 +374,7 @@ class VsspsService(_AdoBase):
             )
         return ado_error(
             400,
-            f"The keyturn sandbox accepts api-version {' or '.join(ACCEPTED_PAT_VERSIONS[:2])} for the PAT "
+            f"The keyturn sandbox accepts api-version {' or '.join(ACCEPTED_PAT_VERSIONS)} for the PAT "
             f"Lifecycle Management API, not '{version}'.",
             "VssVersionNotSupportedException",
         )
@@ -385,7 +391,7 @@ class VsspsService(_AdoBase):
             "patToken": pat_json(rec, token=token) if rec is not None else None,
             "patTokenError": error,
         }
-        if error != "none" and version.startswith("7.2"):
+        if error != "none":  # 7.2 only, the one version accepted
             payload["patTokenErrorMessage"] = message or error
         return json_response(200, _checked("PatTokenResult", payload))
 
@@ -438,7 +444,11 @@ class VsspsService(_AdoBase):
             return "A scope is required: give one or more space-separated scope ids (e.g. 'vso.agentpools vso.build')."
         unknown = [s for s in scope.split() if s not in valid_pat_scopes()]
         if unknown:
-            return f"The scope(s) {', '.join(repr(s) for s in unknown)} are not valid. Scopes are space-separated ids such as 'vso.code_write'."
+            return (
+                f"The scope(s) {', '.join(repr(s) for s in unknown)} are not valid personal access token scopes: they "
+                "are not in the published scope table (retired or not public). Scopes are space-separated ids such as "
+                "'vso.code_write'."
+            )
         return None
 
     # -- handlers ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The Azure DevOps PAT Lifecycle API (api-version 7.1-preview.1) and the new PAT's verification call.
+"""The Azure DevOps PAT Lifecycle API (api-version 7.2-preview.1) and the new PAT's verification call.
 
 Wire contract: ``app/sandbox/contracts/azure-devops/tokens-7.2/tokens.json`` (List is under
 ``x-ms-paths``). Awkward parts handled here: errors inside HTTP 200 (``patTokenError``), a sign-in
@@ -43,7 +43,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("keyturn.providers.azure_devops")
 
-API_VERSION = "7.1-preview.1"
+# The one api-version of the PAT Lifecycle API: the vendored 7.2 swagger's (tokens-7.2/tokens.json,
+# parameters.api-Version-preview.1: "This should be set to '7.2-preview.1'"), the contract the sandbox enforces.
+# 7.2 adds patTokenErrorMessage, the server's own text, which _pat_error_text shows.
+API_VERSION = "7.2-preview.1"
 POOLS_API_VERSION = "7.1"
 DEFAULT_VSSPS_URL = "https://vssps.dev.azure.com"
 DEFAULT_BASE_URL = "https://dev.azure.com"

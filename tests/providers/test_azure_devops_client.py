@@ -38,7 +38,7 @@ def test_create_sends_exactly_the_documented_body(client, fake_ado):
     assert req.method == "POST"
     assert req.url.host == "vssps.example.test"
     assert req.url.path == PATS_PATH
-    assert req.url.params["api-version"] == "7.1-preview.1"
+    assert req.url.params["api-version"] == "7.2-preview.1"
     assert req.headers["content-type"] == "application/json"
     body = json.loads(req.content)
     assert body == {
@@ -559,3 +559,21 @@ def test_urls_are_checked():
     with pytest.raises(KeyturnError, match="plain HTTP"):
         PatClient("ado-bot", ORG, bearer=lambda: "t", vssps_url="http://vssps.example.test")
     PatClient("ado-bot", ORG, bearer=lambda: "t", vssps_url="http://127.0.0.1:8080", base_url="http://localhost:1")
+
+
+def test_every_pat_call_sends_exactly_the_7_2_api_version(client, fake_ado):
+    """One api-version for the PAT Lifecycle API: the vendored 7.2 swagger's (its api-Version-preview.1 parameter)."""
+    from app.sandbox.swagger import tokens_spec
+
+    documented = tokens_spec().doc["parameters"]["api-Version-preview.1"]["description"]
+    assert "This should be set to '7.2-preview.1'" in documented
+    minted_pat = client.create(request())
+    fake_ado.add("other")
+    client.list_tokens(include_inactive=True)
+    client.get_token(minted_pat.info.id)
+    client.revoke(minted_pat.info.id)
+    pat_calls = [r for r in fake_ado.requests if r.url.path == PATS_PATH]
+    assert {r.method for r in pat_calls} == {"POST", "GET", "DELETE"}
+    for r in pat_calls:
+        assert r.url.params.get_list("api-version") == ["7.2-preview.1"], (r.method, str(r.url))
+        assert "api-version" not in r.headers.get("accept", "")

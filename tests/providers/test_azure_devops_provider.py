@@ -138,3 +138,18 @@ def test_auth_expired_with_azure_cli_says_az_login(monkeypatch, fake_ado):
         p.list_tokens()
     assert "az login --tenant contoso.onmicrosoft.com" in str(info.value)
     p.close()
+
+
+def test_catalogue_never_offers_scopes_absent_from_the_scope_table():
+    """Retired (vso.loadtest*) and non-public (vso.hooks*, vso.settings*) ids are not offered nor accepted."""
+    from providers.azure_devops.scopes import load_catalogue
+
+    catalogue = load_catalogue()
+    absent = ["vso.loadtest", "vso.loadtest_write", "vso.hooks", "vso.hooks_write", "vso.hooks_interact",
+              "vso.settings", "vso.settings_write", "vso.pats", "vso.pats_manage"]
+    assert catalogue.validate(absent) == absent
+    assert not catalogue.all_scope_ids() & set(absent)
+    offered = {lv.scope for g in catalogue.groups for lv in g.levels}
+    assert not offered & set(absent)
+    for words in ("load test", "loadtest", "service hooks", "settings"):
+        assert not {lv.scope for g in catalogue.search(words) for lv in g.levels} & set(absent)

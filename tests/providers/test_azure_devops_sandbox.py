@@ -226,3 +226,17 @@ def test_list_survives_a_transient_503(sb, make):
     provider.sign_in()
     sb.state.inject_fault("pats.list", "503")
     assert provider.list_tokens()
+
+
+@pytest.mark.parametrize("scope", ["vso.loadtest", "vso.hooks_write", "vso.settings"])
+def test_server_pat_token_error_message_reaches_the_engineer(sb, make, scope):
+    """A real invalidScope over HTTP: keyturn's error carries the 7.2 patTokenErrorMessage, on one line."""
+    provider, _ = make()
+    with pytest.raises(ProviderError) as info:
+        provider.mint(MintRequest("keyturn-sandbox-retired", ("vso.build", scope), in_days(10)))
+    text = str(info.value)
+    assert not isinstance(info.value, AmbiguousResultError)
+    assert "(patTokenError invalidScope)" in text
+    assert f"The scope(s) '{scope}' are not valid personal access token scopes" in text  # the server's own text
+    assert "\n" not in text and "\r" not in text
+    assert sb.state.pats_named("keyturn-sandbox-retired") == []

@@ -12,7 +12,7 @@ import pytest
 from app.sandbox import DEVOPS_RESOURCE, Sandbox
 from app.sandbox.swagger import parse_date_time, tokens_spec
 
-API = {"api-version": "7.1-preview.1"}
+API = {"api-version": "7.2-preview.1"}
 
 
 class Ado:
@@ -139,8 +139,58 @@ def test_pat_errors_come_inside_http_200(ado: Ado, sb: Sandbox, body: dict, erro
 def test_7_2_adds_the_error_message(ado: Ado) -> None:
     resp = ado.call("POST", {"api-version": "7.2-preview.1"}, json={"displayName": "", "scope": "vso.build"}).json()
     assert resp["patTokenError"] == "displayNameRequired" and resp["patTokenErrorMessage"]
-    old = ado.call("POST", json={"displayName": "", "scope": "vso.build"}).json()
-    assert "patTokenErrorMessage" not in old
+    assert tokens_spec().validate("PatTokenResult", resp, direction="response", nullable=True) == []
+
+
+@pytest.mark.parametrize("version", ["7.1-preview.1", "7.1-preview", "7.0-preview.1", "6.1-preview"])
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_other_versions_of_the_pat_api_are_refused(ado: Ado, sb: Sandbox, version: str, method: str) -> None:
+    """Only the api-version of the swagger the emulator enforces (tokens-7.2) is served."""
+    before = len(sb.state.pats())
+    body = {"displayName": "v", "scope": "vso.build", "validTo": iso(days=5)} if method == "POST" else None
+    params = {"api-version": version}
+    if method == "DELETE":
+        params["authorizationId"] = "00000000-0000-0000-0000-000000000001"
+    resp = ado.call(method, params, json=body)
+    assert resp.status_code == 400, resp.text
+    err = resp.json()
+    assert err["typeKey"] == "VssVersionNotSupportedException"
+    assert version in err["message"] and "7.2-preview.1" in err["message"]
+    assert len(sb.state.pats()) == before
+    via_accept = ado.http.get(
+        ado.url, headers={"Authorization": f"Bearer {ado.token}", "Accept": f"application/json;api-version={version}"}
+    )
+    assert via_accept.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        "vso.loadtest",
+        "vso.loadtest_write",
+        "vso.hooks",
+        "vso.hooks_write",
+        "vso.hooks_interact",
+        "vso.settings",
+        "vso.settings_write",
+        "vso.pats_manage",
+        "vso.build vso.loadtest",
+    ],
+)
+def test_scopes_absent_from_the_scope_table_are_invalid_scope(ado: Ado, sb: Sandbox, scope: str) -> None:
+    resp = ado.create(displayName="retired-scope", scope=scope)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["patToken"] is None and body["patTokenError"] == "invalidScope"
+    bad = next(s for s in scope.split() if s != "vso.build")
+    assert repr(bad) in body["patTokenErrorMessage"] and "vso.build'" not in body["patTokenErrorMessage"]
+    assert "not in the published scope table" in body["patTokenErrorMessage"]
+    assert tokens_spec().validate("PatTokenResult", body, direction="response", nullable=True) == []
+    assert sb.state.pats_named("retired-scope") == []
+    # an update to such a scope is refused the same way
+    created = ado.create(displayName="to-update", scope="vso.build").json()["patToken"]
+    upd = ado.call("PUT", json={"authorizationId": created["authorizationId"], "scope": scope}).json()
+    assert upd["patTokenError"] == "invalidScope"
 
 
 @pytest.mark.parametrize(
@@ -171,6 +221,7 @@ def test_contract_check_rejects_bad_bodies(ado: Ado, sb: Sandbox, body: dict, pr
         ("7.1", "VssInvalidPreviewVersionException"),
         ("8.0-preview.1", "VssVersionOutOfRangeException"),
         ("6.1-preview", "VssVersionNotSupportedException"),
+        ("7.1-preview.1", "VssVersionNotSupportedException"),
         ("banana", "VssInvalidApiVersionException"),
     ],
 )
@@ -182,7 +233,7 @@ def test_api_version_is_required(sb: Sandbox, http: httpx.Client, ado: Ado, vers
     assert ok.status_code == 200
     via_accept = http.get(
         ado.url,
-        headers={"Authorization": f"Bearer {ado.token}", "Accept": "application/json;api-version=7.1-preview.1"},
+        headers={"Authorization": f"Bearer {ado.token}", "Accept": "application/json;api-version=7.2-preview.1"},
     )
     assert via_accept.status_code == 200
 
