@@ -75,7 +75,7 @@ class FakeAdo:
         q = request.url.params
         if path == f"/{ORG}/_apis/tokens/pats":
             assert request.headers["Authorization"] == f"Bearer {ENTRA_TOKEN}"
-            assert q["api-version"] == "7.1-preview.1"
+            assert q["api-version"] == "7.2-preview.1"
             if request.method == "GET" and "authorizationId" in q:
                 pat = self.tokens.get(q["authorizationId"])
                 if pat is None:

@@ -33,7 +33,7 @@ from tests.e2e.support.targets import daily_checks, keda
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC_CLIENT = "872cd9fa-d31f-45e0-9eab-6e460a02d1f1"
-PAT_API = {"api-version": "7.1-preview.1"}
+PAT_API = {"api-version": "7.2-preview.1"}
 
 
 def mode(path: Path) -> int:

@@ -109,19 +109,19 @@ def test_logs_never_carry_secrets(
     auth = {"Authorization": f"Bearer {token}"}
     created = http.post(
         url,
-        params={"api-version": "7.1-preview.1"},
+        params={"api-version": "7.2-preview.1"},
         headers=auth,
         json={"displayName": "t", "scope": "vso.build", "validTo": "2099-01-01T00:00:00Z"},
     )
     value = created.json()["patToken"]["token"]
-    first = http.get(url, params={"api-version": "7.1-preview.1"}, headers=auth).json()
+    first = http.get(url, params={"api-version": "7.2-preview.1"}, headers=auth).json()
     http.get(
-        url, params={"api-version": "7.1-preview.1", "continuationToken": first["continuationToken"]}, headers=auth
+        url, params={"api-version": "7.2-preview.1", "continuationToken": first["continuationToken"]}, headers=auth
     )
     http.get(f"{sb.urls['devops']}/{sb.state.org}/_apis/connectionData", auth=("", value))
     # the sandbox's own records (client libraries such as httpx log their URLs; not the emulators' business)
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("keyturn.sandbox"))
-    assert "vssps POST /contoso-sandbox/_apis/tokens/pats?api-version=7.1-preview.1 -> 200" in logged
+    assert "vssps POST /contoso-sandbox/_apis/tokens/pats?api-version=7.2-preview.1 -> 200" in logged
     assert "continuationToken=***" in logged
     for secret in (value, token, sb.state.bot_password, sb.state.sp_client_secret, first["continuationToken"]):
         assert secret not in logged
@@ -137,7 +137,7 @@ def test_emulator_bugs_fail_loudly(
     monkeypatch.setattr(azure_devops, "pat_json", lambda rec, token=None: {"displayName": 5})
     resp = http.get(
         f"{sb.urls['vssps']}/{sb.state.org}/_apis/tokens/pats",
-        params={"api-version": "7.1-preview.1"},
+        params={"api-version": "7.2-preview.1"},
         headers={"Authorization": f"Bearer {user_token()}"},
     )
     assert resp.status_code == 500

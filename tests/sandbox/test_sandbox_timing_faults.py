@@ -19,7 +19,7 @@ from app.sandbox import DEVOPS_RESOURCE, VAULT_RESOURCE, Sandbox
 from app.sandbox.state import LATE_FAULT, NET_FAULT_KINDS
 
 KV = {"api-version": "7.5"}
-PAT_API = {"api-version": "7.1-preview.1"}
+PAT_API = {"api-version": "7.2-preview.1"}
 VAULT = "cftptl-intsvc"
 SECRET = "azure-devops-token"
 PUT_SECRET = "PUT /secrets/{name}"
