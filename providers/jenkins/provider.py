@@ -366,14 +366,15 @@ class JenkinsProvider(Provider):
         from providers.jenkins.dates import NEVER, expiry_day
 
         raw = data.get("expirationDate")
+        mask = (str(data.get("tokenValue") or ""),)  # a server echoing the value into the date must not put it in a note
         if days is None:  # keyturn asked for none (or the release has none)
             if raw not in (None, NEVER):
-                notes.append(f"Jenkins answered an expiry ({one_line(str(raw))}) keyturn did not ask for; recorded none")
+                notes.append(f"Jenkins answered an expiry ({one_line(str(raw), redact=mask)}) keyturn did not ask for; recorded none")
             return None
         expected = self._now().date() + timedelta(days=int(days))
         day = expiry_day(str(raw), expected) if isinstance(raw, str) and raw != NEVER else None
         if day is None:
-            said = "no expiry" if raw in (None, NEVER) else f"expiry {one_line(str(raw))!r}"
+            said = "no expiry" if raw in (None, NEVER) else f"expiry {one_line(str(raw), redact=mask)!r}"
             notes.append(f"Jenkins answered {said} for a token asked to expire in {days} days; keyturn recorded "
                          f"{expected.isoformat()} (what it asked for): check the token's card on the security page")
             day = expected

@@ -119,3 +119,14 @@ def test_the_provider_stops_on_an_unreadable_list(jk: Any, monkeypatch: pytest.M
     finally:
         p.close()
     assert jk.world.token_status(CANARY) == "active"
+
+
+def test_a_value_echoed_into_the_expiry_never_reaches_a_note(jk: Any) -> None:  # noqa: F811
+    p = make(jk)
+    notes: list[str] = []
+    try:
+        p._answered_expiry({"expirationDate": f"on {CANARY}", "tokenValue": CANARY}, "30", notes)
+        p._answered_expiry({"expirationDate": f"on {CANARY}", "tokenValue": CANARY}, None, notes)
+    finally:
+        p.close()
+    assert len(notes) == 2 and all(CANARY not in n for n in notes)
