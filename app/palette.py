@@ -2,8 +2,9 @@
 
 A screen of the wizard may offer its own commands (``palette_commands()``: on the targets screen,
 "Rotate <target>" for each target); every screen also offers its enabled key bindings by name, so
-the reveal screen's copy key shows up as "Copy token". Textual's system commands (themes,
-screenshots) are left out on purpose: a screenshot of the reveal screen could hold a token.
+the reveal screen's copy key shows up as "Copy token"; and "Change theme" (Textual's themes, the choice
+saved in the config's ``[settings] theme``). Textual's other system commands (screenshots) are left out
+on purpose: a screenshot of the reveal screen could hold a token.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def screen_commands(screen: Any) -> list[tuple[str, Callable[[], Any], str]]:
         commands.append(
             (name, partial(app.run_action, binding.action, active.node), f"{binding.tooltip or name} ({key})")
         )
+    commands.append(
+        (
+            "Change theme",
+            app.action_change_theme,
+            "Pick one of Textual's themes (light ones too); keyturn keeps it in the config, [settings] theme",
+        )
+    )
     seen: set[str] = set()
     unique = []
     for name, callback, help_text in commands:

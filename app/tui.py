@@ -143,6 +143,18 @@ class KeyturnApp(App[None], inherit_bindings=False):
             self.sub_title = "sandbox"
         if config.keymap:
             self.set_keymap(config.keymap)
+        # The theme the config names ([settings] theme, written by the palette's "Change theme"). A name this
+        # Textual does not know is said once the screen is up, and the default theme is used meanwhile.
+        self._saved_theme = config.settings.theme
+        self._theme_problem: str | None = None
+        if config.settings.theme and config.settings.theme != self.theme:
+            if config.settings.theme in self.available_themes:
+                self.theme = config.settings.theme
+            else:
+                self._theme_problem = (
+                    f"settings.theme = {config.settings.theme!r} is not a theme this Textual knows; using "
+                    f"{self.theme!r}. Pick one with Ctrl+P, Change theme."
+                )
 
     def get_default_screen(self) -> Screen[Any]:
         return TargetsScreen()
@@ -335,6 +347,32 @@ class KeyturnApp(App[None], inherit_bindings=False):
 
     def on_mount(self) -> None:
         self.screen_change_signal.subscribe(self, self._screen_changed)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        if self._theme_problem:
+            self.notify(self._theme_problem, title="Theme", severity="warning", timeout=10, markup=False)
+
+    def _theme_changed(self, theme: Any) -> None:
+        if theme.name != self._saved_theme:
+            self._save_theme(theme.name)
+
+    @work(thread=True, group="theme", exclusive=True, exit_on_error=False)
+    def _save_theme(self, name: str) -> None:
+        """Keep the theme picked in the palette: ``theme = NAME`` in the config's ``[settings]``."""
+        from app.config_edit import set_setting_values
+        from app.errors import KeyturnError
+
+        path = self.config.path
+        if path is None:
+            self.call_from_thread(self.notify, f"Theme {name} (not saved: this configuration has no file).", markup=False)
+            return
+        try:
+            set_setting_values(path, {"theme": name})
+        except (KeyturnError, OSError) as exc:
+            text = f"Theme {name} is used now but not saved in {path}: {exc}"
+            self.call_from_thread(self.notify, text, title="Theme", severity="warning", markup=False)
+            return
+        self._saved_theme = name
+        self.call_from_thread(self.notify, f"Theme {name}, saved in {path} ([settings] theme).", markup=False)
 
     # -- the flows -------------------------------------------------------------------------------
 

@@ -460,6 +460,7 @@ def wiz() -> Any:
         screen_text=screen_text,
         screen_name=screen_name,
         KeyCounter=KeyCounter,
+        RecordingWizard=RecordingWizard,
         FROZEN_NOW=FROZEN_NOW,
         SNAPSHOT_VALUE=SNAPSHOT_VALUE,
         open_options=open_options,
