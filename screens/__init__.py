@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from textual import on
@@ -84,6 +85,10 @@ class MainThreadCall(Message, bubble=False):
         self.args = args
 
 
+# The focus marks every screen shares (see the file). Read with the first WizardScreen's own CSS_PATH,
+# in the same parse; the App may list it in its CSS_PATH too, so the first frame pays nothing for it.
+FOCUS_CSS = Path(__file__).with_name("focus.tcss")
+
 SCREEN_BINDINGS: list[BindingType] = [
     Binding(
         "tab", "app.focus_next", "Next", show=False, id="screen.focus_next", tooltip="Move the focus to the next field"
@@ -114,6 +119,12 @@ class WizardScreen(Screen[ResultT], inherit_bindings=False):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = SCREEN_BINDINGS
+
+    def __init__(self, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        # Textual reads a screen's css_path when the screen is first shown; a file already read is skipped.
+        if FOCUS_CSS not in self.css_path:
+            self.css_path.append(FOCUS_CSS)
 
     def ui(self, fn: Callable[..., Any], *args: Any) -> None:
         """From a worker thread: call ``fn(*args)`` on the main thread, without waiting (thread-safe)."""

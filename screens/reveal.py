@@ -17,12 +17,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.css.query import NoMatches
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, Checkbox, Footer, Label, Static
 
 from app.clipboard import OSC52, SYSTEM, Clipboard, ClipboardUnavailableError
 from app.secret import SecretValue
+from screens import WizardScreen
 
 MASK = "••••••••"
 CLIPBOARD_NOTE = (
@@ -60,8 +60,12 @@ def _clear_later(app: App[object], clipboard: Clipboard) -> None:
         app.notify(clipboard.clear_if_ours(), title="Clipboard", markup=False)
 
 
-class RevealScreen(Screen[bool]):
-    """The one-time reveal. Dismisses with ``True`` on Continue; there is no cancel."""
+class RevealScreen(WizardScreen[bool]):
+    """The one-time reveal. Dismisses with ``True`` on Continue; there is no cancel.
+
+    Every action has a screen-level key shown in the footer, whichever button has the focus: the
+    acknowledgement too (Space), so it needs no Tab first (issue 15).
+    """
 
     CSS_PATH = "reveal.tcss"
 
@@ -73,6 +77,13 @@ class RevealScreen(Screen[bool]):
             "Copy",
             id="reveal.copy",
             tooltip="Copy the token; the clipboard is cleared after the countdown if it still holds it",
+        ),
+        Binding(
+            "space",
+            "acknowledge",
+            "I stored it",
+            id="reveal.acknowledge",
+            tooltip="Tick (or untick) “I have stored it somewhere safe”; Continue needs it ticked",
         ),
         Binding(
             "ctrl+s",
@@ -122,11 +133,7 @@ class RevealScreen(Screen[bool]):
     def compose(self) -> ComposeResult:
         yield Static(Content.assemble(("Your new token", "bold"), f" · {self.token_label}"), id="title")
         with Body(id="body"):
-            yield Static(
-                "This is the only time the token is shown. Press r to reveal it, c to copy it.",
-                id="intro",
-                markup=False,
-            )
+            yield Static(self._intro(), id="intro", markup=False)
             with Horizontal(classes="field"):
                 yield Label("Token", classes="field-label")
                 yield Static(self._masked(), id="value", markup=False)
@@ -159,6 +166,12 @@ class RevealScreen(Screen[bool]):
     def on_mount(self) -> None:
         self._refresh_gate()
         self.query_one("#copy", Button).focus()
+
+    def _intro(self) -> str:
+        keys = "Press r to reveal it, c to copy it"
+        if not self.stored_in:
+            keys += ", Space once you have stored it"
+        return f"This is the only time the token is shown. {keys}; Ctrl+S continues."
 
     def _masked(self) -> str:
         return f"{MASK}\nfingerprint {self._fingerprint}"
@@ -207,6 +220,8 @@ class RevealScreen(Screen[bool]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("toggle_reveal", "copy") and self._value is None:
             return False
+        if action == "acknowledge" and self.stored_in:
+            return False  # stored already: nothing to acknowledge, and no key in the footer
         return True
 
     def action_toggle_reveal(self) -> None:
@@ -260,6 +275,12 @@ class RevealScreen(Screen[bool]):
         result = self.clipboard.clear_if_ours()
         self._status(result)
         self.notify(result, title="Clipboard", markup=False)
+
+    def action_acknowledge(self) -> None:
+        # A focused Tick takes Space itself (Checkbox's own key); from anywhere else it lands here.
+        tick = self.query(Tick)
+        if tick:
+            tick.first().toggle()
 
     def action_no_way_back(self) -> None:
         self.notify(

@@ -9,12 +9,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.pilot import Pilot
-from textual.widgets import Button, Static
+from textual.widget import Widget
+from textual.widgets import (
+    Button,
+    Checkbox,
+    DataTable,
+    Footer,
+    Input,
+    OptionList,
+    RadioButton,
+    RadioSet,
+    Select,
+    Static,
+    Switch,
+)
 
 from app.clipboard import CLEARED, LEFT_ALONE, OSC52_OVERWRITTEN, Clipboard
 from app.secret import SecretValue
+from screens import WizardScreen
 from screens.reveal import MASK, RevealScreen, Tick
 
 pytestmark = pytest.mark.anyio
@@ -309,8 +324,9 @@ async def test_canary_never_leaks(host_app, fake_backend, caplog) -> None:
 
 
 def test_snapshots_hold_no_token() -> None:
+    reveal = sorted(p.name for p in SNAPSHOTS.glob("test_reveal_screen/*.svg"))
+    assert reveal == ["test_snapshot_acknowledged.svg", "test_snapshot_masked.svg"]
     svgs = [*SNAPSHOTS.glob("test_reveal_screen/*.svg"), *SNAPSHOTS.glob("test_scopes_screen/*.svg")]
-    assert len(svgs) == 4
     for svg in svgs:
         assert CANARY not in svg.read_text(), svg
         assert "CANARY" not in svg.read_text(), svg
@@ -323,9 +339,196 @@ def test_every_binding_has_an_id_and_a_tooltip() -> None:
         assert binding.id and binding.id.startswith("reveal."), binding
         assert binding.tooltip, binding
         ids.add(binding.id)
-    assert {"reveal.toggle", "reveal.copy", "reveal.continue"} <= ids
+    assert {"reveal.toggle", "reveal.copy", "reveal.acknowledge", "reveal.continue"} <= ids
 
 
 def test_snapshot_masked(snap_compare, host_app, fake_backend) -> None:
     clip = Clipboard(Osc52(), backend=fake_backend(), environ={})
     assert snap_compare(host_app(reveal_screen(clip, stored_in=[])), terminal_size=(80, 24))
+
+
+def test_snapshot_acknowledged(snap_compare, host_app, fake_backend) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.pause()
+        await pilot.press("space")
+        await pilot.pause()
+
+    clip = Clipboard(Osc52(), backend=fake_backend(), environ={})
+    assert snap_compare(host_app(reveal_screen(clip, stored_in=[])), terminal_size=(80, 24), run_before=run_before)
+
+
+# -- issue 15: Space ticks the acknowledgement at once; the footer says so; the focus shows ----------
+
+
+def footer_text(app: Any) -> str:
+    return screen_text(app).splitlines()[-1]
+
+
+async def test_space_on_open_ticks_the_acknowledgement(host_app, fake_backend) -> None:
+    """The bug: Space did nothing until Tab reached the check box, and nothing said so."""
+    app = host_app(reveal_screen(Clipboard(Osc52(), backend=fake_backend(), environ={}), stored_in=[]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        tick = screen.query_one(Tick)
+        assert screen.focused is not tick  # no Tab first
+        assert screen.query_one("#continue", Button).disabled
+        await pilot.press("space")
+        await pilot.pause()
+        assert tick.value
+        assert not screen.query_one("#continue", Button).disabled
+        assert value_text(screen).startswith(MASK)  # ticking reveals nothing
+        await pilot.press("space")  # and unticks, like the box itself
+        await pilot.pause()
+        assert not tick.value
+        assert screen.query_one("#continue", Button).disabled
+        tick.focus()
+        await pilot.press("space")  # the focused box takes its own Space: still one toggle
+        await pilot.pause()
+        assert tick.value
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        no_canary_anywhere(app)
+    assert app.dismissed and app.result is True
+
+
+async def test_footer_says_how_to_acknowledge_and_continue(host_app, fake_backend) -> None:
+    app = host_app(reveal_screen(Clipboard(Osc52(), backend=fake_backend(), environ={}), stored_in=[]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        assert screen.query(Footer)
+        footer = footer_text(app)
+        for shown in ("r Reveal/hide", "c Copy", "space I stored it", "^s Continue"):
+            assert shown in footer, footer
+        intro = str(screen.query_one("#intro", Static).content)
+        assert "Space once you have stored it" in intro
+        assert "Ctrl+S continues" in intro
+
+
+async def test_no_acknowledgement_key_when_already_stored(host_app, fake_backend) -> None:
+    app = host_app(reveal_screen(Clipboard(Osc52(), backend=fake_backend(), environ={})))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        footer = footer_text(app)
+        assert "I stored it" not in footer and "^s Continue" in footer, footer
+        assert not screen.check_action("acknowledge", ())
+        await pilot.press("space")  # harmless
+        await pilot.pause()
+        assert not app.dismissed
+
+
+def focus_mark(widget: Widget) -> tuple[object, ...]:
+    """What shows the focus on ``widget`` apart from colour: border glyphs and text styles."""
+
+    def text_style(styles: Any) -> tuple[bool, bool, bool]:
+        style = styles.text_style
+        return (bool(style.bold), bool(style.underline), bool(style.reverse))
+
+    def borders(styles: Any) -> tuple[str, ...]:
+        edges = (styles.border_top, styles.border_right, styles.border_bottom, styles.border_left)
+        return tuple(edge[0] for edge in edges)
+
+    mark: list[object] = [borders(widget.styles), text_style(widget.styles)]
+    component = {
+        Checkbox: "toggle--label",
+        DataTable: "datatable--cursor",
+        OptionList: "option-list--option-highlighted",
+    }
+    for kind, name in component.items():
+        if isinstance(widget, kind):
+            mark.append(text_style(widget.get_component_styles(name)))
+    if isinstance(widget, RadioSet):
+        current = widget.query_one("RadioButton.-selected", RadioButton)
+        mark.append(text_style(current.get_component_styles("toggle--label")))
+    if isinstance(widget, Select):
+        shown = widget.query_one("SelectCurrent")
+        mark.extend([borders(shown.styles), text_style(shown.styles)])
+    return tuple(mark)
+
+
+class Gallery(WizardScreen[None]):
+    """Every kind of focusable widget the wizard uses, bordered and compact."""
+
+    def compose(self) -> ComposeResult:
+        yield Button("Plain", id="button")
+        yield Button("Compact", id="button-compact", compact=True)
+        yield Checkbox("Bordered", id="checkbox")
+        yield Checkbox("Compact", id="checkbox-compact", compact=True)
+        with RadioSet(id="radios"):
+            yield RadioButton("One", value=True)
+            yield RadioButton("Two")
+        with RadioSet(id="radios-compact", compact=True):
+            yield RadioButton("One", value=True)
+            yield RadioButton("Two")
+        yield Input("text", id="input")
+        yield Input("text", id="input-compact", compact=True)
+        yield Select([("a", 1), ("b", 2)], value=1, id="select", allow_blank=False)
+        yield Select([("a", 1), ("b", 2)], value=1, id="select-compact", allow_blank=False, compact=True)
+        yield Switch(id="switch")
+        yield OptionList("first", "second", id="options")
+        yield DataTable(id="table")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("a", "b")
+        table.add_rows([("1", "2"), ("3", "4")])
+        self.query_one(OptionList).highlighted = 0
+
+
+GALLERY = [
+    "button",
+    "button-compact",
+    "checkbox",
+    "checkbox-compact",
+    "radios",
+    "radios-compact",
+    "input",
+    "input-compact",
+    "select",
+    "select-compact",
+    "switch",
+    "options",
+    "table",
+]
+
+
+@pytest.mark.parametrize("theme", ["textual-dark", "textual-light", "catppuccin-latte", "ansi-dark"])
+async def test_focus_shows_by_more_than_colour(host_app, theme, monkeypatch) -> None:
+    """Each focusable widget's focus changes a border glyph or a text style, in dark and light themes.
+
+    Colours are left out of ``focus_mark`` on purpose: what differs here still shows under NO_COLOR.
+    """
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = host_app(lambda app: Gallery())
+    app.theme = theme
+    async with app.run_test(size=(80, 60)) as pilot:
+        await pilot.pause()
+        assert app.no_color
+        screen = app.screen
+        for widget_id in GALLERY:
+            widget = screen.query_one(f"#{widget_id}", Widget)
+            screen.set_focus(None)
+            await pilot.pause()
+            blurred = focus_mark(widget)
+            widget.focus()
+            await pilot.pause()
+            assert screen.focused is widget
+            assert focus_mark(widget) != blurred, f"{widget_id}: focus shows by colour only in {theme}"
+
+
+async def test_reveal_focus_moves_visibly(host_app, fake_backend) -> None:
+    """On the reveal screen itself: each of the check box and the buttons is visibly focused in turn."""
+    app = host_app(reveal_screen(Clipboard(Osc52(), backend=fake_backend(), environ={}), stored_in=[]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        screen.query_one(Tick).value = True  # Continue enabled, so it can take the focus too
+        await pilot.pause()
+        widgets: list[Widget] = [screen.query_one(Tick), *screen.query(Button)]
+        screen.set_focus(None)
+        await pilot.pause()
+        blurred = {w.id: focus_mark(w) for w in widgets}
+        for widget in widgets:
+            widget.focus()
+            await pilot.pause()
+            assert focus_mark(widget) != blurred[widget.id], widget.id
+            assert all(focus_mark(other) == blurred[other.id] for other in widgets if other is not widget)
