@@ -88,15 +88,18 @@ class Choice(RadioButton):
 
 
 class ScopeGroupRow(Widget, can_focus=True):
-    """One scope group: its name, then its levels as check boxes of which at most one is ticked.
+    """One scope group, as the portal draws it: a box for the group, then its levels as radio buttons.
 
-    Left/right move between levels, space/enter ticks one (and clears the others, or clears it when
-    it was already ticked), up/down move to the previous/next row. Levels wrap under each other when
-    the row is too narrow.
+    The box says whether the group is in the token; the levels say at which level. A press (space,
+    enter, click) on a level selects it and never clears it, so pressing a level that a preset
+    already chose keeps it. Only the group's box (or delete) drops the group, and ticking the box
+    again brings back the level it had. Left/right move between the box and the levels, up/down to
+    the previous/next row. Levels wrap under each other when the row is too narrow.
     """
 
-    NAME_WIDTH = 22
+    NAME_WIDTH = 24
     GAP = 2
+    BOX = 4  # "[x] " before the group's name
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "scope-row--name",
@@ -109,22 +112,43 @@ class ScopeGroupRow(Widget, can_focus=True):
         Binding("right", "move(1)", "Next level", show=False, id="scopes.level_next", tooltip="Next level"),
         Binding(
             "space,enter",
-            "toggle_level",
-            "Tick",
+            "press",
+            "Select",
             id="scopes.level_toggle",
-            tooltip="Tick the highlighted level (clears the group's other level)",
+            tooltip="Select the highlighted level (a press never clears it); on the group's box, add or drop the group",
+        ),
+        Binding(
+            "delete,backspace",
+            "drop_group",
+            "Drop group",
+            show=False,
+            id="scopes.group_clear",
+            tooltip="Drop this group from the token (its box ticked again brings the level back)",
         ),
         Binding("up", "row(-1)", "Previous group", show=False, id="scopes.row_up", tooltip="Previous group"),
         Binding("down", "row(1)", "Next group", show=False, id="scopes.row_down", tooltip="Next group"),
     ]
 
     selected: reactive[str | None] = reactive(None)
-    cursor: reactive[int] = reactive(0)
+    # 0 is the group's box, 1.. the levels
+    cursor: reactive[int] = reactive(1)
 
     class Changed(Message):
-        """The engineer ticked or cleared a level of this group."""
+        """The engineer selected a level of this group, or dropped the group (``scope`` is None)."""
 
         def __init__(self, row: ScopeGroupRow, scope: str | None) -> None:
+            super().__init__()
+            self.row = row
+            self.scope = scope
+
+        @property
+        def control(self) -> ScopeGroupRow:
+            return self.row
+
+    class Kept(Message):
+        """A press on the level that was already selected: nothing changed, and the screen says so."""
+
+        def __init__(self, row: ScopeGroupRow, scope: str) -> None:
             super().__init__()
             self.row = row
             self.scope = scope
@@ -137,18 +161,23 @@ class ScopeGroupRow(Widget, can_focus=True):
         super().__init__(id=id)
         self.group = group
         self.set_reactive(ScopeGroupRow.selected, selected)
+        self._last: str | None = selected  # the level the box brings back
         self.tooltip = group.notes
 
     def watch_selected(self, selected: str | None) -> None:
         self.set_class(selected is not None, "-selected")
+        if selected is not None:
+            self._last = selected
 
     def _items(self) -> list[str]:
-        return [f"[{'x' if lv.scope == self.selected else ' '}] {lv.label}" for lv in self.group.levels]
+        return [f"({'●' if lv.scope == self.selected else ' '}) {lv.label}" for lv in self.group.levels]
 
     def _layout(self, width: int) -> tuple[list[str], list[list[tuple[int, int]]]]:
-        """Name lines, and per line the (level index, x) of each level box placed on it."""
+        """Name lines (the box included), and per line the (level index, x) of each level placed on it."""
+        box = f"[{'x' if self.selected else ' '}] "
         # A long name wraps with an indent, so its second line does not read as another group.
-        name_lines = textwrap.wrap(self.group.name, self.NAME_WIDTH - 1, subsequent_indent="  ") or [""]
+        wrapped = textwrap.wrap(self.group.name, self.NAME_WIDTH - self.BOX - 1, subsequent_indent="  ") or [""]
+        name_lines = [box + wrapped[0], *(" " * self.BOX + line for line in wrapped[1:])]
         avail = max(width - self.NAME_WIDTH, 1)
         lines: list[list[tuple[int, int]]] = [[]]
         x = 0
@@ -176,14 +205,23 @@ class ScopeGroupRow(Widget, can_focus=True):
         out: list[Content] = []
         for row in range(max(len(name_lines), len(lines))):
             name = name_lines[row] if row < len(name_lines) else ""
-            parts: list[str | tuple[str, str] | Content] = [Content.styled(name.ljust(self.NAME_WIDTH), name_style)]
+            parts: list[str | tuple[str, str] | Content] = []
+            if row == 0:
+                box = Content(name[: self.BOX - 1])
+                if self.selected:
+                    box = box.stylize(on_style)
+                if self.has_focus and self.cursor == 0:
+                    box = box.stylize(cursor_style)
+                parts += [box, Content.styled(name[self.BOX - 1 :].ljust(self.NAME_WIDTH - self.BOX + 1), name_style)]
+            else:
+                parts.append(Content.styled(name.ljust(self.NAME_WIDTH), name_style))
             x = self.NAME_WIDTH
             for index, at in lines[row] if row < len(lines) else []:
                 parts.append(" " * (at - x))
                 text = Content(items[index])
                 if self.group.levels[index].scope == self.selected:
                     text = text.stylize(on_style)
-                if self.has_focus and index == self.cursor:
+                if self.has_focus and index + 1 == self.cursor:
                     text = text.stylize(cursor_style)
                 parts.append(text)
                 x = at + len(items[index])
@@ -191,17 +229,16 @@ class ScopeGroupRow(Widget, can_focus=True):
         return Content("\n").join(out)
 
     def _on_focus(self, event: events.Focus) -> None:
-        # Start on the ticked level, so space on arrival does not tick a different one by surprise.
+        # Start on the chosen level, else on the first one: never on the box by surprise.
         scopes = [lv.scope for lv in self.group.levels]
-        if self.selected in scopes:
-            self.cursor = scopes.index(self.selected)
+        self.cursor = scopes.index(self.selected) + 1 if self.selected in scopes else max(self.cursor, 1)
         self.refresh()
 
     def _on_blur(self, event: events.Blur) -> None:
         self.refresh()
 
     def action_move(self, step: int) -> None:
-        self.cursor = max(0, min(len(self.group.levels) - 1, self.cursor + step))
+        self.cursor = max(0, min(len(self.group.levels), self.cursor + step))
 
     def action_row(self, step: int) -> None:
         if step < 0:
@@ -209,17 +246,39 @@ class ScopeGroupRow(Widget, can_focus=True):
         else:
             self.screen.focus_next()
 
-    def action_toggle_level(self) -> None:
-        self._tick(self.cursor)
+    def action_press(self) -> None:
+        if self.cursor == 0:
+            self._press_box()
+        else:
+            self._select(self.cursor - 1)
 
-    def _tick(self, index: int) -> None:
+    def action_drop_group(self) -> None:
+        if self.selected is not None:
+            self.selected = None
+            self.post_message(self.Changed(self, None))
+
+    def _press_box(self) -> None:
+        if self.selected is not None:
+            self.action_drop_group()
+        else:
+            self.selected = self._last or self.group.levels[0].scope
+            self.post_message(self.Changed(self, self.selected))
+
+    def _select(self, index: int) -> None:
         scope = self.group.levels[index].scope
-        self.selected = None if self.selected == scope else scope
-        self.post_message(self.Changed(self, self.selected))
+        if self.selected == scope:
+            self.post_message(self.Kept(self, scope))
+            return
+        self.selected = scope
+        self.post_message(self.Changed(self, scope))
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
         if offset is None:
+            return
+        if offset.y == 0 and offset.x < self.BOX - 1:
+            self.cursor = 0
+            self._press_box()
             return
         _, lines = self._layout(self.content_size.width)
         if offset.y >= len(lines):
@@ -227,8 +286,8 @@ class ScopeGroupRow(Widget, can_focus=True):
         items = self._items()
         for index, at in lines[offset.y]:
             if at <= offset.x < at + len(items[index]):
-                self.cursor = index
-                self._tick(index)
+                self.cursor = index + 1
+                self._select(index)
                 return
 
 
@@ -241,6 +300,14 @@ class ScopesScreen(Screen[ScopeSelection | None]):
         Binding("ctrl+s", "confirm", "Confirm", id="scopes.confirm", tooltip="Use these scopes and continue"),
         Binding("escape", "cancel", "Cancel", id="scopes.cancel", tooltip="Leave without choosing scopes"),
         Binding("slash", "search", "Search", id="scopes.search", tooltip="Filter the scope groups"),
+        Binding(
+            "c",
+            "clear",
+            "Clear",
+            id="scopes.clear",
+            tooltip="Untick every scope (u undoes it)",
+        ),
+        Binding("u", "undo", "Undo", id="scopes.undo", tooltip="Undo the last clear or preset"),
         Binding("a", "toggle_all", "All scopes", id="scopes.toggle_all", tooltip="Show all scope groups, or fewer"),
         Binding(
             "k",
@@ -274,6 +341,7 @@ class ScopesScreen(Screen[ScopeSelection | None]):
         all_orgs: bool = False,
         organization: str,
         max_lifespan_note: str | None = None,
+        preset: str | None = None,
     ) -> None:
         super().__init__()
         self.catalogue: ScopeCatalogue = load_catalogue()
@@ -298,6 +366,13 @@ class ScopesScreen(Screen[ScopeSelection | None]):
                 if group.name in self._selected:
                     self._dropped.append(self._selected[group.name])
                 self._selected[group.name] = scope
+        # The preset the selection started from: the one named, else the one it matches exactly. The
+        # screen says it, and how far the selection has moved from it since.
+        self._preset: Preset | None = self.presets.get(preset) if preset else None
+        if self._preset is None and not self.full_access:
+            self._preset = self._matching_preset()
+        # (selection, preset) before each clear or preset, for undo
+        self._undo: list[tuple[dict[str, str], Preset | None]] = []
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -342,9 +417,11 @@ class ScopesScreen(Screen[ScopeSelection | None]):
                             yield Button(
                                 preset.label, id=f"preset-{preset_id}", classes="preset", compact=True
                             ).with_tooltip(preset.why)
+                        yield Button("Clear", id="clear", compact=True).with_tooltip("Untick every scope (u undoes it)")
                 with Horizontal(classes="field"):
                     yield Label("Search", classes="field-label")
                     yield Input(placeholder="filter, e.g. agent pools", id="search", compact=True)
+                yield Static("", id="chosen-elsewhere", markup=False)
                 with Vertical(id="groups"):
                     for index, group in enumerate(self.catalogue.groups):
                         yield ScopeGroupRow(group, self._selected.get(group.name), id=f"group-{index}")
@@ -414,6 +491,7 @@ class ScopesScreen(Screen[ScopeSelection | None]):
         toggle.display = not searching
         hidden = len(self.catalogue.hidden)
         toggle.label = "Show fewer scopes" if self.show_all else f"{self.catalogue.show_all_label} ({hidden} more)"
+        self._refresh_elsewhere()
 
     def _refresh_mode(self) -> None:
         self.query_one("#full-access-warning").display = self.full_access
@@ -433,24 +511,67 @@ class ScopesScreen(Screen[ScopeSelection | None]):
         else:
             label.update(f"UTC, {today() + timedelta(days=1)} to {today() + MAX_VALIDITY}")
 
+    def _matching_preset(self) -> Preset | None:
+        chosen = set(self._selected.values())
+        return next((p for p in self.presets.values() if chosen and set(p.scopes) == chosen), None)
+
+    def preset_status(self) -> str:
+        """Which preset the selection came from and whether it has moved since, e.g. 'Preset: KEDA (1 scope)'."""
+        if self.full_access:
+            return "Full access"
+        chosen = set(self.scopes)
+        preset = self._preset
+        if preset is None:
+            return "Custom selection (no preset)" if chosen else "No preset"
+        wanted = set(preset.scopes)
+        if chosen == wanted:
+            return f"Preset: {preset.label} ({len(wanted)} scope{'s' if len(wanted) != 1 else ''})"
+        if not chosen:
+            return f"Cleared (was preset {preset.label})" + (" · u undoes" if self._undo else "")
+        return f"Preset {preset.label}, changed: +{len(chosen - wanted)} −{len(wanted - chosen)}"
+
+    def chosen_elsewhere(self) -> tuple[str, tuple[ScopeGroup, ...]]:
+        """The groups with a chosen level that are not listed, or not among the usual six, and where they are."""
+        if self.full_access:
+            return "", ()
+        chosen = tuple(g for g in self.catalogue.groups if g.name in self._selected)
+        if self._search_text:
+            shown = set(self.visible_groups())
+            return "hidden by the search", tuple(g for g in chosen if g not in shown)
+        if self.show_all:
+            return "", ()
+        return "further down", tuple(g for g in chosen if not g.initially_shown)
+
+    def _refresh_elsewhere(self) -> None:
+        where, groups = self.chosen_elsewhere()
+        note = self.query_one("#chosen-elsewhere", Static)
+        note.display = bool(groups)
+        if groups:
+            note.update(f"ⓘ {len(groups)} more chosen, {where}: {', '.join(g.name for g in groups)}")
+
     def _refresh_summary(self) -> None:
         scopes = self.scopes
         summary = self.query_one("#summary", Static)
+        summary.border_title = f" {self.preset_status()} "
+        self._refresh_elsewhere()
+        self.refresh_bindings()
         if not scopes:
             summary.update(
-                Content.assemble(("No scope selected yet: ", "bold"), "tick one level of a group, or pick a preset.")
+                Content.assemble(("No scope selected yet: ", "bold"), "select one level of a group, or pick a preset.")
             )
             return
         labels = " · ".join(self.catalogue.label(s) for s in scopes)
-        parts: list[str | tuple[str, str] | Content] = [
+        parts: list[str | tuple[str, str] | Content] = []
+        high = self.catalogue.high_privilege(scopes)
+        if high:
+            # First: with many scopes the summary runs out of lines, and this one must not be the one cut.
+            parts += [("⚠ High privilege: " + ", ".join(self.catalogue.label(s) for s in high), "bold"), "\n"]
+        parts += [
             (f"Requesting {len(scopes)} scope{'s' if len(scopes) != 1 else ''}: ", "bold"),
             scope_string(scopes),
             "\n",
             ("  " + labels, "italic"),
         ]
-        high = self.catalogue.high_privilege(scopes)
-        if high:
-            parts += ["\n", ("⚠ High privilege: " + ", ".join(self.catalogue.label(s) for s in high), "bold")]
         summary.update(Content.assemble(*parts))
         summary.set_class(bool(high), "-high")
 
@@ -463,12 +584,19 @@ class ScopesScreen(Screen[ScopeSelection | None]):
 
     @on(ScopeGroupRow.Changed)
     def _level_changed(self, event: ScopeGroupRow.Changed) -> None:
+        group = event.row.group
         if event.scope is None:
-            self._selected.pop(event.row.group.name, None)
+            dropped = self._selected.pop(group.name, None)
+            self._say(f"Dropped {self.catalogue.label(dropped)}; its box brings it back." if dropped else "")
         else:
-            self._selected[event.row.group.name] = event.scope
-        self._say("")
+            self._selected[group.name] = event.scope
+            self._say("")
         self._refresh_summary()
+
+    @on(ScopeGroupRow.Kept)
+    def _level_kept(self, event: ScopeGroupRow.Kept) -> None:
+        # A press on the chosen level keeps it; say so, and how to drop the group instead.
+        self._say(f"{self.catalogue.label(event.scope)} stays selected; its [x] box or Delete drops the group.")
 
     @on(RadioSet.Changed, "#mode")
     def _mode_changed(self, event: RadioSet.Changed) -> None:
@@ -505,6 +633,10 @@ class ScopesScreen(Screen[ScopeSelection | None]):
         assert event.button.id is not None
         self.action_preset(event.button.id.removeprefix("preset-"))
 
+    @on(Button.Pressed, "#clear")
+    def _clear_pressed(self) -> None:
+        self.action_clear()
+
     @on(Button.Pressed, "#confirm")
     def _confirm_pressed(self) -> None:
         self.action_confirm()
@@ -522,6 +654,7 @@ class ScopesScreen(Screen[ScopeSelection | None]):
             for preset_id, preset in self.presets.items()
         ]
         if not self.full_access:
+            commands.append(("Clear all scopes", self.action_clear, "Untick every scope (u undoes it)"))
             label = "Show fewer scopes" if self.show_all else "Show all scopes"
             commands.append((label, self.action_toggle_all, "List every scope group, or only the usual ones"))
         return commands
@@ -534,8 +667,10 @@ class ScopesScreen(Screen[ScopeSelection | None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "preset":
             return parameters[0] in self.presets
-        if action in ("search", "toggle_all") and self.full_access:
+        if action in ("search", "toggle_all", "clear") and self.full_access:
             return False  # there is no list in Full access mode
+        if action == "undo":
+            return bool(self._undo)  # in the footer only when there is something to undo
         return True
 
     def action_search(self) -> None:
@@ -572,7 +707,9 @@ class ScopesScreen(Screen[ScopeSelection | None]):
                 unknown.append(scope)
             else:
                 chosen[group.name] = scope
+        self._remember()
         self._selected = chosen
+        self._preset = preset
         self.query_one("#mode-custom", RadioButton).value = True
         self.full_access = False
         self._refresh_groups()
@@ -585,6 +722,31 @@ class ScopesScreen(Screen[ScopeSelection | None]):
             self._say(f"Preset {preset.label}: left out unknown scopes {' '.join(unknown)}", error=True)
         else:
             self._say(f"Preset {preset.label}: {preset.why}")
+
+    def _remember(self) -> None:
+        self._undo.append((dict(self._selected), self._preset))
+        del self._undo[:-20]
+
+    def action_clear(self) -> None:
+        if not self._selected:
+            self._say("Nothing to clear: no scope is selected.")
+            return
+        count = len(self._selected)
+        self._remember()
+        self._selected = {}
+        self._refresh_groups()
+        self._refresh_summary()
+        self._say(f"Cleared {count} scope{'s' if count != 1 else ''}; u brings {'them' if count != 1 else 'it'} back.")
+
+    def action_undo(self) -> None:
+        if not self._undo:
+            return
+        self._selected, self._preset = self._undo.pop()
+        self.query_one("#mode-custom", RadioButton).value = True
+        self.full_access = False
+        self._refresh_groups()
+        self._refresh_summary()
+        self._say(f"Undone: {len(self._selected)} scope{'s' if len(self._selected) != 1 else ''} selected again.")
 
     def action_cancel(self) -> None:
         search = self.query_one("#search", Input)

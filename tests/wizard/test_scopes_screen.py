@@ -159,13 +159,15 @@ async def test_levels_within_a_group_are_mutually_exclusive(host_app) -> None:
         assert screen.scopes == ("vso.work_write",)
         await pilot.press("right", "space")
         assert screen.scopes == ("vso.work_full",)
-        await pilot.press("space")  # ticking the ticked level clears the group
-        assert screen.scopes == ()
+        await pilot.press("space")  # a press on the chosen level keeps it (radio-like), and says so
+        assert screen.scopes == ("vso.work_full",)
+        assert "stays selected" in text(screen, "#message")
         # another group is independent; down moves to it
-        await pilot.press("space", "down", "space")
+        await pilot.press("down", "space")
         assert screen.scopes == ("vso.work_full", "vso.code")
         rendered = str(row(screen, "Work Items").render())
-        assert rendered.count("[x]") == 1
+        assert rendered.count("(●)") == 1
+        assert rendered.startswith("[x] Work Items")
 
 
 async def test_clicking_a_level_ticks_it(host_app) -> None:
@@ -376,7 +378,7 @@ async def test_keyboard_only_walk_through(host_app) -> None:
     app = host_app(scopes_screen())
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await start(pilot)
-        await pilot.press("shift+tab", "shift+tab", "shift+tab", "shift+tab", "shift+tab", "shift+tab")
+        await pilot.press(*["shift+tab"] * 7)  # search, clear, the two presets, the scopes mode, expiry
         assert app.focused is screen.query_one("#org")
         await pilot.press("right", "space")
         assert screen.query_one("#all-orgs-warning").display
@@ -407,6 +409,7 @@ def test_every_binding_has_an_id_and_a_tooltip() -> None:
             assert binding.tooltip, binding
     ids = {b.id for b in ScopesScreen.BINDINGS if isinstance(b, Binding)}
     assert {"scopes.confirm", "scopes.cancel", "scopes.search", "scopes.toggle_all", "scopes.preset_keda"} <= ids
+    assert {"scopes.clear", "scopes.undo"} <= ids
 
 
 # -- snapshots ---------------------------------------------------------------------------------
@@ -447,3 +450,193 @@ async def test_palette_offers_every_preset_and_the_show_all_toggle(host_app) -> 
         await pilot.pause()
         assert screen.show_all
         assert screen.runbook_target() == "keda-agents"
+
+
+# -- issue 15: presets said, clear, a press never undoes a choice -------------------------------
+
+DAILY = BUILTIN_PRESETS["daily-checks"]
+DAILY_GROUPS = ["Build", "Release", "Agent Pools", "Pipeline Resources"]  # the runbook's four, as it lists them
+
+
+async def test_ticking_the_runbooks_scopes_by_hand_over_the_preset_keeps_them(host_app) -> None:
+    """The reported bug: the picker opened with the preset ticked, and pressing each runbook scope unticked it."""
+    async with host_app(scopes_screen(initial_scopes=DAILY.scopes)).run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        assert set(screen.scopes) == set(DAILY.scopes)
+        for name in DAILY_GROUPS:
+            row(screen, name).focus()
+            await pilot.pause()
+            await pilot.press("space")  # the highlight starts on the chosen level: a press keeps it
+            await pilot.pause()
+        assert set(screen.scopes) == set(DAILY.scopes)
+        for name in DAILY_GROUPS:
+            assert row(screen, name).selected is not None
+        assert "No scope selected" not in text(screen, "#summary")
+
+
+def preset_title(screen: ScopesScreen) -> str:
+    return str(screen.query_one("#summary").border_title).strip()
+
+
+async def test_the_preset_the_picker_opens_with_is_said(host_app) -> None:
+    async with host_app(scopes_screen(initial_scopes=DAILY.scopes)).run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        assert preset_title(screen) == "Preset: Daily checks pipeline (4 scopes)"
+        assert screen.preset_status() == preset_title(screen)
+
+
+async def test_a_named_preset_is_said_even_when_the_scopes_differ_from_it(host_app) -> None:
+    async with host_app(scopes_screen(initial_scopes=("vso.build",), preset="daily-checks")).run_test(
+        size=(80, 24)
+    ) as pilot:
+        screen = await start(pilot)
+        assert preset_title(screen) == "Preset Daily checks pipeline, changed: +0 −3"
+
+
+async def test_without_a_preset_the_selection_is_custom(host_app) -> None:
+    async with host_app(scopes_screen(initial_scopes=("vso.work", "vso.code"))).run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        assert preset_title(screen) == "Custom selection (no preset)"
+        screen.action_clear()
+        await pilot.pause()
+        assert preset_title(screen) == "No preset"
+
+
+async def test_changing_a_preset_selection_says_what_moved(host_app) -> None:
+    async with host_app(scopes_screen(initial_scopes=DAILY.scopes)).run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        await pilot.press("space")  # Work Items: Read, one more
+        await pilot.pause()
+        assert preset_title(screen) == "Preset Daily checks pipeline, changed: +1 −0"
+        row(screen, "Build").focus()
+        await pilot.press("right", "space")  # Build: Read & execute instead of Read
+        await pilot.pause()
+        assert screen.scopes[:2] == ("vso.work", "vso.build_execute")
+        assert preset_title(screen) == "Preset Daily checks pipeline, changed: +2 −1"
+        await pilot.press("left", "space")  # back to Read
+        row(screen, "Work Items").focus()
+        await pilot.press("delete")  # and Work Items dropped: the preset again
+        await pilot.pause()
+        assert preset_title(screen) == "Preset: Daily checks pipeline (4 scopes)"
+        assert "Dropped Work Items: Read" in text(screen, "#message")
+
+
+async def test_the_group_box_drops_the_group_and_brings_its_level_back(host_app) -> None:
+    async with host_app(scopes_screen(initial_scopes=DAILY.scopes)).run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        build = row(screen, "Build")
+        build.focus()
+        await pilot.press("left", "space")  # the box: drops Build
+        assert build.selected is None
+        assert "vso.build" not in screen.scopes
+        assert str(build.render()).startswith("[ ] Build")
+        await pilot.press("space")  # ticked again: the level it had
+        assert build.selected == "vso.build"
+        await pilot.click(build, offset=(1, 0))  # a click on the box drops it too
+        assert build.selected is None
+        await pilot.click(build, offset=(1, 0))
+        assert build.selected == "vso.build"
+        work = row(screen, "Work Items")
+        await pilot.click(work, offset=(1, 0))  # a group never chosen starts at its first level
+        assert work.selected == "vso.work"
+
+
+async def test_clicking_the_chosen_level_keeps_it(host_app) -> None:
+    async with host_app(scopes_screen(initial_scopes=DAILY.scopes)).run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        release = row(screen, "Release")
+        await pilot.click(release, offset=(ScopeGroupRow.NAME_WIDTH + 1, 0))
+        await pilot.pause()
+        assert release.selected == "vso.release"
+        assert set(screen.scopes) == set(DAILY.scopes)
+        assert "Release: Read stays selected" in text(screen, "#message")
+
+
+async def test_clear_unticks_everything_and_undo_brings_it_back(host_app) -> None:
+    async with host_app(scopes_screen(initial_scopes=DAILY.scopes)).run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        assert not screen.check_action("undo", ())  # nothing to undo yet: not in the footer
+        await pilot.press("c")
+        await pilot.pause()
+        assert screen.scopes == ()
+        assert all(r.selected is None for r in screen.query(ScopeGroupRow))
+        assert "Cleared 4 scopes; u brings them back." == text(screen, "#message")
+        assert preset_title(screen) == "Cleared (was preset Daily checks pipeline) · u undoes"
+        assert "No scope selected" in text(screen, "#summary")
+        assert screen.check_action("undo", ())
+        await pilot.press("u")
+        await pilot.pause()
+        assert set(screen.scopes) == set(DAILY.scopes)
+        assert row(screen, "Agent Pools").selected == "vso.agentpools"
+        assert preset_title(screen) == "Preset: Daily checks pipeline (4 scopes)"
+        # the Clear button does the same; a second clear says there is nothing to clear
+        await pilot.click("#clear")
+        await pilot.pause()
+        assert screen.scopes == ()
+        screen.action_clear()
+        assert text(screen, "#message").startswith("Nothing to clear")
+
+
+async def test_undo_goes_back_over_a_preset(host_app) -> None:
+    async with host_app(scopes_screen(initial_scopes=("vso.work",))).run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        await pilot.press("k")
+        await pilot.pause()
+        assert screen.scopes == ("vso.agentpools_manage",)
+        assert preset_title(screen) == "Preset: KEDA agent pools (1 scope)"
+        await pilot.press("u")
+        await pilot.pause()
+        assert screen.scopes == ("vso.work",)
+        assert preset_title(screen) == "Custom selection (no preset)"
+        assert not screen.check_action("undo", ())
+
+
+async def test_chosen_groups_outside_the_first_six_are_said(host_app) -> None:
+    async with host_app(scopes_screen(initial_scopes=DAILY.scopes)).run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        note = screen.query_one("#chosen-elsewhere")
+        assert note.display
+        assert text(screen, "#chosen-elsewhere") == "ⓘ 2 more chosen, further down: Agent Pools, Pipeline Resources"
+        await pilot.press("slash", *"build")
+        await pilot.pause()
+        assert text(screen, "#chosen-elsewhere") == (
+            "ⓘ 3 more chosen, hidden by the search: Release, Agent Pools, Pipeline Resources"
+        )
+        screen.query_one("#search", Input).value = ""
+        await pilot.pause()
+        screen.action_toggle_all()
+        await pilot.pause()
+        assert not note.display  # every group is listed
+
+
+async def test_clear_is_in_the_palette(host_app) -> None:
+    async with host_app(scopes_screen(initial_scopes=DAILY.scopes)).run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        commands = {name: callback for name, callback, _ in screen.palette_commands()}
+        commands["Clear all scopes"]()
+        await pilot.pause()
+        assert screen.scopes == ()
+
+
+def test_snapshot_preset_applied(snap_compare, host_app) -> None:
+    assert snap_compare(host_app(scopes_screen(initial_scopes=DAILY.scopes)), terminal_size=(80, 24))
+
+
+def test_snapshot_preset_changed(snap_compare, host_app) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.pause()
+        await pilot.press("right", "space")  # Work Items: Read & write on top of the preset
+
+    assert snap_compare(
+        host_app(scopes_screen(initial_scopes=DAILY.scopes)), terminal_size=(80, 24), run_before=run_before
+    )
+
+
+def test_snapshot_cleared(snap_compare, host_app) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.pause()
+        await pilot.press("c")
+
+    assert snap_compare(
+        host_app(scopes_screen(initial_scopes=DAILY.scopes)), terminal_size=(80, 24), run_before=run_before
+    )
