@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
-from textual.app import App
+from textual.app import App, CSSPathType
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 
 import screens.targets as targets_module
+from screens import FOCUS_CSS
 from screens.targets import TargetsScreen
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ class KeyturnApp(App[None], inherit_bindings=False):
     # The first screen's styles are read with the app's own, in one parse: a screen's CSS_PATH is read
     # when it is first shown and makes Textual parse every style again, which would delay the first frame.
     # (An absolute path: a relative one is resolved next to whichever subclass runs, e.g. in tests.)
-    CSS_PATH = str(Path(targets_module.__file__).with_name("targets.tcss"))
+    # The focus marks every screen shares (screens/focus.tcss) come in the same parse.
+    CSS_PATH: ClassVar[CSSPathType | None] = [str(Path(targets_module.__file__).with_name("targets.tcss")), FOCUS_CSS]
     COMMANDS: ClassVar[set[Any]] = {_palette_provider}
     # Declared here rather than inherited, so every key has an id the config's [keymap] can change.
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -595,6 +597,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
                 validity_days=target.validity_days or 90,
                 all_orgs=target.all_orgs,
                 organization=account.organization,
+                preset=target.preset,
             )
         )
         if selection is None:
