@@ -55,6 +55,9 @@ class Settings(_Model):
     clipboard_clear_seconds: int = Field(30, ge=0, le=3600)
     warn_days: int = Field(14, ge=0, le=365)  # `status` flags tokens expiring within this many days
     sandbox: bool = False  # set by `keyturn sandbox up`; the wizard says so
+    # the wizard's Textual theme (None: Textual's default); the wizard checks the name, since the themes it knows are
+    # only known once Textual is imported, which a headless command never does
+    theme: str | None = None
 
 
 class Vault(_Model):

@@ -84,7 +84,7 @@ def test_discovery_finds_every_headless_module() -> None:
     """The walk covers what the contract names (every provider and token kind, every follow-up, the engine and its
     journal, locks and plan, the CLI, Key Vault and the HTTP plumbing), and the exemptions exist."""
     named = {
-        "app.cli", "app.engine", "app.journal", "app.plan", "app.locks", "app.config", "app.keyvault", "app.net",
+        "app.cli", "app.commands", "app.engine", "app.journal", "app.plan", "app.locks", "app.config", "app.keyvault", "app.net",
         "app.secret_sources", "app.sandbox",
         "app.followups", "app.followups.keyvault_version", "app.followups.keyring_store", "app.followups.manual",
         "app.followups.aws_ssm", "app.followups.flux_sops", "app.followups.conductorone",
