@@ -39,6 +39,12 @@ KIND_TITLES = {
     "jenkins-api-token": "New Jenkins API token",
 }
 JENKINS = "jenkins-api-token"
+CLUSTER_EXPIRY_NOTES = {  # what the picked expiry means; Buildkite fixes it when the token is made
+    EXPIRY_NONE: "ⓘ None: the token lives until it is revoked. Its expiry cannot be changed once it is made: "
+    "to have one, pick In days or On date (at least 10 minutes ahead, UTC).",
+    EXPIRY_DAYS: "ⓘ An agent token's expiry cannot be changed once the token is made.",
+    EXPIRY_DATE: "ⓘ An agent token's expiry cannot be changed once the token is made; at least 10 minutes ahead (UTC).",
+}
 
 
 class Body(VerticalScroll, can_focus=False):
@@ -163,6 +169,8 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
             )
             if self.kind == "cluster-agent-token":
                 yield from self._compose_cluster()
+            if self.kind == "unclustered-agent-token":
+                yield from self._compose_unclustered()
             if self.kind == JENKINS:
                 yield from self._compose_jenkins()
             if self.is_api_token:
@@ -221,12 +229,9 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
         yield Static(self.provider.retire_notice(), id="retire-notice", markup=False)
 
     def _compose_cluster(self) -> ComposeResult:
-        yield from self._compose_expiry(default_days=None)
-        yield Static(
-            "ⓘ An agent token's expiry cannot be changed after it is created; at least 10 minutes ahead (UTC).",
-            classes="note",
-            markup=False,
-        )
+        # the target's validity_days (as a headless rotate would use it); none unless the config sets one
+        yield from self._compose_expiry(default_days=self.target.validity_days)
+        yield Static("", id="expiry-note", classes="note", markup=False)
         with Horizontal(classes="field"):
             yield Label("Allowed IPs", classes="field-label")
             ips = ", ".join(self.target.allowed_ips) or "any (no allowed_ips in the configuration)"
@@ -234,25 +239,57 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
         yield Static("Before the old token is revoked", classes="section")
         yield Static(self.provider.retire_notice(), id="retire-notice", markup=False)
 
-    def _compose_api_token(self) -> ComposeResult:
+    def _compose_unclustered(self) -> ComposeResult:
+        with Horizontal(classes="field"):
+            yield Label("Expiry", classes="field-label")
+            yield Static("none", id="expiry-never", markup=False)
         yield Static(
-            "Buildkite has no API that creates an API access token: create it yourself on this page "
-            "(signed in as the connector's user; pick the organization there), then paste it on the next step.",
+            "ⓘ An unclustered agent token cannot expire (agentTokenCreate takes no expiry): it lives until it is "
+            "revoked. A cluster agent token can have one.",
+            id="expiry-note",
+            classes="note",
+            markup=False,
+        )
+
+    def _compose_api_token(self) -> ComposeResult:
+        from screens.paste_token import is_sandbox_page
+
+        assert self.api_token is not None
+        wanted = self.api_token.expected_scopes()
+        rest = [s for s in wanted if s != "graphql"]
+        sandbox = is_sandbox_page(self.app, self.creation_url_for_compose())
+        page = "stands in for" if sandbox else "is"
+        yield Static(
+            f"Buildkite has no API that creates an API access token. The page below {page} buildkite.com › "
+            "Personal Settings › API Access Tokens › New, pre-filled with the name and the "
+            f"{len(rest)} scopes the connector needs: {', '.join(rest)} (+ GraphQL access). Sign in as the "
+            f"connector's user, pick organization {self.api_token.account.organization}, create it, copy the "
+            "token, come back and paste it.",
             id="no-api",
             markup=False,
         )
+        if sandbox:
+            yield Static(
+                "Sandbox: no browser needed (none trusts the sandbox's CA): on the paste step, ctrl+n fills in "
+                "this page from here and takes the token it creates, never shown.",
+                id="sandbox-path",
+                markup=False,
+            )
         yield Address("", id="creation-url", markup=False)
         yield Static(
             "c copies the address, o opens it in a browser (Tab moves between the address and the description).",
             classes="note",
             markup=False,
         )
-        assert self.api_token is not None
-        scopes = ", ".join("GraphQL access" if s == "graphql" else s for s in self.api_token.expected_scopes())
+        scopes = ", ".join("GraphQL access" if s == "graphql" else s for s in wanted)
         with Horizontal(classes="field"):
             yield Label("Scopes", classes="field-label")
             yield Static(f"exactly {scopes}", id="scopes", markup=False)
         yield Static("Any missing or extra scope is refused when you paste the token.", classes="note", markup=False)
+
+    def creation_url_for_compose(self) -> str:
+        """The page's address before the description field exists (its host is all compose needs)."""
+        return str(self.provider.creation_url(self.target.token_name))
 
     def on_mount(self) -> None:
         self.query_one("#error").display = False
@@ -272,6 +309,8 @@ class TokenOptionsScreen(WizardScreen["MintOptions | None"]):
         self.query_one("#expiry-date").display = mode == EXPIRY_DATE
         self.query_one("#date-unit").display = mode == EXPIRY_DATE
         self.query_one("#expiry-inputs").display = mode != EXPIRY_NONE
+        if self.kind == "cluster-agent-token":
+            self.query_one("#expiry-note", Static).update(CLUSTER_EXPIRY_NOTES[mode])
 
     def _expiry_mode(self) -> str:
         pressed = self.query_one("#expiry", RadioSet).pressed_button

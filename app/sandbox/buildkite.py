@@ -53,14 +53,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from app.sandbox.http import Request, Response, Service, html_response, json_response
 
 if TYPE_CHECKING:
     from app.sandbox.state import SandboxState
+    from app.secret import SecretValue
 
 # One vendored copy of Buildkite's schema: the provider's operations are validated against the very
 # schema the emulator executes (see providers/buildkite/SOURCE.md)
@@ -1136,6 +1138,81 @@ class BuildkiteRestService(Service):
 </body></html>
 """
         return html_response(201, page, {"Cache-Control": "no-store"})
+
+
+# -- the page without a browser (the demo's terminal path) -------------------------------------------
+
+
+class _TokenPageParser(HTMLParser):
+    """The form on the "New API Access Token" page (its action, description and ticked scopes), or the token
+    and the message on the page that answers it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.action: str | None = None
+        self.fields: list[tuple[str, str]] = []
+        self.token: str | None = None
+        self.messages: list[str] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.action = a.get("action", "")
+        elif tag == "input" and a.get("name"):
+            if a.get("type") != "checkbox" or "checked" in a:
+                self.fields.append((a["name"], a.get("value", "")))
+        elif tag == "code" and a.get("id") == "token":
+            self._in = "token"
+        elif tag == "p" and self._in is None:
+            self._in = "p"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("code", "p"):
+            self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "token":
+            self.token = (self.token or "") + data
+        elif self._in == "p" and data.strip():
+            self.messages.append(data.strip())
+
+
+def create_on_token_page(url: str, ca_bundle: Path | None) -> SecretValue:
+    """Do on the sandbox's pre-filled "New API Access Token" page what a person does in a browser: open it,
+    submit its form as it stands (the description and the scopes it ticked), read the token it shows once.
+
+    For the demo, whose page is served over HTTPS with the sandbox's own CA that browsers do not trust. Loopback
+    only (never a real buildkite.com). The value comes back as a SecretValue and is never logged or raised.
+    """
+    from urllib.parse import urljoin, urlsplit
+
+    from app.errors import KeyturnError
+    from app.net import http_client, is_loopback
+    from app.secret import SecretValue
+
+    host = urlsplit(url).hostname or ""
+    if not is_loopback(host) or urlsplit(url).path != NEW_TOKEN_PATH:
+        raise KeyturnError(f"only the sandbox's own token page can be filled in from the terminal, not {host or url}")
+    with http_client(ca_bundle, follow_redirects=False) as client:
+        page = client.get(url)
+        if page.status_code != 200:
+            raise KeyturnError(f"the sandbox's token page answered HTTP {page.status_code}")
+        form = _TokenPageParser()
+        form.feed(page.text)
+        if form.action is None:
+            raise KeyturnError("the sandbox's token page has no form to submit")
+        answer = client.post(
+            urljoin(url, form.action),
+            content=urlencode(form.fields).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    done = _TokenPageParser()
+    done.feed(answer.text)
+    if answer.status_code != 201 or not done.token:
+        why = "; ".join(m for m in done.messages) or f"HTTP {answer.status_code}"
+        raise KeyturnError(f"the sandbox's token page did not create the token: {why}")
+    return SecretValue(done.token.strip())
 
 
 # -- standalone (tests and provider work without the whole Sandbox) ---------------------------------
