@@ -93,6 +93,9 @@ class TargetsScreen(WizardScreen[None]):
 
     # targets.tcss is loaded by the App (CSS_PATH there): the first screen's styles come with the app's.
     AUTO_FOCUS = "#targets"
+    # Narrower than the runbook can sit beside, it goes below the lists, not over them: the highlight
+    # stays movable and the pane follows it (screens/runbook.py).
+    RUNBOOK_NARROW = "below"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "refresh", "Refresh", id="targets.refresh", tooltip="Read token expiry and the journal again"),
@@ -269,6 +272,21 @@ class TargetsScreen(WizardScreen[None]):
     @on(DataTable.RowHighlighted, "#targets")
     def _highlighted(self) -> None:
         self._show_details()
+        self._follow_runbook()
+
+    @on(DataTable.RowHighlighted, "#unfinished")
+    def _rotation_highlighted(self) -> None:
+        self._follow_runbook()
+
+    def on_descendant_focus(self) -> None:
+        # Tab between the lists: the runbook is the one of the list the keys now move in.
+        self._follow_runbook()
+
+    def _follow_runbook(self) -> None:
+        if self.query("#runbook-pane"):  # open: screens.runbook is loaded (imported only once it is)
+            from screens.runbook import show_runbook
+
+            show_runbook(self)
 
     # -- device codes that arrive while the status is read ---------------------------------------
 
@@ -323,6 +341,10 @@ class TargetsScreen(WizardScreen[None]):
         return True
 
     def runbook_target(self) -> str | None:
+        """The highlighted target, or the highlighted rotation's target while the keys move in that list."""
+        unfinished = self.query_one("#unfinished", DataTable)
+        if unfinished.has_focus and (record := self.highlighted_rotation()) is not None:
+            return record.target
         return self.highlighted_target()
 
     def palette_commands(self) -> list[PaletteCommand]:

@@ -16,6 +16,14 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from app.journal import make_private_dirs
+from app.sandbox.runbooks import (
+    BUILDKITE_CLUSTER_RUNBOOK,
+    BUILDKITE_CONDUCTORONE_RUNBOOK,
+    BUILDKITE_UNCLUSTERED_RUNBOOK,
+    DAILY_CHECKS_RUNBOOK,
+    JENKINS_RUNBOOK,
+    KEDA_RUNBOOK,
+)
 from app.sandbox.state import SandboxState, seed
 
 if TYPE_CHECKING:
@@ -28,34 +36,6 @@ if TYPE_CHECKING:
     from app.sandbox.tls import SandboxTLS
 
 VAULTS = ("rpe-prod", "cftptl-intsvc")
-
-KEDA_RUNBOOK = """\
-# Rotate the KEDA agent-pool PAT
-
-The KEDA `azure-pipelines` scaler reads agent pools and job requests with a PAT of the bot account.
-When the PAT expires, agents stop scaling and pipelines queue forever.
-
-1. Sign in as the bot: its email and password are in Key Vault `rpe-prod`.
-2. Create a PAT named `keda-agent-pools` with **Agent Pools: Read & manage**, valid 90 days.
-3. Check the new PAT can read agent pools.
-4. Update `personalAccessToken` in `apps/keda/cft/pipeline-auth.enc.yaml` and
-   `apps/keda/sds/pipeline-auth.enc.yaml` of flux-config with sops; open a PR for each.
-5. Once Flux has applied both and KEDA scales again, revoke the old PAT.
-"""
-
-DAILY_CHECKS_RUNBOOK = """\
-# Rotate the daily-checks PAT
-
-The daily-checks pipeline reads agent pools, builds, pipeline resources and releases with a PAT of the bot.
-
-1. Sign in as the bot: its email and password are in Key Vault `rpe-prod`.
-2. Create a PAT named `daily-checks` with Agent Pools (read), Build (read), Pipeline Resources (use)
-   and Release (read), valid 90 days.
-3. Store it as a new version of `azure-devops-token` in Key Vault `cftptl-intsvc` (the pipeline reads the latest).
-4. Check the new PAT, then revoke the old one.
-"""
-
-
 
 _LOOPBACK_URL = re.compile(r"(https?://127\.0\.0\.1:)(\d+)")
 
@@ -438,6 +418,7 @@ class Sandbox:
             'token_name = "Default cluster agents"',
             'cluster = "Default cluster"',
             'description = "Agents of the Default cluster read their token from Key Vault at boot"',
+            f"runbook = {_literal_block(BUILDKITE_CLUSTER_RUNBOOK)}",
             "",
             "[[targets.buildkite-cluster.follow_ups]]",
             'kind = "keyvault-secret-version"',
@@ -449,6 +430,7 @@ class Sandbox:
             'token_type = "unclustered-agent-token"',
             'token_name = "Legacy macOS agents"',
             'description = "Unclustered (deprecated) agent token of the legacy macOS agents"',
+            f"runbook = {_literal_block(BUILDKITE_UNCLUSTERED_RUNBOOK)}",
             "",
             "[[targets.buildkite-unclustered.follow_ups]]",
             'kind = "keyvault-secret-version"',
@@ -462,6 +444,7 @@ class Sandbox:
             'description = "The API access token ConductorOne reads Buildkite with"',
             'preset = "conductorone"',
             'old_token = "vault:cftptl-intsvc/buildkite-conductorone-token"',
+            f"runbook = {_literal_block(BUILDKITE_CONDUCTORONE_RUNBOOK)}",
             "",
             "[[targets.buildkite-conductorone.follow_ups]]",
             'kind = "keyvault-secret-version"',
@@ -477,6 +460,7 @@ class Sandbox:
             ).rstrip("\n"),
             "validity_days = 90",
             'description = "The API token the deploy jobs call Jenkins with"',
+            f"runbook = {_literal_block(JENKINS_RUNBOOK)}",
             "",
             "[[targets.jenkins.follow_ups]]",
             'kind = "keyvault-secret-version"',
