@@ -86,8 +86,17 @@ def crash_point(where: str) -> None:
         CRASH_HOOK(where)
     if os.environ.get("KEYTURN_TEST_PAUSE_AT") == where:
         # the concurrency tests start a second process while this one stands here (it says so in a marker file)
+        # KEYTURN_TEST_PAUSE_UNTIL=FILE: stand here until the test creates FILE (at most KEYTURN_TEST_PAUSE_S), so the
+        # second process is known to have run while this one stood here, however slow the machine
         Path(os.environ["KEYTURN_TEST_PAUSE_FILE"]).write_text(where)
-        time.sleep(float(os.environ.get("KEYTURN_TEST_PAUSE_S", "2")))
+        pause_s = float(os.environ.get("KEYTURN_TEST_PAUSE_S", "2"))
+        until = os.environ.get("KEYTURN_TEST_PAUSE_UNTIL")
+        if until:
+            deadline = time.monotonic() + pause_s
+            while not Path(until).exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        else:
+            time.sleep(pause_s)
     if os.environ.get("KEYTURN_TEST_KILL_AT") == where:
         # KEYTURN_TEST_SIGNAL=TERM sends SIGTERM instead (CI cancellation, `timeout`): the run must end like Ctrl-C
         os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get("KEYTURN_TEST_SIGNAL", "KILL")))

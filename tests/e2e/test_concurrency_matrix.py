@@ -73,7 +73,13 @@ def test_two_processes_one_target(sandbox: Sandbox, tmp_path: Path, target: Targ
         sandbox.state.set_delay(0.4, service=service, call=call)
     home = tmp_path / "home"
     marker = tmp_path / "paused"
-    first_env = {} if at == "together" else {"KEYTURN_TEST_PAUSE_AT": at, "KEYTURN_TEST_PAUSE_FILE": str(marker), "KEYTURN_TEST_PAUSE_S": "1.5"}
+    release = tmp_path / "go-on"
+    # The first run stands at `at` until the second has ended (the release file), so "the second ran while the first
+    # held the target" holds on a loaded machine too; 60 s is only a bound.
+    first_env = {} if at == "together" else {
+        "KEYTURN_TEST_PAUSE_AT": at, "KEYTURN_TEST_PAUSE_FILE": str(marker), "KEYTURN_TEST_PAUSE_S": "60",
+        "KEYTURN_TEST_PAUSE_UNTIL": str(release),
+    }
     second_args = ("rotate", target.name, "--no-input", *target.args) if second == "rotate" else ("resume", "--no-input", *target.args)
     first = spawn_keyturn(sandbox, home, "rotate", target.name, "--no-input", *target.args, env=first_env)
     if at != "together":
@@ -84,7 +90,9 @@ def test_two_processes_one_target(sandbox: Sandbox, tmp_path: Path, target: Targ
             time.sleep(0.02)
     other = spawn_keyturn(sandbox, home, *second_args)
     runs = {"first": first, "second": other}
-    out = {k: p.communicate(timeout=120) for k, p in runs.items()}
+    out = {"second": other.communicate(timeout=120)}
+    release.write_text("")
+    out["first"] = first.communicate(timeout=120)
     codes = {k: p.returncode for k, p in runs.items()}
 
     hits = sandbox.state.delay_hits()

@@ -306,8 +306,16 @@ def test_a_late_write_of_a_compensated_token_is_written_over_before_the_old_toke
         time.sleep(0.02)
     first.kill()
     first.communicate()
-    env = {"KEYTURN_TEST_PAUSE_AT": "after:propagated", "KEYTURN_TEST_PAUSE_FILE": str(tmp_path / "p"), "KEYTURN_TEST_PAUSE_S": "6"}
+    # the resume stands after propagation until the held write has landed (however slow the machine; 60 s bound)
+    landed = tmp_path / "landed"
+    env = {"KEYTURN_TEST_PAUSE_AT": "after:propagated", "KEYTURN_TEST_PAUSE_FILE": str(tmp_path / "p"),
+           "KEYTURN_TEST_PAUSE_S": "60", "KEYTURN_TEST_PAUSE_UNTIL": str(landed)}
     resume = spawn_keyturn(sandbox, tmp_path / "home", "resume", "--no-input", "--json", env=env)
+    deadline = time.monotonic() + 90
+    while sandbox.state.late_landed < 1:
+        assert resume.poll() is None and time.monotonic() < deadline, resume.communicate()
+        time.sleep(0.02)
+    landed.write_text("")
     stdout, stderr = resume.communicate(timeout=120)
     assert resume.returncode == 0, stderr
     assert [r["state"] for r in json.loads(stdout)["resumed"]] == ["done"]

@@ -397,7 +397,12 @@ async def open_options(wiz: Any, pilot: Pilot[Any], target: str) -> None:
     for _ in range(list(app.config.targets).index(target)):
         await pilot.press("down")
     await pilot.press("enter")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "TokenOptionsScreen", what="the token options")
+    # drawn, not only pushed: on a loaded machine the first frame of the new screen comes a while after the push
+    await wiz.wait_until(
+        pilot,
+        lambda: wiz.screen_name(app) == "TokenOptionsScreen" and wiz.screen_text(app).strip(),
+        what="the token options",
+    )
 
 
 async def review_and_mint(wiz: Any, pilot: Pilot[Any]) -> None:
