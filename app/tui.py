@@ -89,7 +89,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
             "toggle_runbook",
             "Runbook",
             id="app.runbook",
-            tooltip="Show or hide the target's runbook beside this step",
+            tooltip="Show or hide the target's runbook (beside the step from 120 columns, over it when narrower)",
         ),
         Binding(
             "ctrl+p",
