@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 MIN_EXPIRY = timedelta(minutes=10)  # Buildkite refuses an agent token that expires sooner
 DESCRIPTION_MAX = 100  # the config's limit for token_name
-EXPIRY_NONE, EXPIRY_DAYS, EXPIRY_DATE = "expiry-none", "expiry-days", "expiry-date"
+# the expiry choices (radio buttons); the fields they show are #expiry-days and #expiry-date
+EXPIRY_NONE, EXPIRY_DAYS, EXPIRY_DATE = "expiry-none", "expiry-in-days", "expiry-on-date"
 KIND_TITLES = {
     "cluster-agent-token": "New cluster agent token",
     "unclustered-agent-token": "New agent token (unclustered)",
