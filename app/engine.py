@@ -63,6 +63,8 @@ def _iso(dt: datetime | None) -> str | None:
 
 def _token_dict(info: TokenInfo, fingerprint: str | None = None) -> dict[str, Any]:
     d: dict[str, Any] = {"id": info.id, "name": info.name, "expires_at": _iso(info.expires_at), "scopes": list(info.scopes)}
+    if info.display_id:
+        d["display_id"] = info.display_id  # what the screens show after a resume (older journals lack it)
     if fingerprint:
         d["fingerprint"] = fingerprint
     return d
@@ -70,7 +72,7 @@ def _token_dict(info: TokenInfo, fingerprint: str | None = None) -> dict[str, An
 
 def _token_info(d: dict[str, Any]) -> TokenInfo:
     exp = datetime.fromisoformat(d["expires_at"]) if d.get("expires_at") else None
-    return TokenInfo(id=d["id"], name=d["name"], expires_at=exp, scopes=tuple(d.get("scopes", ())))
+    return TokenInfo(id=d["id"], name=d["name"], expires_at=exp, scopes=tuple(d.get("scopes", ())), display_id=d.get("display_id"))
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class RotationPlan:
         if self.revoke_all_others:
             out.append(f"{n}. retire: revoke EVERY other API token of the user (revokeAllExcept the new one), then prove the old one is dead")
         elif self.old_tokens:
-            olds = ", ".join(f"{t.name!r} ({t.id}, expires {t.expires_at:%Y-%m-%d})" if t.expires_at else f"{t.name!r} ({t.id})" for t in self.old_tokens)
+            olds = ", ".join(f"{t.name!r} ({t.shown_id}, expires {t.expires_at:%Y-%m-%d})" if t.expires_at else f"{t.name!r} ({t.shown_id})" for t in self.old_tokens)
             when = "after the new token is verified and propagated" if not self.gates else f"once {'; '.join(self.gates)}"
             if self.revoke_after:
                 when += f", and no sooner than {self.revoke_after} after propagation"
@@ -770,7 +772,7 @@ class Rotation:
             self.provider.revoke(t.id, self.context())
             self._prove_revoked(t.id)
             self._write("revoked", token_id=t.id, role="orphan", reason="created by an interrupted attempt; its value was never seen")
-            self.engine.emit("warning", f"revoked orphan token {t.id} left by an interrupted attempt")
+            self.engine.emit("warning", f"revoked orphan token {t.shown_id} left by an interrupted attempt")
         return len(orphans)
 
     def mint(self) -> TokenInfo:
@@ -867,7 +869,7 @@ class Rotation:
         """The new value is lost before it reached every place that needs it: revoke that token and mint again."""
         token = self.new_token
         assert token is not None
-        self.engine.emit("warning", f"the value of new token {token.id} was lost before it was stored; revoking it and minting again")
+        self.engine.emit("warning", f"the value of new token {token.shown_id} was lost before it was stored; revoking it and minting again")
         self.provider.revoke(token.id, self.context())
         self._prove_revoked(token.id)
         self._write("revoked", token_id=token.id, role="lost", reason="value lost before it was stored")
@@ -911,9 +913,9 @@ class Rotation:
         """A revocation may answer 200 without effect: a token given up on must really be dead before another is minted."""
         if not self.provider.lists_tokens():
             return
-        if any(t.id == token_id and t.active for t in self.provider.list_tokens(self.context())):
+        if alive := next((t for t in self.provider.list_tokens(self.context()) if t.id == token_id and t.active), None):
             raise KeyturnError(
-                f"token {token_id} is still active after revocation",
+                f"token {alive.shown_id} is still active after revocation",
                 hint=f"revoke it in the portal, then `keyturn resume {self.id[:8]}`",
             )
 
@@ -1115,20 +1117,21 @@ class Rotation:
             self.engine.emit("notice", notice)  # the CLI prints it; the wizard's retire screen already shows it
         for t in olds:
             if t.id not in self.record.revoked:
-                self.engine.emit("progress", f"revoking old token {t.name!r} ({t.id})")
+                self.engine.emit("progress", f"revoking old token {t.name!r} ({t.shown_id})")
                 self.provider.revoke(t.id, ctx)
                 self._write("revoked", token_id=t.id, role="old")
         if self.revoke_all_others and new is not None:
             if not self.provider.CAN_REVOKE_ALL_EXCEPT:
                 raise KeyturnError(f"{self.plan.platform} has no 'revoke every other token'", hint="drop --revoke-all-other-tokens")
             if "all-others" not in {e.get("role") for e in self.record.events if e["event"] == "revoked"}:
-                self.engine.emit("progress", f"revoking every API token of the user except {new.id}")
+                self.engine.emit("progress", f"revoking every API token of the user except {new.shown_id}")
                 self.provider.revoke_all_except(new.id, ctx)
                 self._write("revoked", token_id="*", role="all-others", kept=new.id)  # noqa: S106 (not a secret)
         if olds:  # proof: revoke calls may answer 200 without effect
             still = {t.id for t in self.provider.list_tokens(ctx)} & {t.id for t in olds}
             if still:
-                raise KeyturnError(f"old token {sorted(still)[0]} is still active after revocation", hint="check it in the portal, then `keyturn resume`")
+                shown = next(t.shown_id for t in olds if t.id == sorted(still)[0])
+                raise KeyturnError(f"old token {shown} is still active after revocation", hint="check it in the portal, then `keyturn resume`")
         tidied = []
         if self.new_token:
             step_ctx = self._ctx()
@@ -1186,7 +1189,7 @@ class Rotation:
             if token.id not in self.record.revoked:
                 self.provider.revoke(token.id, self.context())
                 self._write("revoked", token_id=token.id, role="aborted")
-            undone.insert(0, f"revoked the new token {token.id}")
+            undone.insert(0, f"revoked the new token {token.shown_id}")
         elif any(e["event"] == "mint_attempt" for e in self.record.events):
             # an interrupted mint may have made a token nobody saw: find it by the rotation's name
             try:

@@ -34,21 +34,31 @@ class TokenRecord:
     name: str
     expires_at: datetime | None = None
     scopes: tuple[str, ...] = ()
+    display_id: str | None = None  # TokenInfo.display_id (Buildkite: the uuid); journals before it lack it
 
     @classmethod
     def of(cls, info: TokenInfo) -> TokenRecord:
-        return cls(info.id, info.name, info.expires_at, tuple(info.scopes))
+        return cls(info.id, info.name, info.expires_at, tuple(info.scopes), info.display_id)
 
     def info(self) -> TokenInfo:
-        return TokenInfo(id=self.id, name=self.name, expires_at=self.expires_at, scopes=self.scopes)
+        return TokenInfo(id=self.id, name=self.name, expires_at=self.expires_at, scopes=self.scopes, display_id=self.display_id)
+
+    @property
+    def shown_id(self) -> str:
+        """The id to show a person (TokenInfo.shown_id)."""
+        return self.display_id or self.id
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "expires_at": self.expires_at.isoformat() if self.expires_at else None, "scopes": list(self.scopes)}
+        d: dict[str, Any] = {"id": self.id, "name": self.name, "expires_at": self.expires_at.isoformat() if self.expires_at else None, "scopes": list(self.scopes)}
+        if self.display_id:
+            d["display_id"] = self.display_id
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TokenRecord:
         exp = datetime.fromisoformat(d["expires_at"]) if d.get("expires_at") else None
-        return cls(str(d["id"]), str(d.get("name", "")), exp, tuple(d.get("scopes", ())))
+        shown = d.get("display_id")
+        return cls(str(d["id"]), str(d.get("name", "")), exp, tuple(d.get("scopes", ())), str(shown) if shown else None)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,14 @@ class TokenInfo:
     scopes: tuple[str, ...] = ()
     active: bool = True
     extra: dict[str, str] = field(default_factory=dict)  # platform details worth journaling
+    # the id people find on the platform's own pages, when the API's id is another (Buildkite: the uuid, not the
+    # GraphQL node id); screens and plan lines show it, the journal and revoke keep using ``id``
+    display_id: str | None = None
+
+    @property
+    def shown_id(self) -> str:
+        """The id to show a person: the one the platform's pages show."""
+        return self.display_id or self.id
 
 
 @dataclass(frozen=True)

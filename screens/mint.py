@@ -135,7 +135,7 @@ class MintScreen(WizardScreen["Rotation | None"]):
 
                 def after(step: str) -> None:
                     if step == "mint" and (token := rotation.new_token) is not None:
-                        self.ui(self._step, "mint", "done", f"{token.name} ({token.id})")
+                        self.ui(self._step, "mint", "done", f"{token.name} ({token.shown_id})")
                     elif step == "store":
                         for sid, _ in self.store_steps:
                             self.ui(self._step, sid, "done", rotation.record.steps_done.get(sid, {}).get("summary", ""))
@@ -146,7 +146,7 @@ class MintScreen(WizardScreen["Rotation | None"]):
                 rotation.run_until("verified", before=before, after=after)
                 if rotation.new_token is not None:  # a resumed rotation past minting: its steps were done before
                     token = rotation.new_token
-                    self.ui(self._step, "mint", "done", f"{token.name} ({token.id})")
+                    self.ui(self._step, "mint", "done", f"{token.name} ({token.shown_id})")
                     for sid, _ in self.store_steps:
                         self.ui(self._step, sid, "done", rotation.record.steps_done.get(sid, {}).get("summary", ""))
                     self.ui(self._step, "verify", "done", rotation.verified_detail())

@@ -8,6 +8,7 @@ anyway asks first, naming what breaks, and is journaled. Leaving keeps the rotat
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar
 
@@ -42,12 +43,36 @@ class RetireScreen(WizardScreen["str | None"]):
     CSS_PATH = "retire.tcss"
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        # Enter does one thing per state, and the footer says which: Textual shows and runs the first binding of a key
+        # whose check_action is not False. One id for all of them, so the config's [keymap] moves them together
+        # (Textual's apply_keymap drops every binding of a key when one of them is remapped).
         Binding(
             "enter",
-            "choose_default",
-            "Default",
+            "enter('wait')",
+            "What it waits for",
             id="retire.default",
-            tooltip="Do the recommended thing (shown on screen)",
+            tooltip="Say what the old token's revoke still waits for (o revokes it anyway, asking first)",
+        ),
+        Binding(
+            "enter",
+            "enter('finish')",
+            "Finish",
+            id="retire.default",
+            tooltip="Finish the rotation: there is no old token to revoke",
+        ),
+        Binding(
+            "enter",
+            "enter('later')",
+            "Revoke after delay",  # the delay itself replaces this in __init__ ("Revoke after 24 hours")
+            id="retire.default",
+            tooltip="Revoke the old token after the target's delay (a later resume does it)",
+        ),
+        Binding(
+            "enter",
+            "enter('now')",
+            "Revoke now",
+            id="retire.default",
+            tooltip="Revoke the old token now",
         ),
         Binding("n", "retire(True)", "Revoke now", id="retire.now", tooltip="Revoke the old token now"),
         Binding(
@@ -95,6 +120,13 @@ class RetireScreen(WizardScreen["str | None"]):
         self.delay = timedelta(seconds=rotation.plan.revoke_after_s)
         self.gates: list[GateCheck] = []
         self.checking = False
+        if self.delay:
+            # a Binding's description is fixed: this screen's copy of Enter's "later" binding names the delay
+            enter = self._bindings.key_to_bindings.get("enter", [])
+            self._bindings.key_to_bindings["enter"] = [
+                replace(b, description=f"Revoke after {human_delay(self.delay)}") if b.action == "enter('later')" else b
+                for b in enter
+            ]
 
     def compose(self) -> ComposeResult:
         rotation = self.rotation
@@ -125,7 +157,7 @@ class RetireScreen(WizardScreen["str | None"]):
         lines = []
         for t in olds:
             exp = f", expires {t.expires_at:%Y-%m-%d}" if t.expires_at else ""
-            lines.append(f"  • {t.name}{exp}\n    id {t.id}")
+            lines.append(f"  • {t.name}{exp}\n    id {t.shown_id}")
         # what revocation does and does not do on this platform (Buildkite: running agents), before Enter
         if text := self.rotation.provider.retire_notice():
             lines.append(f"\n  ⓘ {text}")
@@ -166,7 +198,8 @@ class RetireScreen(WizardScreen["str | None"]):
             lines.append("o revokes it anyway (asks first); l leaves the rotation waiting: resuming it later checks again.")
             return "\n".join(lines)
         if self.rotation.revoke_all_others:
-            return "Enter revokes every other API token of the user now; the new one stays."
+            when = f"after {human_delay(self.delay)}" if self.delay else "now"
+            return f"Enter revokes every other API token of the user {when}; the new one stays."
         if not self.rotation.plan.old_tokens:
             return "Enter finishes the rotation (nothing revoked)" + ("; a revokes every other token first." if self.old_unknown else ".")
         if self.delay:
@@ -279,7 +312,9 @@ class RetireScreen(WizardScreen["str | None"]):
             if parameters and parameters[0] is False and not self.delay:
                 return False
             return (self.ready and not self.busy) or None
-        if action == "choose_default":
+        if action == "enter":
+            if not parameters or parameters[0] != self.enter_does:
+                return False  # another of Enter's bindings is the one for this state
             return (self.ready and not self.busy) or None
         if action == "revoke_all_others":
             if not self.old_unknown or self.rotation.revoke_all_others:
@@ -340,11 +375,23 @@ class RetireScreen(WizardScreen["str | None"]):
 
         self.app.push_screen(ConfirmPrompt(question), answered)
 
-    def action_choose_default(self) -> None:
+    @property
+    def enter_does(self) -> str:
+        """What Enter does now: 'wait' (say what the revoke waits for), 'finish' (nothing to revoke), 'later' (revoke
+        after the target's delay) or 'now'."""
         if self.waiting and self.rotation.revokes_something:
+            return "wait"
+        if not self.rotation.revokes_something:
+            return "finish"
+        return "later" if self.delay else "now"
+
+    def action_enter(self, does: str) -> None:
+        if does != self.enter_does:
+            return  # the state changed between the key and now: the footer shows the new label
+        if does == "wait":
             self.notify(f"The old token waits for: {'; '.join(g.waiting_for for g in self.waiting)}.", markup=False)
             return
-        self.action_retire(not self.delay)
+        self.action_retire(does != "later")
 
     def action_retire(self, now: bool, asked: bool = False, overrides: list[GateCheck] | None = None) -> None:
         if not self.ready or self.busy:

@@ -114,8 +114,12 @@ class RevealScreen(WizardScreen[bool]):
         stored_in: list[str],
         clipboard: Clipboard,
         clear_after: int = 30,
+        target: str | None = None,
+        rotation_id: str | None = None,
     ) -> None:
         super().__init__()
+        self.target = target
+        self.rotation_id = rotation_id
         self._value: SecretValue | None = value
         self._fingerprint = value.fingerprint
         self.token_label = token_label
@@ -131,9 +135,15 @@ class RevealScreen(WizardScreen[bool]):
     # -- layout ------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(Content.assemble(("Your new token", "bold"), f" · {self.token_label}"), id="title")
+        # "<step> · <target> · rotation <id8>" like every step; the token's name is the first row below
+        where = f" · {self.target} · rotation {self.rotation_id[:8]}" if self.target and self.rotation_id else f" · {self.token_label}"
+        yield Static(Content.assemble(("Your new token", "bold"), where), id="title")
         with Body(id="body"):
             yield Static(self._intro(), id="intro", markup=False)
+            if self.target and self.rotation_id:
+                with Horizontal(classes="field"):
+                    yield Label("Token name", classes="field-label")
+                    yield Static(self.token_label, id="token-name", markup=False)
             with Horizontal(classes="field"):
                 yield Label("Token", classes="field-label")
                 yield Static(self._masked(), id="value", markup=False)

@@ -53,7 +53,8 @@ class ReviewScreen(WizardScreen["RotationPlan | None"]):
         self.failed: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Review · {self.target_name}", classes="title-bar")
+        # the rotation id joins the title once the plan has one, as on every later step ("<step> · <target> · rotation <id8>")
+        yield Static(f"Review · {self.target_name}", id="review-title", classes="title-bar", markup=False)
         yield Static(
             "Nothing has changed yet. The plan, exactly as the dry run prints it:",
             id="lead",
@@ -95,6 +96,7 @@ class ReviewScreen(WizardScreen["RotationPlan | None"]):
     def _show(self, plan: RotationPlan) -> None:
         self.wizard.pending_device_code = None
         self.plan = plan
+        self.query_one("#review-title", Static).update(f"Review · {self.target_name} · rotation {plan.rotation_id[:8]}")
         self.query_one("#planning").display = False
         self.query_one("#plan-lines", Static).update(plan_table(plan.lines()))
         warnings = self.query_one("#warnings", Static)

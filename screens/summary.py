@@ -30,7 +30,7 @@ def summary_rows(rotation: Rotation, outcome: str) -> list[tuple[str, str]]:
     token = rotation.new_token
     if token is not None:
         exp = f", expires {token.expires_at:%Y-%m-%d}" if token.expires_at else ", never expires"
-        rows.append(("New token", f"{token.name} (id {token.id}{exp})"))
+        rows.append(("New token", f"{token.name} (id {token.shown_id}{exp})"))
         # what the platform changed on its own, e.g. the organization's maximum lifespan clamping the expiry
         minted = [e for e in record.events if e["event"] == "minted"]
         for note in minted[-1].get("notes", []) if minted else []:
@@ -54,17 +54,17 @@ def summary_rows(rotation: Rotation, outcome: str) -> list[tuple[str, str]]:
         if not s.is_store and s.id not in record.steps_done
     ]
     rows.append(("Follow-ups", "\n".join(follow) if follow else "none"))
-    olds = {t.id: t.name for t in plan.old_tokens}
+    olds = {t.id: t for t in plan.old_tokens}  # the journal's revoked events name the API's id; people see shown_id
     revoked = [e["token_id"] for e in record.events if e["event"] == "revoked" and e.get("role") == "old"]
     if revoked:
-        old_text = "revoked " + ", ".join(f"{olds.get(i, '?')} ({i})" for i in revoked)
+        old_text = "revoked " + ", ".join(f"{olds[i].name} ({olds[i].shown_id})" if i in olds else f"? ({i})" for i in revoked)
         for e in record.events:
             if e["event"] == "gates_passed":
                 old_text += "".join(f"\nonce {g.get('title')}: {g.get('progress') or 'passed'}" for g in e.get("gates", []))
             elif e["event"] == "gate_overridden":
                 old_text += f"\n⚠ without waiting for {e.get('title')} ({e.get('waiting_for')}), by {e.get('by')}"
     elif record.retire_at and olds:
-        still = ", ".join(f"{name} ({tid})" for tid, name in olds.items())
+        still = ", ".join(f"{t.name} ({t.shown_id})" for t in olds.values())
         old_text = f"{outcome}\nstill active until then: {still}"
     else:
         old_text = outcome or "none to revoke"
@@ -91,7 +91,7 @@ class SummaryScreen(WizardScreen[None]):
 
     def compose(self) -> ComposeResult:
         rotation = self.rotation
-        yield Static(f"Summary · {rotation.record.target}", classes="title-bar")
+        yield Static(f"Summary · {rotation.record.target} · rotation {rotation.id[:8]}", classes="title-bar", markup=False)
         if rotation.state == "done":
             headline = f"{ICONS['done']} Rotation of {rotation.record.target} done."
         else:

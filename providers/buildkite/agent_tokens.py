@@ -55,6 +55,7 @@ class UnclusteredAgentTokenProvider(AgentTokenBase):
             expires_at=None,
             active=revoked is None,
             extra=extra,
+            display_id=extra["uuid"] or None,  # the uuid buildkite.com shows, not the GraphQL node id
         )
 
     def _list(self, *, include_inactive: bool) -> list[TokenInfo]:
@@ -90,8 +91,8 @@ class UnclusteredAgentTokenProvider(AgentTokenBase):
     def verify(self, token: MintedToken, ctx: RotationContext = NO_ROTATION) -> str:
         found = {t.id: t for t in self._list(include_inactive=False)}.get(token.info.id)
         if found is None or not found.active:
-            raise ProviderError(f"the new agent token {token.info.id} is not listed as active in {self.account.organization}")
-        return f"ListAgentTokens: the new token {found.extra.get('uuid', found.id)} ({found.name}) is listed"
+            raise ProviderError(f"the new agent token {token.info.shown_id} is not listed as active in {self.account.organization}")
+        return f"ListAgentTokens: the new token {found.shown_id} ({found.name}) is listed"
 
     def retire_blockers(self, old: list[TokenInfo], ctx: RotationContext = NO_ROTATION) -> list[str]:
         """Before anything is minted: old tokens Buildkite will not let this API token revoke
@@ -100,7 +101,7 @@ class UnclusteredAgentTokenProvider(AgentTokenBase):
         for t in old:
             allowed, why = self.revoke_allowed(t.id)
             if not allowed:
-                out.append(f"Buildkite does not allow revoking agent token {t.extra.get('uuid') or t.id} ({t.name}): "
+                out.append(f"Buildkite does not allow revoking agent token {t.shown_id} ({t.name}): "
                            f"{why or 'permissions.agentTokenRevoke.allowed is false'}")
         return out
 
@@ -122,13 +123,13 @@ class UnclusteredAgentTokenProvider(AgentTokenBase):
         if match.extra.get("revoke_allowed") == "false":
             why = match.extra.get("revoke_refused") or "permissions.agentTokenRevoke.allowed is false"
             raise ProviderError(
-                f"Buildkite does not allow revoking agent token {match.extra.get('uuid')} ({match.name}): {why}",
+                f"Buildkite does not allow revoking agent token {match.shown_id} ({match.name}): {why}",
                 hint="ask an organization administrator, or leave it and move the agents to a cluster",
             )
         reason = " ".join(ctx.revoke_reason.split()) if ctx.rotation_id else f"rotated by keyturn (target {self.target_name})"
         self._client.graphql(
             "AgentTokenRevoke",
             {"id": match.id, "reason": reason},
-            what=f"could not revoke agent token {match.extra.get('uuid')} ({match.name})",
+            what=f"could not revoke agent token {match.shown_id} ({match.name})",
             ambiguous_hint="run the revocation again: revoking twice does no harm",
         )

@@ -118,6 +118,7 @@ class ClusterAgentTokenProvider(AgentTokenBase):
             expires_at=expires,
             active=expires is None or expires > datetime.now(UTC),
             extra=extra,
+            display_id=extra["uuid"] or None,  # the uuid buildkite.com shows, not the GraphQL node id
         )
 
     def _list(self, cluster: dict[str, str]) -> list[TokenInfo]:
@@ -187,8 +188,8 @@ class ClusterAgentTokenProvider(AgentTokenBase):
         cluster = self._cluster_ref(ctx)
         found = {t.id: t for t in self._list(cluster)}.get(token.info.id)
         if found is None or not found.active:
-            raise ProviderError(f"the new agent token {token.info.id} is not listed as active in cluster {cluster['name']}")
-        return f"ListClusterAgentTokens: the new token {found.extra.get('uuid', found.id)} ({found.name}) is listed"
+            raise ProviderError(f"the new agent token {token.info.shown_id} is not listed as active in cluster {cluster['name']}")
+        return f"ListClusterAgentTokens: the new token {found.shown_id} ({found.name}) is listed"
 
     def revoke(self, token_id: str, ctx: RotationContext = NO_ROTATION) -> None:
         cluster = self._cluster_ref(ctx)
@@ -199,6 +200,6 @@ class ClusterAgentTokenProvider(AgentTokenBase):
         self._client.graphql(
             "ClusterAgentTokenRevoke",
             {"organizationId": self._client.organization_id(), "id": match.id},
-            what=f"could not revoke agent token {match.extra.get('uuid') or match.id} of cluster {cluster['name']}",
+            what=f"could not revoke agent token {match.shown_id} of cluster {cluster['name']}",
             ambiguous_hint="run the revocation again: revoking twice does no harm",
         )
