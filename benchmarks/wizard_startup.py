@@ -5,7 +5,8 @@ its first screen is displayed (Textual's ``Ready`` event: the first frame is up,
 
 - ``bare``: Header, OptionList, Footer; nothing else imported.
 - ``wizard``: ``run_wizard`` on a parsed configuration (the sandbox's): what ``app.tui`` costs.
-- ``keyturn``: the whole command, ``keyturn --config FILE``: click, the pydantic config, the wizard.
+- ``keyturn``: the whole command, ``keyturn --config FILE`` through ``app.cli:main`` (the console script's entry):
+  its argument check, the pydantic config validated, the wizard.
 
 Runs are interleaved (bare, wizard, keyturn, bare, ...) so machine noise hits all three alike; the
 report gives medians and the ratios. Goal: wizard / bare <= 1.3.
@@ -218,7 +219,7 @@ def main() -> None:
     print(
         f"  ({med['config only'] * 1000:.0f} ms for a process that only parses the config: Python, pydantic, the file)"
     )
-    print(f"  keyturn / bare = {ratios['keyturn_over_bare']:.2f}   (the whole command: click, pydantic config, wizard)")
+    print(f"  keyturn / bare = {ratios['keyturn_over_bare']:.2f}   (the whole command: arguments, pydantic config, wizard)")
     print("peak RSS of the process (launch, first frame, quit; ru_maxrss from wait4)")
     for name in rss:
         print(f"  {name:<18} {med_rss[name]:6.1f} MiB ({', '.join(f'{v:.0f}' for v in rss[name])})")
