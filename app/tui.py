@@ -566,7 +566,9 @@ class KeyturnApp(App[None], inherit_bindings=False):
         expires = f"{token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else "never"
         screen = RevealScreen(
             rotation.value,
-            token_label=f"{token.name} ({token.id})",
+            token_label=f"{token.name} ({token.shown_id})",
+            target=rotation.record.target,
+            rotation_id=rotation.id,
             expires_at=expires,
             stored_in=rotation.stored_in(),
             clipboard=self.secret_clipboard,
