@@ -2,7 +2,8 @@
 sandbox) never import Textual.
 
 `keyturn` and `keyturn --config FILE` (the wizard) are recognised here and start the wizard without importing click
-or the command tree (app.commands): on the way to the first frame only the config and the wizard load. Every other
+or the command tree (app.commands): on the way to the first frame only the config file (read as TOML; the wizard
+validates it after its first frame, app/config_view.py) and the wizard load. Every other
 command line goes to click.
 """
 
@@ -89,8 +90,12 @@ def _load_file(config_path: Path | None) -> Any:
 
 
 def _wizard(config_path: Path | None) -> None:
-    """`keyturn [--config FILE]`: the file validated first, then the wizard (a bad file never imports it)."""
-    _run_wizard(_load_file(config_path))
+    """`keyturn [--config FILE]`: the file read (TOML, and the structure the first frame draws) before the wizard is
+    imported, so a file that is not even that never starts it; the wizard validates the rest in a worker after its
+    first frame, before any engine, provider or rotation, and exits with the same one-line error if that fails."""
+    from app.config_view import default_config_path, open_config
+
+    _run_wizard(open_config(Path(config_path or default_config_path())))
 
 
 def _run_wizard(config: Any, *, start_target: str | None = None) -> None:

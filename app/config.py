@@ -5,15 +5,15 @@ Validated with pydantic; every error names the file, the key and the fix, on one
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# pydantic-free, so the wizard's start can use them before this module is imported; kept importable from here
+from app.config_view import default_config_path, read_config  # noqa: F401
 from app.errors import ConfigError
 
 SECRET_REF = re.compile(r"^(vault:[A-Za-z0-9-]+/[A-Za-z0-9-]+|keyring:[^/\s]+/\S+|env:[A-Za-z_][A-Za-z0-9_]*|file:\S+|prompt)$")
@@ -405,17 +405,7 @@ def _friendly(err: Any) -> str:
 
 def load_config(path: Path) -> Config:
     """Read and validate a config file, or raise ConfigError with a one-line message."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file", hint="create it (see examples/keyturn.toml) or pass --config") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, path)
+    return parse_config(read_config(path), path)
 
 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
@@ -430,12 +420,3 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"{where}: {_loc(err['loc'])}: {_friendly(err)}{more}") from None
     return config.model_copy(update={"path": path.resolve() if path else None})
-
-
-def default_config_path() -> Path:
-    env = os.environ.get("KEYTURN_CONFIG")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_config_path
-
-    return user_config_path("keyturn") / "keyturn.toml"

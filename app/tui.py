@@ -25,6 +25,8 @@ from textual.message import Message
 from textual.screen import Screen
 
 import screens.targets as targets_module
+from app.config_view import FirstFrameView, PendingConfig
+from app.errors import ConfigError
 from screens import FOCUS_CSS
 from screens.targets import TargetsScreen
 
@@ -63,7 +65,12 @@ def _palette_provider() -> Any:
 
 
 class KeyturnApp(App[None], inherit_bindings=False):
-    """The keyturn wizard. ``engine_factory``, ``clock`` and ``clipboard`` are for tests and the demo."""
+    """The keyturn wizard. ``engine_factory``, ``clock`` and ``clipboard`` are for tests and the demo.
+
+    ``config`` is a validated Config, or (``keyturn --config F``) a PendingConfig: the first frame is drawn from its
+    view and the file is validated in a worker right after it; ``config``, ``engine`` and the flows wait for that,
+    and a file that fails exits the app with code 2 (``config_error``, raised again by ``run_wizard``).
+    """
 
     TITLE = "keyturn"
     # The first screen's styles are read with the app's own, in one parse: a screen's CSS_PATH is read
@@ -111,7 +118,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
 
     def __init__(
         self,
-        config: Config,
+        config: Config | PendingConfig,
         *,
         sandbox: Any = None,
         start_target: str | None = None,
@@ -120,9 +127,15 @@ class KeyturnApp(App[None], inherit_bindings=False):
         engine_factory: EngineFactory | None = None,
     ) -> None:
         super().__init__()
-        self.config = config
+        self._pending: PendingConfig | None = config if isinstance(config, PendingConfig) else None
+        self._config: Config | None = None if isinstance(config, PendingConfig) else config
+        self.config_error: ConfigError | None = None
+        self._validation_guard = threading.Lock()  # one validation; a reader of config waits on it
+        # what the first frame reads (targets, platforms, sandbox, theme, keymap): no validated Config needed
+        view = config.view if isinstance(config, PendingConfig) else FirstFrameView.of(config)
+        self.view = view
         self.sandbox = sandbox
-        self.is_sandbox = sandbox is not None or config.settings.sandbox
+        self.is_sandbox = sandbox is not None or view.sandbox
         self.start_target = start_target
         self.clock = clock
         self._secret_clipboard = clipboard
@@ -143,23 +156,68 @@ class KeyturnApp(App[None], inherit_bindings=False):
         self._acknowledged: set[str] = set()  # rotations whose reveal the engineer got past: they stored the value
         if self.is_sandbox:
             self.sub_title = "sandbox"
-        if config.keymap:
-            self.set_keymap(config.keymap)
+        if view.keymap:
+            self.set_keymap(view.keymap)
         # The theme the config names ([settings] theme, written by the palette's "Change theme"). A name this
         # Textual does not know is said once the screen is up, and the default theme is used meanwhile.
-        self._saved_theme = config.settings.theme
+        self._saved_theme = view.theme
         self._theme_problem: str | None = None
-        if config.settings.theme and config.settings.theme != self.theme:
-            if config.settings.theme in self.available_themes:
-                self.theme = config.settings.theme
+        if view.theme and view.theme != self.theme:
+            if view.theme in self.available_themes:
+                self.theme = view.theme
             else:
                 self._theme_problem = (
-                    f"settings.theme = {config.settings.theme!r} is not a theme this Textual knows; using "
+                    f"settings.theme = {view.theme!r} is not a theme this Textual knows; using "
                     f"{self.theme!r}. Pick one with Ctrl+P, Change theme."
                 )
 
     def get_default_screen(self) -> Screen[Any]:
         return TargetsScreen()
+
+    # -- the validated configuration --------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        """The validated Config; while the file is still being validated, waits for it (never a half-built one).
+        Raises the file's ConfigError if it failed (the app is exiting then)."""
+        return self.validate_config()
+
+    def validate_config(self) -> Config:
+        """Validate the pending file once (whoever asks first does it; the others wait on the same lock)."""
+        with self._validation_guard:
+            if self._config is None and self.config_error is None and self._pending is not None:
+                try:
+                    self._config = self._pending.validate()
+                except ConfigError as exc:
+                    self.config_error = exc
+            if self.config_error is not None:
+                raise self.config_error
+            assert self._config is not None
+            return self._config
+
+    @property
+    def config_validated(self) -> bool:
+        return self._config is not None
+
+    @work(thread=True, group="config", exclusive=True, exit_on_error=False)
+    def _validate_after_first_frame(self) -> None:
+        try:
+            self.validate_config()
+        except ConfigError:
+            # the same single `keyturn: error:` line as before the wizard existed: run_wizard raises it again
+            self.call_from_thread(self.exit, None, 2)
+
+    async def _config_ready(self) -> bool:
+        """Await validation off the event loop; False when the file failed (the app is exiting)."""
+        import asyncio
+
+        if self._config is not None:
+            return True
+        try:
+            await asyncio.to_thread(self.validate_config)
+        except ConfigError:
+            return False
+        return True
 
     # -- services the screens use ---------------------------------------------------------------
 
@@ -168,7 +226,8 @@ class KeyturnApp(App[None], inherit_bindings=False):
 
     @property
     def engine(self) -> Engine:
-        """The engine, built on first use (from a worker: importing it is not free)."""
+        """The engine, built on first use (from a worker: importing it is not free), once the config is validated."""
+        self.validate_config()  # waits for the file's validation; raises its ConfigError
         with self._engine_guard:
             if self._engine is None:
                 self._engine = self._engine_factory(self) if self._engine_factory else self._default_engine()
@@ -348,6 +407,8 @@ class KeyturnApp(App[None], inherit_bindings=False):
             self.call_after_refresh(hide_runbook, screen)
 
     def on_mount(self) -> None:
+        if self._config is None:
+            self.call_after_refresh(self._validate_after_first_frame)
         self.screen_change_signal.subscribe(self, self._screen_changed)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self._theme_problem:
@@ -363,7 +424,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
         from app.config_edit import set_setting_values
         from app.errors import KeyturnError
 
-        path = self.config.path
+        path = self.view.path  # the file's path needs no validation
         if path is None:
             self.call_from_thread(self.notify, f"Theme {name} (not saved: this configuration has no file).", markup=False)
             return
@@ -388,6 +449,8 @@ class KeyturnApp(App[None], inherit_bindings=False):
 
     @work(exclusive=True, group="flow", exit_on_error=False)
     async def _rotation_flow(self, target_name: str) -> None:
+        if not await self._config_ready():
+            return  # an invalid file: nothing starts, the app exits with its error
         try:
             await self._rotate(target_name)
         except Exception as exc:
@@ -395,6 +458,8 @@ class KeyturnApp(App[None], inherit_bindings=False):
 
     @work(exclusive=True, group="flow", exit_on_error=False)
     async def _resume_flow(self, rotation_id: str, target_name: str) -> None:
+        if not await self._config_ready():
+            return  # an invalid file: nothing starts, the app exits with its error
         try:
             await self._resume(rotation_id, target_name)
         except Exception as exc:
@@ -637,10 +702,13 @@ class KeyturnApp(App[None], inherit_bindings=False):
             screen.refresh_status()
 
 
-def run_wizard(config: Config, *, sandbox: Any = None, start_target: str | None = None) -> None:
-    """Run the wizard until the engineer quits (the CLI's `keyturn`, `keyturn demo`, `keyturn rotate T`)."""
+def run_wizard(config: Config | PendingConfig, *, sandbox: Any = None, start_target: str | None = None) -> None:
+    """Run the wizard until the engineer quits (the CLI's `keyturn`, `keyturn demo`, `keyturn rotate T`). A pending
+    file that fails validation raises its ConfigError here, once the app has exited."""
     app = KeyturnApp(config, sandbox=sandbox, start_target=start_target)
     try:
         app.run()
     finally:
         app.close_engine()
+    if app.config_error is not None:
+        raise app.config_error

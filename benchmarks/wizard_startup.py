@@ -6,7 +6,10 @@ its first screen is displayed (Textual's ``Ready`` event: the first frame is up,
 - ``bare``: Header, OptionList, Footer; nothing else imported.
 - ``wizard``: ``run_wizard`` on a parsed configuration (the sandbox's): what ``app.tui`` costs.
 - ``keyturn``: the whole command, ``keyturn --config FILE`` through ``app.cli:main`` (the console script's entry):
-  its argument check, the pydantic config validated, the wizard.
+  its argument check, the file read (TOML and what the first frame draws), the wizard; the file's pydantic
+  validation runs in a worker after the first frame.
+- ``keyturn validated``: the same command timed until that validation has finished too (from then on a rotation
+  can start), so the time the first frame no longer waits for stays visible.
 
 Runs are interleaved (bare, wizard, keyturn, bare, ...) so machine noise hits all three alike; the
 report gives medians and the ratios. Goal: wizard / bare <= 1.3.
@@ -80,9 +83,21 @@ app.tui.run_wizard(CONFIG)
 """
 )
 
-KEYTURN = (
-    READY_HOOK
-    + """
+KEYTURN_VALIDATED_HOOK = """
+import threading
+
+def _on_ready_validated(self):
+    def wait():
+        self.validate_config()  # the worker started after the first frame does it; this waits for it
+        print("ready", time.perf_counter() - T0, flush=True)
+        self.call_from_thread(self.exit)
+
+    threading.Thread(target=wait, daemon=True).start()
+
+app.tui.KeyturnApp.on_ready = _on_ready_validated
+"""
+
+KEYTURN_MAIN = """
 import sys
 from app.cli import main
 sys.argv = ["keyturn", "--config", sys.argv[1]]
@@ -91,7 +106,8 @@ try:
 except SystemExit:
     pass
 """
-)
+KEYTURN = READY_HOOK + KEYTURN_MAIN
+KEYTURN_VALIDATED = READY_HOOK + KEYTURN_VALIDATED_HOOK + KEYTURN_MAIN
 
 
 def sample(code: str, config: Path) -> tuple[float, float, float]:
@@ -161,8 +177,10 @@ def main() -> None:
         sample(BARE, config)  # warm the OS file cache and the bytecode caches
         sample(WIZARD, config)
         sample(KEYTURN, config)
+        sample(KEYTURN_VALIDATED, config)
         times: dict[str, list[float]] = {
-            k: [] for k in ("bare", "wizard", "keyturn", "bare in-process", "wizard in-process", "config only")
+            k: []
+            for k in ("bare", "wizard", "keyturn", "keyturn validated", "bare in-process", "wizard in-process", "config only")
         }
         rss: dict[str, list[float]] = {k: [] for k in ("bare", "wizard", "keyturn")}
         others: list[float | None] = []
@@ -179,6 +197,7 @@ def main() -> None:
             outer, _inner, peak = sample(KEYTURN, config)
             times["keyturn"].append(outer)
             rss["keyturn"].append(peak)
+            times["keyturn validated"].append(sample(KEYTURN_VALIDATED, config)[0])
             times["config only"].append(time_config_only(config))
 
     med = {name: statistics.median(values) for name, values in times.items()}
@@ -186,6 +205,7 @@ def main() -> None:
     ratios = {
         "wizard_in_process_over_bare": med["wizard in-process"] / med["bare in-process"],
         "keyturn_over_bare": med["keyturn"] / med["bare"],
+        "keyturn_validated_over_bare": med["keyturn validated"] / med["bare"],
         "keyturn_rss_over_bare": med_rss["keyturn"] / med_rss["bare"],
     }
     if args.json:
@@ -216,22 +236,27 @@ def main() -> None:
     print(row("bare"))
     print(row("wizard"))
     print(row("keyturn"))
+    print(row("keyturn validated"))
     print(
         f"  ({med['config only'] * 1000:.0f} ms for a process that only parses the config: Python, pydantic, the file)"
     )
-    print(f"  keyturn / bare = {ratios['keyturn_over_bare']:.2f}   (the whole command: arguments, pydantic config, wizard)")
+    print(f"  keyturn / bare = {ratios['keyturn_over_bare']:.2f}   (the whole command: arguments, the file read, wizard; goal <= 1.3)")
+    print(f"  keyturn validated / bare = {ratios['keyturn_validated_over_bare']:.2f}   (until the pydantic validation after the "
+          "first frame is done)")
     print("peak RSS of the process (launch, first frame, quit; ru_maxrss from wait4)")
     for name in rss:
         print(f"  {name:<18} {med_rss[name]:6.1f} MiB ({', '.join(f'{v:.0f}' for v in rss[name])})")
     print(f"  keyturn / bare = {ratios['keyturn_rss_over_bare']:.2f}")
     print()
-    print(f"{'figure':<44} {'median':>10} {'ratio to bare':>14}")
-    print(f"{'bare Textual app: spawn to first frame':<44} {med['bare'] * 1000:>7.0f} ms {'1.00':>14}")
-    print(f"{'keyturn --config F: spawn to first frame':<44} {med['keyturn'] * 1000:>7.0f} ms {ratios['keyturn_over_bare']:>14.2f}")
-    print(f"{'wizard in-process (config parsed)':<44} {med['wizard in-process'] * 1000:>7.0f} ms "
+    print(f"{'figure':<46} {'median':>10} {'ratio to bare':>14}")
+    print(f"{'bare Textual app: spawn to first frame':<46} {med['bare'] * 1000:>7.0f} ms {'1.00':>14}")
+    print(f"{'keyturn --config F: spawn to first frame':<46} {med['keyturn'] * 1000:>7.0f} ms {ratios['keyturn_over_bare']:>14.2f}")
+    print(f"{'keyturn --config F: spawn to config validated':<46} {med['keyturn validated'] * 1000:>7.0f} ms "
+          f"{ratios['keyturn_validated_over_bare']:>14.2f}")
+    print(f"{'wizard in-process (config parsed)':<46} {med['wizard in-process'] * 1000:>7.0f} ms "
           f"{ratios['wizard_in_process_over_bare']:>14.2f}")
-    print(f"{'bare Textual app: peak RSS':<44} {med_rss['bare']:>6.1f} MiB {'1.00':>14}")
-    print(f"{'keyturn --config F: peak RSS':<44} {med_rss['keyturn']:>6.1f} MiB {ratios['keyturn_rss_over_bare']:>14.2f}")
+    print(f"{'bare Textual app: peak RSS':<46} {med_rss['bare']:>6.1f} MiB {'1.00':>14}")
+    print(f"{'keyturn --config F: peak RSS':<46} {med_rss['keyturn']:>6.1f} MiB {ratios['keyturn_rss_over_bare']:>14.2f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The first screen: every configured target, when its token expires, and rotations to resume.
 
-The list is drawn from the configuration at once; the expiry column fills in when the engine's
+The list is drawn at once from the file's first-frame view (app/config_view.py: no pydantic; the file is validated
+right after the first frame); the expiry column fills in when the engine's
 status (a sign-in and a token listing per account) returns from a worker. Nothing here imports the
 engine: the worker does, so the wizard is on screen as fast as a bare Textual app.
 """
@@ -18,6 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, LoadingIndicator, Static
 
+from app.errors import ConfigError
 from screens import Cancelled, PaletteCommand, WizardScreen, one_line, wait_abandonable
 
 if TYPE_CHECKING:
@@ -139,10 +141,10 @@ class TargetsScreen(WizardScreen[None]):
         table.add_column("Expires in", key="expires")
         table.add_column("Last rotated", key="last")
         table.add_column("Unfinished", key="resume")
-        config = self.wizard.config
-        for name, target in config.targets.items():
-            platform = config.accounts[target.account].platform
-            table.add_row(name, PLATFORMS.get(platform, platform), expiry_cell(None), "…", "", key=name)
+        # drawn from the first frame's view: the file may still be being validated (KeyturnApp.config waits for it)
+        view = self.wizard.view
+        for name, row in view.targets.items():
+            table.add_row(name, PLATFORMS.get(row.platform, row.platform), expiry_cell(None), "…", "", key=name)
         unfinished = self.query_one("#unfinished", DataTable)
         unfinished.add_column("Rotation", key="id")
         unfinished.add_column("Target", key="target")
@@ -150,24 +152,24 @@ class TargetsScreen(WizardScreen[None]):
         unfinished.add_column("Started", key="started")
         unfinished.add_column("Note", key="note")
         self._show_unfinished()
-        if not config.targets:
-            where = config.path or "the configuration"
+        if not view.targets:
+            where = view.path or "the configuration"
             self._set_status(f"No targets configured: add [targets.NAME] to {where} (see examples/keyturn.toml).")
         # After the first frame: the worker imports the engine and providers, which would delay it.
         self.call_after_refresh(self.refresh_status)
         start = self.wizard.start_target
         if start:
             self.wizard.start_target = None
-            if start in config.targets:
+            if start in view.targets:
                 self.wizard.start_rotation(start)
             else:
-                known = ", ".join(config.targets) or "none"
+                known = ", ".join(view.targets) or "none"
                 self.notify(f"No target {start!r} in the configuration (known: {known})", severity="error")
 
     # -- status -------------------------------------------------------------------------------
 
     def refresh_status(self) -> None:
-        if not self.wizard.config.targets:
+        if not self.wizard.view.targets:
             self._set_loading(False)
             return
         self.status_reads += 1
@@ -177,7 +179,10 @@ class TargetsScreen(WizardScreen[None]):
     @work(thread=True, exclusive=True, group="targets-status", exit_on_error=False)
     def _load_status(self) -> None:
         try:
-            engine = self.wizard.engine
+            try:
+                engine = self.wizard.engine  # waits for the config's validation
+            except ConfigError:
+                return  # the file is invalid: the app is exiting with its one-line error
             with self.wizard.provider_guard:
                 for account in dict.fromkeys(t.account for t in self.wizard.config.targets.values()):
                     try:
@@ -219,11 +224,11 @@ class TargetsScreen(WizardScreen[None]):
         self._set_status(f"✗ Could not read token expiry: {message}  (r retries)", error=True)
 
     def _show_unfinished(self) -> None:
-        from app.engine import waiting_for  # loaded by the status worker already
-
         table = self.query_one("#unfinished", DataTable)
         table.clear()
         now = self.wizard.now()
+        if self.unfinished:  # only the status worker fills the list, and it has loaded the engine (not the first frame)
+            from app.engine import waiting_for
         for rec in self.unfinished:
             note = rec.error or ""
             if waits := waiting_for(rec):
@@ -254,7 +259,7 @@ class TargetsScreen(WizardScreen[None]):
         if name is None:
             details.update("")
             return
-        target = self.wizard.config.targets[name]
+        target = self.wizard.view.targets[name]
         status = self.statuses.get(name)
         parts = [f"{name}: token {target.token_name}"]
         if status is not None:
@@ -349,7 +354,7 @@ class TargetsScreen(WizardScreen[None]):
 
     def palette_commands(self) -> list[PaletteCommand]:
         commands: list[PaletteCommand] = []
-        for name in self.wizard.config.targets:
+        for name in self.wizard.view.targets:
             commands.append(
                 (f"Rotate {name}", partial(self.wizard.start_rotation, name), f"Start a rotation of {name}")
             )

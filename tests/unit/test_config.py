@@ -95,3 +95,39 @@ def test_relative_paths_follow_the_file(tmp_path: Path) -> None:
     config = load_config(p)
     assert config.settings.ca_bundle is not None
     assert config.resolve_path(config.settings.ca_bundle) == tmp_path / "ca.pem"
+
+
+STRUCTURE = [
+    'settings = "x"\n',
+    "[settings]\ntheme = 7\n",
+    "[keymap]\n'app.quit' = 1\n",
+    "[targets.x]\naccount = 'nobody'\ntoken_name = 't'\npreset = 'keda'\n",
+    "[accounts.bot]\norganization = 'o'\n[targets.x]\naccount = 'bot'\ntoken_name = 't'\npreset = 'keda'\n",
+]
+
+
+@pytest.mark.parametrize("text", STRUCTURE)
+def test_the_wizard_start_refuses_what_its_first_frame_needs_with_load_configs_message(tmp_path: Path, text: str) -> None:
+    from app.config_view import open_config
+
+    p = tmp_path / "k.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as today:
+        load_config(p)
+    with pytest.raises(ConfigError) as start:
+        open_config(p)
+    assert str(start.value) == str(today.value)
+
+
+def test_the_wizard_start_views_a_file_that_only_full_validation_refuses(tmp_path: Path) -> None:
+    from app.config_view import PendingConfig, open_config
+
+    p = tmp_path / "k.toml"
+    p.write_text("[accounts.bot]\nplatform = 'buildkite'\norganization = 'o'\n[targets.b]\naccount = 'bot'\n"
+                 "token_name = 't'\ndescription = 'agents'\n[targets.a]\naccount = 'bot'\ntoken_name = 'u'\nrevoke_after = 'soon'\n")
+    pending = open_config(p)
+    assert isinstance(pending, PendingConfig)
+    assert list(pending.view.targets) == ["b", "a"]  # file order
+    assert pending.view.targets["b"].platform == "buildkite" and pending.view.targets["b"].description == "agents"
+    with pytest.raises(ConfigError, match="targets.a.revoke_after"):
+        pending.validate()

@@ -1,11 +1,13 @@
 """What `keyturn` pays for before its first screen, as import contracts (speed itself is benchmarks/wizard_startup.py's).
 
 - `keyturn --help` / `--version` parse nothing: no pydantic, no config models, no Textual.
-- `keyturn --config F` validates the whole file before the wizard is imported, and by then has imported nothing of the
-  engine, the providers, the journal, the log file or the network (they load from the wizard's workers, after the first
-  frame): the path to the first frame is click, the config and the wizard's first screen, nothing else.
-- A bad file on the wizard's path is one `keyturn: error:` line, and the wizard (Textual) is never imported: no screen,
-  so no rotation, can start on an invalid config.
+- `keyturn --config F` reads the file (TOML, and the structure its first frame draws) before the wizard is imported, with
+  no pydantic, no click and nothing of the engine, the providers, the journal, the log file or the network; the wizard
+  gets that raw view, and validates the whole file (pydantic) in a worker after its first frame, before any engine or
+  provider is imported (they load from the status worker, which waits for the validation).
+- A file that is not TOML, or lacks what the first frame draws, is one `keyturn: error:` line and the wizard (Textual)
+  is never imported. A file that fails only the full validation gets the same single line and exit 2 from the
+  wizard, and no rotation starts: nothing of the engine or the providers is ever imported.
 
 Each case runs in a fresh interpreter, so what an earlier test imported cannot hide an import.
 """
@@ -78,7 +80,7 @@ def test_help_and_version_import_no_config_models_and_no_wizard(args: list[str])
     assert result["pulled"] == [], f"keyturn {' '.join(args)} imported {result['pulled']}"
 
 
-def test_the_wizard_starts_on_a_validated_config_with_nothing_else_loaded(tmp_path: Path) -> None:
+def test_the_wizard_starts_on_the_raw_view_with_nothing_else_loaded(tmp_path: Path) -> None:
     """The wizard's start is stood in for by a module that records what had been imported when it was called."""
     cfg = tmp_path / "keyturn.toml"
     cfg.write_text(VALID)
@@ -86,9 +88,11 @@ def test_the_wizard_starts_on_a_validated_config_with_nothing_else_loaded(tmp_pa
         "import json, sys, types\n"
         "seen = {}\n"
         "def run_wizard(config, **kwargs):\n"
-        "    from app.config import Config\n"
-        "    seen.update(validated=isinstance(config, Config), path=str(config.path), theme=config.settings.theme,\n"
-        f"                targets=sorted(config.targets), early={_loaded(AFTER_THE_FIRST_FRAME + WIZARD[:-1])})\n"
+        f"    seen.update(early={_loaded(CONFIG_MODELS + AFTER_THE_FIRST_FRAME + WIZARD[:-1] + ('click', 'app.commands'))})\n"
+        "    from app.config_view import PendingConfig\n"
+        "    view = config.view\n"
+        "    seen.update(pending=isinstance(config, PendingConfig), path=str(view.path), theme=view.theme,\n"
+        "                targets={n: [r.account, r.platform, r.token_name] for n, r in view.targets.items()})\n"
         "stand_in = types.ModuleType('app.tui')\n"
         "stand_in.run_wizard = run_wizard\n"
         "sys.modules['app.tui'] = stand_in\n"
@@ -97,9 +101,57 @@ def test_the_wizard_starts_on_a_validated_config_with_nothing_else_loaded(tmp_pa
     )
     result = _run(code, "--config", str(cfg))
     assert result["code"] in (0, None), result["stderr"]
-    assert result["validated"] and result["path"] == str(cfg.resolve()) and result["targets"] == ["app"]
-    assert result["theme"] == "nord"
+    assert result["pending"] and result["path"] == str(cfg.resolve())
+    assert result["targets"] == {"app": ["bot", "azure-devops", "app-token"]} and result["theme"] == "nord"
     assert result["early"] == [], f"imported before the wizard started: {result['early']}"
+
+
+# the real wizard, headless: what was imported at its first frame, and once it is done (it quits 1 s after the first
+# frame, or exits on its own when the file fails validation); ROTATE: Enter on the first target at the first frame
+_WIZARD_RUN = """
+import json, sys
+import app.tui
+seen = {}
+def _on_ready(self):
+    seen.update(validated_at_first_frame=self.config_validated, at_first_frame=AT_FIRST_FRAME)
+    if ROTATE:
+        self.start_rotation("app")
+    self.set_timer(1.0, self.exit)
+app.tui.KeyturnApp.on_ready = _on_ready
+_run = app.tui.KeyturnApp.run
+def run(self, **kw):
+    try:
+        return _run(self, headless=True)
+    finally:
+        seen.update(validated=self.config_validated, return_code=self.return_code, at_exit=AT_EXIT)
+app.tui.KeyturnApp.run = run
+""".replace("AT_FIRST_FRAME", _loaded(CONFIG_MODELS + AFTER_THE_FIRST_FRAME)).replace(
+    "AT_EXIT", _loaded(CONFIG_MODELS + AFTER_THE_FIRST_FRAME + ("screens.signin",))
+)
+
+
+def test_the_wizard_validates_after_its_first_frame_before_any_engine(tmp_path: Path) -> None:
+    cfg = tmp_path / "keyturn.toml"
+    cfg.write_text(VALID)
+    code = "ROTATE = False\n" + _WIZARD_RUN + _MAIN + "print(json.dumps({'code': code, **seen}))\n"
+    result = _run(code, "--config", str(cfg))
+    assert result["code"] in (0, None) and result["return_code"] == 0, result["stderr"]
+    assert result["at_first_frame"] == [] and not result["validated_at_first_frame"], result["at_first_frame"]
+    assert result["validated"] and "pydantic" in result["at_exit"]
+
+
+def test_a_config_that_fails_validation_after_the_first_frame_is_one_line_and_no_rotation(tmp_path: Path) -> None:
+    cfg = tmp_path / "keyturn.toml"
+    cfg.write_text(VALID + "revoke_after = 'soon'\n")  # passes the raw view; only pydantic refuses it
+    code = "ROTATE = True\n" + _WIZARD_RUN + _MAIN + "print(json.dumps({'code': code, **seen}))\n"
+    result = _run(code, "--config", str(cfg))
+    errors = [line for line in result["stderr"].splitlines() if line.startswith("keyturn: error:")]
+    assert result["code"] == 2 and result["return_code"] == 2
+    assert len(errors) == 1 and "targets.app.revoke_after" in errors[0] and str(cfg) in errors[0], result["stderr"]
+    assert result["stderr"].count("Traceback") == 0, result["stderr"]
+    # the rotation asked for at the first frame waited for the validation and never started: no engine, no sign-in
+    assert not result["validated"]
+    assert not [m for m in result["at_exit"] if not m.startswith(CONFIG_MODELS)], result["at_exit"]
 
 
 BAD = [
