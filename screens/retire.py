@@ -74,6 +74,8 @@ class RetireScreen(WizardScreen["str | None"]):
             id="retire.default",
             tooltip="Revoke the old token now",
         ),
+        # n too: hidden from the footer while Enter already says "Revoke now" (the footer would say it twice)
+        Binding("n", "retire_now", "Revoke now", show=False, id="retire.now", tooltip="Revoke the old token now"),
         Binding("n", "retire(True)", "Revoke now", id="retire.now", tooltip="Revoke the old token now"),
         Binding(
             "d",
@@ -306,9 +308,15 @@ class RetireScreen(WizardScreen["str | None"]):
             return bool(self._playable()) and ((self.ready and not self.busy) or None)
         if action == "override":
             return bool(self.waiting and self.rotation.revokes_something) and ((self.ready and not self.busy) or None)
+        if action == "retire_now":
+            if self.enter_does != "now" or not self.rotation.plan.old_tokens or self.waiting:
+                return False
+            return (self.ready and not self.busy) or None
         if action == "retire":
             if not self.rotation.plan.old_tokens or self.waiting:
                 return False  # while a gate waits, o (asked, journaled) is the only way to revoke
+            if parameters and parameters[0] is True and self.enter_does == "now":
+                return False  # the hidden n (retire_now) is the one while Enter says it
             if parameters and parameters[0] is False and not self.delay:
                 return False
             return (self.ready and not self.busy) or None
@@ -321,6 +329,9 @@ class RetireScreen(WizardScreen["str | None"]):
                 return False  # hidden: only for an old token that cannot be named
             return (self.ready and not self.busy) or None
         return True
+
+    def action_retire_now(self) -> None:
+        self.action_retire(True)
 
     def action_revoke_all_others(self) -> None:
         p = self.rotation.provider
