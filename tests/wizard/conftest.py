@@ -455,6 +455,57 @@ async def pass_the_gates(wiz: Any, pilot: Pilot[Any]) -> None:
 
 
 
+# -- the keda rotation driven by key, stage by stage ----------------------------------------------
+
+async def targets_ready(wiz: Any, pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "TargetsScreen" and not app.screen.reading)
+    await wiz.wait_until(pilot, lambda: "Stop waiting" not in wiz.screen_text(app))
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def drive_keda(wiz: Any, pilot: Pilot[Any], stage: str) -> None:
+    """From launch to ``stage`` of a keda rotation, with the keyboard (the snapshot and runbook-pane tests)."""
+    app = pilot.app
+    if stage == "signin":  # the device-code wizard shows the sign-in before the targets' expiry
+        await wiz.wait_until(
+            pilot, lambda: wiz.screen_name(app) == "SignInScreen" and app.screen.prompt is not None, what="sign-in"
+        )
+        return
+    await wiz.targets_ready(wiz, pilot)
+    if stage == "targets":
+        return
+    await pilot.press("enter")
+    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "ScopesScreen")
+    if stage == "scopes":
+        await pilot.pause()
+        return
+    await pilot.press("ctrl+s")
+    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "ReviewScreen" and app.screen.plan is not None)
+    if stage == "review":
+        return
+    await pilot.press("enter")
+    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen")
+    if stage == "reveal":
+        await pilot.pause()
+        return
+    await pilot.press("tab", "space", "ctrl+s")
+    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen")
+    await pilot.press("space")
+    await wiz.wait_until(pilot, lambda: list(app.screen.states.values())[:2] == ["done", "pending"])
+    if stage == "checklist":
+        return
+    await pilot.press("space")
+    await wiz.wait_until(pilot, lambda: all(s == "done" for s in app.screen.states.values()))
+    await pilot.press("ctrl+s")
+    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready)
+    if stage == "retire":
+        return
+    await pilot.press("enter")
+    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "SummaryScreen")
+
+
 @pytest.fixture
 def wiz() -> Any:
     """The helpers above, for test modules (importing conftest by name is ambiguous: there are several)."""
@@ -473,4 +524,6 @@ def wiz() -> Any:
         reveal_to_summary=reveal_to_summary,
         checklist_to_summary=checklist_to_summary,
         pass_the_gates=pass_the_gates,
+        targets_ready=targets_ready,
+        drive_keda=drive_keda,
     )

@@ -20,43 +20,6 @@ from app.journal import RotationJournal
 SIZE = (80, 24)
 
 
-async def targets_ready(wiz: Any, pilot: Pilot[Any]) -> None:
-    app = pilot.app
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "TargetsScreen" and not app.screen.reading)
-    # the footer drops "Stop waiting" a frame after the expiry arrives
-    await wiz.wait_until(pilot, lambda: "Stop waiting" not in wiz.screen_text(app))
-
-
-async def drive(wiz: Any, pilot: Pilot[Any], stage: str) -> None:
-    """From launch to ``stage`` of a keda rotation, with the keyboard."""
-    app = pilot.app
-    await targets_ready(wiz, pilot)
-    if stage == "targets":
-        return
-    await pilot.press("enter")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "ScopesScreen")
-    await pilot.press("ctrl+s")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "ReviewScreen" and app.screen.plan is not None)
-    if stage == "review":
-        return
-    await pilot.press("enter")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen")
-    await pilot.press("tab", "space", "ctrl+s")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen")
-    await pilot.press("space")  # tick the first manual step only
-    await wiz.wait_until(pilot, lambda: list(app.screen.states.values())[:2] == ["done", "pending"])  # then the preset reminder
-    if stage == "checklist":
-        return
-    await pilot.press("space")
-    await wiz.wait_until(pilot, lambda: all(s == "done" for s in app.screen.states.values()))
-    await pilot.press("ctrl+s")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready)
-    if stage == "retire":
-        return
-    await pilot.press("enter")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "SummaryScreen")
-
-
 def test_snapshot_targets(snap_compare, scripted_wizard, wiz, tmp_path: Path) -> None:
     # One rotation of keda stopped after minting, so the screen lists something to resume.
     journal = RotationJournal(tmp_path / "journal")
@@ -71,7 +34,7 @@ def test_snapshot_targets(snap_compare, scripted_wizard, wiz, tmp_path: Path) ->
     )
 
     async def run_before(pilot: Pilot[Any]) -> None:
-        await drive(wiz, pilot, "targets")
+        await wiz.drive_keda(wiz, pilot, "targets")
 
     assert snap_compare(scripted_wizard(), terminal_size=SIZE, run_before=run_before)
 
@@ -91,35 +54,35 @@ def test_snapshot_signin_device_code(snap_compare, scripted_wizard, wiz) -> None
 
 def test_snapshot_review(snap_compare, scripted_wizard, wiz) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await drive(wiz, pilot, "review")
+        await wiz.drive_keda(wiz, pilot, "review")
 
     assert snap_compare(scripted_wizard(), terminal_size=SIZE, run_before=run_before)
 
 
 def test_snapshot_checklist(snap_compare, scripted_wizard, wiz) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await drive(wiz, pilot, "checklist")
+        await wiz.drive_keda(wiz, pilot, "checklist")
 
     assert snap_compare(scripted_wizard(), terminal_size=SIZE, run_before=run_before)
 
 
 def test_snapshot_retire(snap_compare, scripted_wizard, wiz) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await drive(wiz, pilot, "retire")
+        await wiz.drive_keda(wiz, pilot, "retire")
 
     assert snap_compare(scripted_wizard(), terminal_size=SIZE, run_before=run_before)
 
 
 def test_snapshot_summary(snap_compare, scripted_wizard, wiz) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await drive(wiz, pilot, "summary")
+        await wiz.drive_keda(wiz, pilot, "summary")
 
     assert snap_compare(scripted_wizard(), terminal_size=SIZE, run_before=run_before)
 
 
 def test_snapshot_help(snap_compare, scripted_wizard, wiz) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await drive(wiz, pilot, "targets")
+        await wiz.drive_keda(wiz, pilot, "targets")
         await pilot.app.workers.wait_for_complete()  # the screen under the modal shows through its edge
         await pilot.pause()
         await pilot.press("f1")
@@ -134,7 +97,7 @@ def test_snapshots_never_hold_the_token(scripted_wizard, wiz, stage: str) -> Non
     from textual._doc import take_svg_screenshot
 
     async def run_before(pilot: Pilot[Any]) -> None:
-        await drive(wiz, pilot, stage)
+        await wiz.drive_keda(wiz, pilot, stage)
 
     svg = take_svg_screenshot(scripted_wizard(), terminal_size=SIZE, run_before=run_before)
     assert wiz.SNAPSHOT_VALUE not in svg

@@ -27,55 +27,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def targets_ready(wiz: Any, pilot: Pilot[Any]) -> None:
-    app = pilot.app
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "TargetsScreen" and not app.screen.reading)
-    await wiz.wait_until(pilot, lambda: "Stop waiting" not in wiz.screen_text(app))
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def drive(wiz: Any, pilot: Pilot[Any], stage: str) -> None:
-    """From launch to ``stage`` of a keda rotation, with the keyboard, the pane closed."""
-    app = pilot.app
-    if stage == "signin":  # the device-code wizard shows the sign-in before the targets' expiry
-        await wiz.wait_until(
-            pilot, lambda: wiz.screen_name(app) == "SignInScreen" and app.screen.prompt is not None, what="sign-in"
-        )
-        return
-    await targets_ready(wiz, pilot)
-    if stage == "targets":
-        return
-    await pilot.press("enter")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "ScopesScreen")
-    if stage == "scopes":
-        await pilot.pause()
-        return
-    await pilot.press("ctrl+s")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "ReviewScreen" and app.screen.plan is not None)
-    if stage == "review":
-        return
-    await pilot.press("enter")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RevealScreen")
-    if stage == "reveal":
-        await pilot.pause()
-        return
-    await pilot.press("tab", "space", "ctrl+s")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "FollowUpsScreen")
-    await pilot.press("space")
-    await wiz.wait_until(pilot, lambda: list(app.screen.states.values())[:2] == ["done", "pending"])
-    if stage == "checklist":
-        return
-    await pilot.press("space")
-    await wiz.wait_until(pilot, lambda: all(s == "done" for s in app.screen.states.values()))
-    await pilot.press("ctrl+s")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "RetireScreen" and app.screen.ready)
-    if stage == "retire":
-        return
-    await pilot.press("enter")
-    await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "SummaryScreen")
-
-
 def pane_of(app: Any) -> RunbookPane:
     (pane,) = app.screen.query(RunbookPane)
     return pane
@@ -104,7 +55,7 @@ def unfinished_rotation(tmp_path: Path, target: str = "daily-checks") -> str:
 async def test_pane_follows_the_highlighted_target(scripted_wizard, wiz, size: tuple[int, int]) -> None:
     app = scripted_wizard()
     async with app.run_test(size=size) as pilot:
-        await targets_ready(wiz, pilot)
+        await wiz.targets_ready(wiz, pilot)
         pane = await open_pane(wiz, pilot)
         assert pane.target_name == "keda" and "Rotate the KEDA PAT" in pane.markdown
         await pilot.press("down")  # the highlight moves: the keys stay with the list, the pane follows
@@ -122,7 +73,7 @@ async def test_pane_follows_the_highlighted_rotation(scripted_wizard, wiz, tmp_p
     unfinished_rotation(tmp_path, "daily-checks")
     app = scripted_wizard()
     async with app.run_test(size=(100, 30)) as pilot:
-        await targets_ready(wiz, pilot)
+        await wiz.targets_ready(wiz, pilot)
         await wiz.wait_until(pilot, lambda: app.screen.query_one("#unfinished").row_count == 1)
         pane = await open_pane(wiz, pilot)
         assert pane.target_name == "keda"
@@ -135,7 +86,7 @@ async def test_pane_follows_the_highlighted_rotation(scripted_wizard, wiz, tmp_p
 async def test_pane_shows_the_rotation_target_on_the_next_steps(scripted_wizard, wiz) -> None:
     app = scripted_wizard()
     async with app.run_test(size=(140, 40)) as pilot:
-        await targets_ready(wiz, pilot)
+        await wiz.targets_ready(wiz, pilot)
         await pilot.press("down", "up")
         await open_pane(wiz, pilot)
         await pilot.press("enter")  # rotate keda, the pane open beside the steps
@@ -158,7 +109,7 @@ def test_runbook_markdown_without_a_target(scripted_wizard) -> None:
 async def test_targets_keep_every_column_with_the_pane_open(scripted_wizard, wiz, size: tuple[int, int]) -> None:
     app = scripted_wizard()
     async with app.run_test(size=size) as pilot:
-        await targets_ready(wiz, pilot)
+        await wiz.targets_ready(wiz, pilot)
         before = wiz.screen_text(app)
         table_line = next(line for line in before.splitlines() if "Last rotated" in line)
         pane = await open_pane(wiz, pilot)
@@ -178,7 +129,7 @@ async def test_pane_over_each_step_when_narrow(scripted_wizard, wiz, size: tuple
     """Narrow, the pane covers the step whole (nothing squeezed); Esc gives the step back exactly as it was."""
     app = scripted_wizard(device_code=stage == "signin")
     async with app.run_test(size=size) as pilot:
-        await drive(wiz, pilot, stage)
+        await wiz.drive_keda(wiz, pilot, stage)
         await pilot.pause()
         screen = app.screen
         focused = screen.focused
@@ -204,7 +155,7 @@ async def test_pane_over_each_step_when_narrow(scripted_wizard, wiz, size: tuple
 async def test_pane_beside_the_step_when_wide(scripted_wizard, wiz, stage: str) -> None:
     app = scripted_wizard()
     async with app.run_test(size=(BESIDE_MIN_WIDTH, 30)) as pilot:
-        await drive(wiz, pilot, stage)
+        await wiz.drive_keda(wiz, pilot, stage)
         pane = await open_pane(wiz, pilot)
         assert pane.has_class("-beside")
         assert pane.region.x >= 80  # the step keeps the 80 columns it is laid out for
@@ -216,7 +167,7 @@ async def test_pane_beside_the_step_when_wide(scripted_wizard, wiz, stage: str) 
 async def test_pane_moves_when_the_terminal_is_resized(scripted_wizard, wiz) -> None:
     app = scripted_wizard()
     async with app.run_test(size=(140, 30)) as pilot:
-        await drive(wiz, pilot, "review")
+        await wiz.drive_keda(wiz, pilot, "review")
         pane = await open_pane(wiz, pilot)
         assert pane.has_class("-beside") and not pane.has_focus_within
         await pilot.resize_terminal(80, 24)
@@ -230,7 +181,7 @@ async def test_pane_moves_when_the_terminal_is_resized(scripted_wizard, wiz) -> 
 async def test_f2_closes_the_overlay_and_the_next_steps_stay_closed(scripted_wizard, wiz) -> None:
     app = scripted_wizard()
     async with app.run_test(size=(80, 24)) as pilot:
-        await drive(wiz, pilot, "scopes")
+        await wiz.drive_keda(wiz, pilot, "scopes")
         await open_pane(wiz, pilot)
         await pilot.press("f2")
         await wiz.wait_until(pilot, lambda: not app.screen.query(RunbookPane))
@@ -245,7 +196,7 @@ async def test_f2_closes_the_overlay_and_the_next_steps_stay_closed(scripted_wiz
 
 def test_snapshot_runbook_on_targets(snap_compare, scripted_wizard, wiz) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await drive(wiz, pilot, "targets")
+        await wiz.drive_keda(wiz, pilot, "targets")
         await open_pane(wiz, pilot)
 
     assert snap_compare(scripted_wizard(), terminal_size=(80, 24), run_before=run_before)
@@ -253,7 +204,7 @@ def test_snapshot_runbook_on_targets(snap_compare, scripted_wizard, wiz) -> None
 
 def test_snapshot_runbook_over_review(snap_compare, scripted_wizard, wiz) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await drive(wiz, pilot, "review")
+        await wiz.drive_keda(wiz, pilot, "review")
         await open_pane(wiz, pilot)
 
     assert snap_compare(scripted_wizard(), terminal_size=(80, 24), run_before=run_before)
