@@ -129,5 +129,5 @@ def test_the_wizard_start_views_a_file_that_only_full_validation_refuses(tmp_pat
     assert isinstance(pending, PendingConfig)
     assert list(pending.view.targets) == ["b", "a"]  # file order
     assert pending.view.targets["b"].platform == "buildkite" and pending.view.targets["b"].description == "agents"
-    with pytest.raises(ConfigError, match="targets.a.revoke_after"):
+    with pytest.raises(ConfigError, match=r"targets\.a\.revoke_after"):
         pending.validate()
