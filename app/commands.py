@@ -215,13 +215,49 @@ def _emit_plan(plan: Any, as_json: bool) -> None:
 
 
 def _retire_json(rotation: Any, outcome: str) -> dict[str, Any]:
-    """What became of the old tokens: revoked, or what their revoke waits for (the gates, as last checked)."""
+    """What became of the old tokens: revoked, or what their revoke waits for (the gates, as last checked).
+
+    The sentences (`outcome`, `waiting_for`) are for people; `status`, `revoked` and `waiting_for_gates` carry the
+    same facts as ids for scripts."""
+    revoked = [e for e in rotation.record.events if e["event"] == "revoked" and e.get("role") in ("old", "all-others")]
+    waiting = rotation.waiting_for
+    if revoked:
+        status = "revoked"
+    elif waiting:
+        status = "waiting"
+    elif rotation.state in ("old_retired", "done"):
+        status = "nothing_to_revoke"
+    else:
+        status = "not_reached"  # the rotation stopped before its retire step
     return {
+        "status": status,
         "outcome": outcome,
-        "waiting_for": rotation.waiting_for,
+        "revoked": [str(e["token_id"]) for e in revoked],  # token ids; "*" is "every other token of the user"
+        "waiting_for": waiting,
+        "waiting_for_gates": [g.gate for g in rotation.gates if not g.passed],
         "gates": [g.to_json() for g in rotation.gates],
-        "resume": f"keyturn resume {rotation.id[:8]}" if rotation.waiting_for else None,
+        "resume": f"keyturn resume {rotation.id[:8]}" if waiting else None,
     }
+
+
+def _step_status(data: dict[str, Any] | None) -> str:
+    if data is None:
+        return "pending"
+    if data.get("skipped"):
+        return "skipped"  # --skip-manual: still to do by hand
+    if data.get("reminder"):
+        return "reminder"  # an optional manual item, said but not checked
+    return "done"
+
+
+def _steps_json(rotation: Any) -> list[dict[str, Any]]:
+    """Every follow-up step of the rotation in order, by id and kind, with its status and the summary sentence."""
+    done = rotation.record.steps_done
+    return [
+        {"id": s.id, "kind": s.kind, "title": s.title, "status": _step_status(done.get(s.id)),
+         "summary": (done.get(s.id) or {}).get("summary")}
+        for s in rotation.steps
+    ]
 
 
 def _report(rotation: Any, outcome: str, *, as_json: bool, reveal: bool) -> None:
@@ -230,9 +266,11 @@ def _report(rotation: Any, outcome: str, *, as_json: bool, reveal: bool) -> None
         "rotation_id": rotation.id,
         "target": rotation.record.target,
         "state": rotation.state,
-        "token": {"id": token.id, "name": token.name, "expires_at": token.expires_at.isoformat() if token.expires_at else None, "fingerprint": rotation.record.new_token.get("fingerprint")} if token else None,
+        "token": {"id": token.id, "display_id": token.shown_id, "name": token.name, "expires_at": token.expires_at.isoformat() if token.expires_at else None, "fingerprint": rotation.record.new_token.get("fingerprint")} if token else None,
+        "old_tokens": [{"id": t.id, "display_id": t.shown_id, "name": t.name} for t in rotation.plan.old_tokens if not (token and t.id == token.id)],
         "stored_in": rotation.stored_in(),
-        "steps": {k: v.get("summary") for k, v in rotation.record.steps_done.items()},
+        "steps": {k: v.get("summary") for k, v in rotation.record.steps_done.items()},  # id -> sentence (kept for scripts written against it)
+        "step_results": _steps_json(rotation),
         "retire": _retire_json(rotation, outcome),
         "notes": rotation.notes,
     }

@@ -68,6 +68,12 @@ def test_cluster_revoke_waits_for_the_agents_then_resume_revokes(sandbox: Sandbo
     assert "waiting: revoke waits for: 2 agents still connected" in run.stderr
     assert not [text for text in result["steps"].values() if "SKIPPED" in str(text)]
     (new,) = [t for t in bk.cluster_tokens("Default cluster") if t.description.startswith("Default cluster agents-")]
+    # the same facts as ids, for scripts (issue 15, item 6)
+    retire = result["retire"]
+    assert retire["status"] == "waiting" and retire["waiting_for_gates"] == ["buildkite-agents"] and retire["revoked"] == []
+    assert result["token"]["display_id"] == new.uuid and [t["display_id"] for t in result["old_tokens"]] == [old.uuid]
+    assert [(s["kind"], s["status"]) for s in result["step_results"]] == [("keyvault-secret-version", "done")]
+    assert result["step_results"][0]["summary"] == result["steps"][result["step_results"][0]["id"]]
     assert bk.token_status(old.value) == "active" and bk.token_status(new.value) == "active"  # the old one waits
     assert sandbox.state.secret_versions(KV, "buildkite-agent-token")[-1].value == new.value
 
@@ -94,6 +100,8 @@ def test_cluster_revoke_waits_for_the_agents_then_resume_revokes(sandbox: Sandbo
     (resumed,) = done.json()["resumed"]
     assert resumed["state"] == "done" and resumed["retire"]["outcome"] == "revoked 1 old token(s)"
     assert resumed["retire"]["waiting_for"] == [] and resumed["retire"]["gates"][0]["passed"] is True
+    assert resumed["retire"]["status"] == "revoked" and resumed["retire"]["waiting_for_gates"] == []
+    assert resumed["retire"]["revoked"] == [t["id"] for t in result["old_tokens"]]
     assert bk.token_status(old.value) == "revoked" and bk.token_status(new.value) == "active"
     events = [e["event"] for e in journal(sandbox)]
     assert events[-1] == "done" and "retire_waiting" in events and "gate_overridden" not in events

@@ -111,6 +111,8 @@ def test_manual_steps_refused_headless_unless_skipped(sandbox: Sandbox, keyturn)
     (step,) = [v for k, v in run.json()["steps"].items() if k.startswith("manual-")]
     assert step.startswith("SKIPPED (--skip-manual), still to do: Post in #platops: daily-checks rotated, token ")
     assert run.json()["token"]["id"] in step
+    (skipped,) = [s for s in run.json()["step_results"] if s["kind"] == "manual"]
+    assert skipped["status"] == "skipped" and skipped["summary"] == step and skipped["title"] == "Tell the team"
 
 
 def test_follow_up_preflight_refuses_before_minting(sandbox: Sandbox, keyturn, tmp_path: Path) -> None:

@@ -1,0 +1,97 @@
+"""The README's key-press table, held: each sandbox target rotated from launch back to the targets screen with
+exactly the keys the table lists (issue 15), against a real sandbox over loopback, at 80x24.
+
+Each key is followed by the screen it must lead to; the test waits for that screen to be ready (the plan built, the
+follow-ups run, the gates asked) before the next key, as a person reading the screen would. The rotation must end
+`done` with the old token revoked, so a key that silently stopped doing its job fails here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from app.journal import RotationJournal
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+CLEAR = "RetireScreen, every gate passed"  # after the sandbox's `m`: the consumers have the new token
+
+# target -> (key, what the key leads to); the README's "Key presses in the demo" table lists the same keys
+WALKS: dict[str, list[tuple[str, str]]] = {
+    "keda": [
+        ("enter", "ScopesScreen"), ("ctrl+s", "ReviewScreen"), ("enter", "RevealScreen"), ("space", "RevealScreen"),
+        ("ctrl+s", "FollowUpsScreen"), ("ctrl+s", "RetireScreen"), ("m", CLEAR), ("enter", "SummaryScreen"),
+        ("enter", "TargetsScreen"),
+    ],
+    "daily-checks": [
+        ("down", "TargetsScreen"), ("enter", "ScopesScreen"), ("ctrl+s", "ReviewScreen"), ("enter", "RevealScreen"),
+        ("ctrl+s", "FollowUpsScreen"), ("ctrl+s", CLEAR), ("enter", "SummaryScreen"), ("enter", "TargetsScreen"),
+    ],
+    "buildkite-cluster": [
+        ("down", "TargetsScreen"), ("down", "TargetsScreen"), ("enter", "TokenOptionsScreen"),
+        ("ctrl+s", "ReviewScreen"), ("enter", "RevealScreen"), ("ctrl+s", "RetireScreen"), ("m", CLEAR),
+        ("enter", "SummaryScreen"), ("enter", "TargetsScreen"),
+    ],
+    "buildkite-unclustered": [
+        ("down", "TargetsScreen"), ("down", "TargetsScreen"), ("down", "TargetsScreen"),
+        ("enter", "TokenOptionsScreen"), ("ctrl+s", "ReviewScreen"), ("enter", "RevealScreen"),
+        ("ctrl+s", "RetireScreen"), ("m", CLEAR), ("enter", "SummaryScreen"), ("enter", "TargetsScreen"),
+    ],
+    "buildkite-conductorone": [
+        ("down", "TargetsScreen"), ("down", "TargetsScreen"), ("down", "TargetsScreen"), ("down", "TargetsScreen"),
+        ("enter", "TokenOptionsScreen"), ("ctrl+s", "ReviewScreen"), ("enter", "PasteTokenScreen"),
+        ("ctrl+n", "RevealScreen"), ("ctrl+s", "FollowUpsScreen"), ("ctrl+s", CLEAR), ("enter", "SummaryScreen"),
+        ("enter", "TargetsScreen"),
+    ],
+    "jenkins": [
+        ("end", "TargetsScreen"), ("enter", "TokenOptionsScreen"), ("ctrl+s", "ReviewScreen"),
+        ("enter", "RevealScreen"), ("ctrl+s", "RetireScreen"), ("m", CLEAR), ("enter", "SummaryScreen"),
+        ("enter", "TargetsScreen"),
+    ],
+}
+
+
+def ready(wiz: Any, app: Any, expected: str) -> bool:
+    """The screen a key leads to, done with what it does by itself (nothing left for a person to wait for)."""
+    screen = app.screen
+    name = wiz.screen_name(app)
+    if expected == CLEAR:
+        return name == "RetireScreen" and screen.ready and not screen.busy and not screen.waiting
+    if name != expected:
+        return False
+    if name == "TargetsScreen":
+        return not screen.reading
+    if name == "ReviewScreen":
+        return screen.plan is not None
+    if name == "FollowUpsScreen":
+        return all(s == "done" for s in screen.states.values())
+    if name == "RetireScreen":
+        return bool(screen.ready and not screen.busy)
+    return True
+
+
+@pytest.mark.parametrize("target", list(WALKS))
+async def test_each_target_rotates_with_the_keys_the_readme_lists(target: str, wiz, sandbox_wizard, wizard_sandbox) -> None:
+    app = sandbox_wizard()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wiz.wait_until(pilot, lambda: ready(wiz, app, "TargetsScreen"), what="the targets' expiry")
+        press = wiz.KeyCounter(pilot)
+        for key, expected in WALKS[target]:
+            await press(key)
+            await wiz.wait_until(pilot, lambda e=expected: ready(wiz, app, e), what=f"{expected} after {key!r} ({target})")
+        keys = press.keys
+
+    print(f"{target}: {len(keys)} key presses: {' '.join(keys)}")  # shown with -s
+    (record,) = RotationJournal(wizard_sandbox.directory / "journal").all()
+    assert record.target == target
+    assert record.state == "done"
+    assert any(e["event"] == "revoked" and e.get("role") == "old" for e in record.events), "the old token was not revoked"
