@@ -12,6 +12,8 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.table import Table
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -149,36 +151,34 @@ class RetireScreen(WizardScreen["str | None"]):
         provider = self.rotation.provider
         return not self.rotation.plan.old_tokens and provider.CAN_REVOKE_ALL_EXCEPT and not provider.lists_tokens()
 
-    def _old_tokens(self) -> str:
+    def _old_tokens(self) -> Table:
         olds = self.rotation.plan.old_tokens
         if not olds and self.old_unknown:
             text = self.rotation.provider.unknown_old_token_help()
-            return f"  not known: {text.replace('rotate with --revoke-all-other-tokens', 'press a')}"
+            return hanging([("", f"not known: {text.replace('rotate with --revoke-all-other-tokens', 'press a')}")])
         if not olds:
-            return "  none found: nothing to revoke"
-        lines = []
+            return hanging([("", "none found: nothing to revoke")])
+        rows = []
         for t in olds:
             exp = f", expires {t.expires_at:%Y-%m-%d}" if t.expires_at else ""
-            lines.append(f"  • {t.name}{exp}\n    id {t.shown_id}")
+            rows.append(("•", f"{t.name}{exp}\nid {t.shown_id}"))
         # what revocation does and does not do on this platform (Buildkite: running agents), before Enter
         if text := self.rotation.provider.retire_notice():
-            lines.append(f"\n  ⓘ {text}")
-        return "\n".join(lines)
+            rows += [("", ""), ("ⓘ", text)]
+        return hanging(rows)
 
     @property
     def waiting(self) -> list[GateCheck]:
         return [g for g in self.gates if not g.passed]
 
-    def _gates_text(self) -> str:
-        lines = []
+    def _gates_text(self) -> Table:
+        rows = []
         for g in self.gates:
             if g.passed:
-                lines.append(f"  {ICONS['done']} {g.title}" + (f": {g.progress}" if g.progress else ""))
+                rows.append((ICONS["done"], f"{g.title}" + (f": {g.progress}" if g.progress else "")))
             else:
-                lines.append(f"  {ICONS['running']} {g.title}: {g.waiting_for}")
-                if g.progress:
-                    lines.append(f"    {g.progress}")
-        return "\n".join(lines)
+                rows.append((ICONS["running"], f"{g.title}: {g.waiting_for}" + (f"\n{g.progress}" if g.progress else "")))
+        return hanging(rows)
 
     def _playable(self) -> list[GateCheck]:
         if self.wizard.sandbox is None:
@@ -418,3 +418,14 @@ class RetireScreen(WizardScreen["str | None"]):
     def action_leave(self) -> None:
         self.dismiss(None)
 
+
+def hanging(rows: list[tuple[str, str]]) -> Table:
+    """Lines with a mark (•, ✓, ⓘ) whose wrapped continuation lines start under the text, not under the mark.
+
+    Plain text (no markup: names and the platform's words may hold brackets)."""
+    grid = Table.grid(padding=(0, 1, 0, 0))
+    grid.add_column(width=3, justify="right", no_wrap=True)
+    grid.add_column(ratio=1)
+    for mark, text in rows:
+        grid.add_row(Text(mark), Text(text))
+    return grid
