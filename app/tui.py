@@ -501,6 +501,7 @@ class KeyturnApp(App[None], inherit_bindings=False):
         done = threading.Event()
 
         def ask() -> None:
+            from screens.mint import MintScreen
             from screens.paste_token import PasteTokenScreen
 
             def got(value: Any) -> None:
@@ -508,7 +509,9 @@ class KeyturnApp(App[None], inherit_bindings=False):
                 done.set()
 
             # The provider's own prefix check, so an agent token is refused here and can be pasted again.
-            self.push_screen(PasteTokenScreen(target_name, url, check=provider.check_pasted), callback=got)
+            # the mint worker asks from MintScreen, whose title names the rotation; the paste screen's names it too
+            rid = self.screen.rotation_id if isinstance(self.screen, MintScreen) else ""
+            self.push_screen(PasteTokenScreen(target_name, url, check=provider.check_pasted, rotation_id=rid), callback=got)
 
         self.call_from_thread(ask)
         while not done.wait(0.2):

@@ -72,11 +72,15 @@ class MintScreen(WizardScreen["Rotation | None"]):
             self.store_steps = [(s.id, s.title) for s in plan.steps if s.is_store]
 
     @property
+    def rotation_id(self) -> str:
+        return self.rotation.id if self.rotation else self.plan.rotation_id if self.plan else ""
+
+    @property
     def step_ids(self) -> list[str]:
         return ["mint", *(sid for sid, _ in self.store_steps), "verify"]
 
     def compose(self) -> ComposeResult:
-        rid = (self.rotation.id if self.rotation else self.plan.rotation_id if self.plan else "")[:8]
+        rid = self.rotation_id[:8]
         yield Static(f"Mint · {self.target_name} · rotation {rid}", classes="title-bar")
         with Vertical(id="steps"):
             yield Static(self._line("mint", "pending"), id="step-mint", markup=False)

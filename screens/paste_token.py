@@ -53,9 +53,12 @@ class PasteTokenScreen(WizardScreen["SecretValue | None"]):
         ),
     ]
 
-    def __init__(self, target_name: str, url: str, *, check: Callable[[SecretValue], None] | None = None) -> None:
+    def __init__(
+        self, target_name: str, url: str, *, check: Callable[[SecretValue], None] | None = None, rotation_id: str = ""
+    ) -> None:
         super().__init__()
         self.target_name = target_name
+        self.rotation_id = rotation_id  # the title names it, as every step screen's does
         self.url = url
         self.check = check
         self.refused: str | None = None
@@ -75,7 +78,8 @@ class PasteTokenScreen(WizardScreen["SecretValue | None"]):
         return Path(sandbox.ca_path) if sandbox is not None else None
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Paste the new API access token · {self.target_name}", classes="title-bar")
+        rotation = f" · rotation {self.rotation_id[:8]}" if self.rotation_id else ""
+        yield Static(f"Paste the new API access token · {self.target_name}{rotation}", classes="title-bar")
         yield Static(
             "Create the token on this page (exactly the scopes it lists, with GraphQL access), "
             "then paste the value Buildkite shows once:",

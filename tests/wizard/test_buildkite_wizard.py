@@ -160,6 +160,9 @@ async def conductorone_to_paste(wiz: Any, pilot: Pilot[Any]) -> None:
     assert "/user/api-access-tokens/new?" in app.screen.creation_url()
     await wiz.review_and_mint(wiz, pilot)
     await wiz.wait_until(pilot, lambda: wiz.screen_name(app) == "PasteTokenScreen", what="the paste screen")
+    # its title names the rotation, as the review's and the mint's do (the id is also in the token's description)
+    rid = app.screen.url.split("-")[-1].split("&")[0]
+    assert len(rid) == 8 and f"Paste the new API access token · buildkite-conductorone · rotation {rid}" in wiz.screen_text(app)
 
 
 async def paste(pilot: Pilot[Any], value: str) -> None:
