@@ -298,8 +298,8 @@ class ScopesScreen(Screen[ScopeSelection | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "confirm", "Confirm", id="scopes.confirm", tooltip="Use these scopes and continue"),
-        Binding("escape", "cancel", "Cancel", id="scopes.cancel", tooltip="Leave without choosing scopes"),
-        Binding("slash", "search", "Search", id="scopes.search", tooltip="Filter the scope groups"),
+        Binding("escape", "cancel", "Back", id="scopes.cancel", tooltip="Leave without choosing scopes"),
+        Binding("a", "toggle_all", "All scopes", id="scopes.toggle_all", tooltip="Show all scope groups, or fewer"),
         Binding(
             "c",
             "clear",
@@ -308,7 +308,8 @@ class ScopesScreen(Screen[ScopeSelection | None]):
             tooltip="Untick every scope (u undoes it)",
         ),
         Binding("u", "undo", "Undo", id="scopes.undo", tooltip="Undo the last clear or preset"),
-        Binding("a", "toggle_all", "All scopes", id="scopes.toggle_all", tooltip="Show all scope groups, or fewer"),
+        # last: the Search field is on screen, and at 80 columns the footer's last key is the one cut
+        Binding("slash", "search", "Search", id="scopes.search", tooltip="Filter the scope groups"),
         Binding(
             "k",
             "preset('keda')",

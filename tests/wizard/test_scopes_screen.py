@@ -42,6 +42,19 @@ def row(screen: ScopesScreen, name: str) -> ScopeGroupRow:
     return next(r for r in screen.query(ScopeGroupRow) if r.group.name == name)
 
 
+async def click(pilot: Pilot[Any], what: Any, **kw: Any) -> None:
+    """A click once the layout has settled: a click posted while a relayout is pending (a section just shown) lands
+    where the widget was, which on a loaded machine missed the preset button."""
+    widget = pilot.app.screen.query_one(what) if isinstance(what, str) else what
+    before = None
+    for _ in range(50):
+        await pilot.pause()
+        if widget.region == before and widget.region.area:
+            break
+        before = widget.region
+    await pilot.click(what, **kw)
+
+
 async def start(pilot: Pilot[Any]) -> ScopesScreen:
     await pilot.pause()
     screen = pilot.app.screen
@@ -142,9 +155,13 @@ async def test_preset_button_click_and_preset_leaves_full_access(host_app) -> No
         await pilot.pause()
         assert not screen.full_access
         assert screen.query_one("#custom").display
-        await pilot.click("#preset-daily-checks")
-        await pilot.pause()
-        assert set(screen.scopes) == set(BUILTIN_PRESETS["daily-checks"].scopes)
+        await click(pilot, "#preset-daily-checks")
+        wanted = set(BUILTIN_PRESETS["daily-checks"].scopes)
+        for _ in range(20):  # the button's Pressed message is handled on a later turn of the loop
+            if set(screen.scopes) == wanted:
+                break
+            await pilot.pause(0.05)
+        assert set(screen.scopes) == wanted
 
 
 async def test_levels_within_a_group_are_mutually_exclusive(host_app) -> None:
@@ -175,9 +192,9 @@ async def test_clicking_a_level_ticks_it(host_app) -> None:
         screen = await start(pilot)
         build = row(screen, "Build")
         # "Build" + padding to the name column, then "[ ] Read  [ ] Read & execute"
-        await pilot.click(build, offset=(ScopeGroupRow.NAME_WIDTH + 12, 0))
+        await click(pilot, build, offset=(ScopeGroupRow.NAME_WIDTH + 12, 0))
         assert build.selected == "vso.build_execute"
-        await pilot.click(build, offset=(ScopeGroupRow.NAME_WIDTH + 1, 0))
+        await click(pilot, build, offset=(ScopeGroupRow.NAME_WIDTH + 1, 0))
         assert build.selected == "vso.build"
 
 
@@ -208,7 +225,7 @@ async def test_full_access_warns_and_returns_app_token(host_app) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await start(pilot)
         assert not screen.query_one("#full-access-warning").display
-        await pilot.click("#mode-full")
+        await click(pilot, "#mode-full")
         await pilot.pause()
         warning = screen.query_one("#full-access-warning")
         assert warning.display
@@ -234,7 +251,7 @@ async def test_all_organizations_warns_about_the_sunset(host_app) -> None:
         screen = await start(pilot)
         assert "hmcts" in str(screen.query_one("#org-single", RadioButton).label)
         assert not screen.query_one("#all-orgs-warning").display
-        await pilot.click("#org-all")
+        await click(pilot, "#org-all")
         await pilot.pause()
         assert screen.query_one("#all-orgs-warning").display
         assert "2026-12-01" in text(screen, "#all-orgs-warning")
@@ -532,12 +549,12 @@ async def test_the_group_box_drops_the_group_and_brings_its_level_back(host_app)
         assert str(build.render()).startswith("[ ] Build")
         await pilot.press("space")  # ticked again: the level it had
         assert build.selected == "vso.build"
-        await pilot.click(build, offset=(1, 0))  # a click on the box drops it too
+        await click(pilot, build, offset=(1, 0))  # a click on the box drops it too
         assert build.selected is None
-        await pilot.click(build, offset=(1, 0))
+        await click(pilot, build, offset=(1, 0))
         assert build.selected == "vso.build"
         work = row(screen, "Work Items")
-        await pilot.click(work, offset=(1, 0))  # a group never chosen starts at its first level
+        await click(pilot, work, offset=(1, 0))  # a group never chosen starts at its first level
         assert work.selected == "vso.work"
 
 
@@ -545,7 +562,7 @@ async def test_clicking_the_chosen_level_keeps_it(host_app) -> None:
     async with host_app(scopes_screen(initial_scopes=DAILY.scopes)).run_test(size=(80, 24)) as pilot:
         screen = await start(pilot)
         release = row(screen, "Release")
-        await pilot.click(release, offset=(ScopeGroupRow.NAME_WIDTH + 1, 0))
+        await click(pilot, release, offset=(ScopeGroupRow.NAME_WIDTH + 1, 0))
         await pilot.pause()
         assert release.selected == "vso.release"
         assert set(screen.scopes) == set(DAILY.scopes)
@@ -570,7 +587,7 @@ async def test_clear_unticks_everything_and_undo_brings_it_back(host_app) -> Non
         assert row(screen, "Agent Pools").selected == "vso.agentpools"
         assert preset_title(screen) == "Preset: Daily checks pipeline (4 scopes)"
         # the Clear button does the same; a second clear says there is nothing to clear
-        await pilot.click("#clear")
+        await click(pilot, "#clear")
         await pilot.pause()
         assert screen.scopes == ()
         screen.action_clear()
