@@ -25,6 +25,7 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet, Select, Static
 
@@ -356,6 +357,7 @@ class ScopesScreen(Screen[ScopeSelection | None]):
         # group name -> the one ticked scope of that group
         self._selected: dict[str, str] = {}
         self._dropped: list[str] = []
+        self._elsewhere_timer: Timer | None = None  # the "N more chosen further down" note, asked again after a scroll
         self.set_reactive(ScopesScreen.full_access, FULL_ACCESS in initial_scopes)
         for scope in initial_scopes:
             if scope == FULL_ACCESS:
@@ -442,6 +444,8 @@ class ScopesScreen(Screen[ScopeSelection | None]):
     def on_mount(self) -> None:
         self.query_one("#validity", Select).value = self.validity_days
         self._refresh_all()
+        self.watch(self.query_one(Body), "scroll_y", lambda _old, _new: self._layout_changed(), init=False)
+        self._layout_changed()  # once the rows have their places
         if self._dropped:
             self._say(f"Left out (unknown, or a second level of one group): {' '.join(self._dropped)}", error=True)
         # Start in the list, not in the prefilled name: the first keystroke would replace the name,
@@ -493,6 +497,7 @@ class ScopesScreen(Screen[ScopeSelection | None]):
         hidden = len(self.catalogue.hidden)
         toggle.label = "Show fewer scopes" if self.show_all else f"{self.catalogue.show_all_label} ({hidden} more)"
         self._refresh_elsewhere()
+        self._layout_changed()  # and again once the shown rows are laid out
 
     def _refresh_mode(self) -> None:
         self.query_one("#full-access-warning").display = self.full_access
@@ -541,7 +546,24 @@ class ScopesScreen(Screen[ScopeSelection | None]):
             return "hidden by the search", tuple(g for g in chosen if g not in shown)
         if self.show_all:
             return "", ()
-        return "further down", tuple(g for g in chosen if not g.initially_shown)
+        return "further down", tuple(g for g in chosen if not g.initially_shown and not self._in_view(g))
+
+    def _in_view(self, group: ScopeGroup) -> bool:
+        """Whether the group's row is on screen whole now (the form scrolls; at 80x24 the seventh group is not)."""
+        row = next((r for r in self.query(ScopeGroupRow) if r.group is group), None)
+        if row is None or not row.region.area:
+            return False  # not laid out yet: say it
+        return self.query_one(Body).content_region.contains_region(row.region)
+
+    def _layout_changed(self) -> None:
+        """The form scrolled or the terminal was resized: a chosen row may have come into view or left it. Asked
+        once the screen has been drawn again (the rows' places are the compositor's, known only after it)."""
+        if self._elsewhere_timer is not None:
+            self._elsewhere_timer.stop()
+        self._elsewhere_timer = self.set_timer(0.05, self._refresh_elsewhere)
+
+    def on_resize(self) -> None:
+        self._layout_changed()
 
     def _refresh_elsewhere(self) -> None:
         where, groups = self.chosen_elsewhere()

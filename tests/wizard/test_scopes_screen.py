@@ -11,7 +11,7 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input, RadioButton, Select, Static
 
 from providers.azure_devops.scopes import BUILTIN_PRESETS, FULL_ACCESS, Preset, load_catalogue, scope_string
-from screens.scopes import ScopeGroupRow, ScopeSelection, ScopesScreen
+from screens.scopes import Body, ScopeGroupRow, ScopeSelection, ScopesScreen
 
 pytestmark = pytest.mark.anyio
 
@@ -440,6 +440,7 @@ def test_snapshot_keda_preset(snap_compare, host_app) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await pilot.pause()
         await pilot.press("k")
+        await pilot.pause(0.3)  # the "more chosen" note is asked again once the rows have moved
 
     assert snap_compare(host_app(scopes_screen()), terminal_size=(80, 24), run_before=run_before)
 
@@ -448,6 +449,7 @@ def test_snapshot_show_all(snap_compare, host_app) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await pilot.pause()
         await pilot.press("a")
+        await pilot.pause(0.3)  # the "more chosen" note is asked again once the rows have moved
 
     assert snap_compare(host_app(scopes_screen()), terminal_size=(80, 24), run_before=run_before)
 
@@ -626,6 +628,36 @@ async def test_chosen_groups_outside_the_first_six_are_said(host_app) -> None:
         assert not note.display  # every group is listed
 
 
+async def test_the_note_goes_once_the_chosen_rows_are_on_screen(host_app) -> None:
+    """"further down" only while it is true: scrolled to them, or on a terminal tall enough, the rows speak for
+    themselves."""
+    async with host_app(scopes_screen(initial_scopes=DAILY.scopes)).run_test(size=(80, 24)) as pilot:
+        screen = await start(pilot)
+        note = screen.query_one("#chosen-elsewhere")
+        await pilot.pause()
+        assert note.display  # Agent Pools and Pipeline Resources are below the fold at 80x24
+        screen.query_one(Body).scroll_end(animate=False)
+        for _ in range(20):
+            await pilot.pause(0.05)
+            if not note.display:
+                break
+        assert not note.display
+        screen.query_one(Body).scroll_home(animate=False)
+        for _ in range(20):
+            await pilot.pause(0.05)
+            if note.display:
+                break
+        assert note.display
+    async with host_app(scopes_screen(initial_scopes=DAILY.scopes)).run_test(size=(100, 60)) as pilot:
+        screen = await start(pilot)
+        note = screen.query_one("#chosen-elsewhere")
+        for _ in range(20):
+            await pilot.pause(0.05)
+            if not note.display:
+                break
+        assert not note.display  # every chosen row is on screen
+
+
 async def test_clear_is_in_the_palette(host_app) -> None:
     async with host_app(scopes_screen(initial_scopes=DAILY.scopes)).run_test(size=(80, 24)) as pilot:
         screen = await start(pilot)
@@ -643,6 +675,7 @@ def test_snapshot_preset_changed(snap_compare, host_app) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await pilot.pause()
         await pilot.press("right", "space")  # Work Items: Read & write on top of the preset
+        await pilot.pause(0.3)  # the "more chosen" note is asked again once the rows have moved
 
     assert snap_compare(
         host_app(scopes_screen(initial_scopes=DAILY.scopes)), terminal_size=(80, 24), run_before=run_before
@@ -653,6 +686,7 @@ def test_snapshot_cleared(snap_compare, host_app) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await pilot.pause()
         await pilot.press("c")
+        await pilot.pause(0.3)  # the "more chosen" note is asked again once the rows have moved
 
     assert snap_compare(
         host_app(scopes_screen(initial_scopes=DAILY.scopes)), terminal_size=(80, 24), run_before=run_before
