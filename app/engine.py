@@ -111,7 +111,8 @@ class RotationPlan:
     def lines(self) -> list[str]:
         """The plan, step by step: the dry run prints exactly this and the review screen shows it."""
         scope_text = ", ".join(label if label == sid else f"{label} ({sid})" for label, sid in zip(self.scope_labels, self.scopes, strict=True))
-        org = "all accessible organizations" if self.all_orgs else f"organization {self.organization}"
+        where = "controller" if self.platform == "jenkins" else "organization"  # Jenkins' `organization` labels it
+        org = "all accessible organizations" if self.all_orgs else f"{where} {self.organization}"
         if self.cluster:
             org += f", cluster {self.cluster}"
         expires = f"expires {self.expires_at:%Y-%m-%d}" if self.expires_at else "no expiry"

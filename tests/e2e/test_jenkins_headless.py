@@ -122,6 +122,7 @@ def test_first_rotation_of_a_hand_made_token_finds_it_by_name(sandbox: Sandbox, 
     other = sandbox.jenkins.add_token(seeded.user, "someone else's script")
     dry = keyturn("rotate", "jenkins", "--no-input", "--dry-run")
     assert dry.code == 0 and SEED_TOKEN_UUID in dry.stdout  # the plan names the token it will revoke
+    assert f"for controller jenkins, user {seeded.user}," in dry.stdout  # the account's label, not "organization"
     run = keyturn("rotate", "jenkins", "--no-input", "--json", "--revoke-now")
     assert run.code == 0, run.stderr
     assert sandbox.jenkins.token_status(seeded.token_value) == "revoked"
