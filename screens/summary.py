@@ -40,9 +40,12 @@ def summary_rows(rotation: Rotation, outcome: str) -> list[tuple[str, str]]:
     labels = ((scope_label(platform, s), s) for s in scopes)
     rows.append(("Scopes", ", ".join(label if label == s else f"{label} ({s})" for label, s in labels) or "-"))
     stored = rotation.stored_in()
-    rows.append(
-        ("Stored in", "\n".join(stored) if stored else "nowhere: no store follow-up (the value was only revealed)")
-    )
+    if not stored:
+        # no store keyturn can read it back from; a consumer step (the Flux secret, the connector) may still hold it
+        got_it = [s.title for s in rotation.steps if not s.is_store and s.needs_value]
+        where = f"only {', '.join(got_it)} got it" if got_it else "the value was only revealed"
+        stored = [f"no vault or keyring ({where})"]
+    rows.append(("Stored in", "\n".join(stored)))
     follow = [
         f"{'ⓘ' if record.steps_done[s.id].get('reminder') else ICONS['done']} {s.title}: {_short(record.steps_done[s.id].get('summary', 'done'))}"
         for s in rotation.steps

@@ -145,6 +145,7 @@ class TargetsScreen(WizardScreen[None]):
         view = self.wizard.view
         for name, row in view.targets.items():
             table.add_row(name, PLATFORMS.get(row.platform, row.platform), expiry_cell(None), "…", "", key=name)
+        self.reading = bool(view.targets)  # the expiry is still to be read (the worker starts after the first frame)
         unfinished = self.query_one("#unfinished", DataTable)
         unfinished.add_column("Rotation", key="id")
         unfinished.add_column("Target", key="target")

@@ -84,9 +84,12 @@ async def test_each_target_rotates_with_the_keys_the_readme_lists(target: str, w
     async with app.run_test(size=(80, 24)) as pilot:
         await wiz.wait_until(pilot, lambda: ready(wiz, app, "TargetsScreen"), what="the targets' expiry")
         press = wiz.KeyCounter(pilot)
+        summary = ""
         for key, expected in WALKS[target]:
             await press(key)
             await wiz.wait_until(pilot, lambda e=expected: ready(wiz, app, e), what=f"{expected} after {key!r} ({target})")
+            if expected == "SummaryScreen":
+                summary = " ".join(wiz.screen_text(app).split())
         keys = press.keys
 
     print(f"{target}: {len(keys)} key presses: {' '.join(keys)}")  # shown with -s
@@ -94,3 +97,15 @@ async def test_each_target_rotates_with_the_keys_the_readme_lists(target: str, w
     assert record.target == target
     assert record.state == "done"
     assert any(e["event"] == "revoked" and e.get("role") == "old" for e in record.events), "the old token was not revoked"
+    # where the value went, as the summary says it: keda's only holder is the Flux secret, not "nowhere"
+    assert STORED_IN[target] in summary, summary
+
+
+STORED_IN = {
+    "keda": "Stored in no vault or keyring (only Flux pipeline-auth secret (cft, sds) got it)",
+    "daily-checks": "Stored in Key Vault",
+    "buildkite-cluster": "Stored in Key Vault",
+    "buildkite-unclustered": "Stored in Key Vault",
+    "buildkite-conductorone": "Stored in Key Vault",
+    "jenkins": "Stored in Key Vault",
+}
