@@ -3,7 +3,8 @@ exactly the keys the table lists (issue 15), against a real sandbox over loopbac
 
 Each key is followed by the screen it must lead to; the test waits for that screen to be ready (the plan built, the
 follow-ups run, the gates asked) before the next key, as a person reading the screen would. The rotation must end
-`done` with the old token revoked, so a key that silently stopped doing its job fails here.
+`done` with the old token revoked, so a key that silently stopped doing its job fails here. The README's table is
+read and compared with WALKS, so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -109,3 +110,30 @@ STORED_IN = {
     "buildkite-conductorone": "Stored in Key Vault",
     "jenkins": "Stored in Key Vault",
 }
+
+
+def readme_table() -> dict[str, tuple[list[str], int]]:
+    """The README's "Key presses in the demo" table: target -> (the keys as Pilot names, the count column)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = text.split("**Key presses in the demo**", 1)[1].split("\n\n", 2)[1]
+    rows: dict[str, tuple[list[str], int]] = {}
+    for line in section.splitlines()[2:]:  # past the header and the rule
+        target_cell, keys_cell, count_cell = (c.strip() for c in line.strip("|").split("|"))
+        keys: list[str] = []
+        for word in keys_cell.split(", "):
+            word = word.split(" (")[0]  # "Ctrl+N (what it does)"
+            name, _, times = word.partition(" x")
+            keys += [name.lower()] * (int(times) if times else 1)
+        rows[target_cell.split("`")[1]] = (keys, int(count_cell))
+    return rows
+
+
+def test_the_readme_table_lists_exactly_these_walks() -> None:
+    table = readme_table()
+    assert set(table) == set(WALKS)
+    for target, walk in WALKS.items():
+        keys, count = table[target]
+        assert keys == [key for key, _ in walk], target
+        assert count == len(walk), target
