@@ -135,10 +135,9 @@ class ApiAccessTokenProvider(BuildkiteBase):
         if old is not None and old == value:
             raise KeyturnError(f"targets.{self.target_name}: the new API access token is the old one; create a new token at {url}")
         info, _summary = self._check_api_token(value, scopes, check_graphql=False)
-        host = urlsplit(url).hostname or ""
-        # the demo's page is on loopback (and may be filled in from the wizard): say so rather than "buildkite.com"
-        made = "on the sandbox's token page" if is_loopback(host) else "by hand on buildkite.com"
-        return MintedToken(info=info, value=value, notes=(f"made {made}; checked with GET /v2/access-token",))
+        # no notes: MintedToken.notes are what the platform changed on its own (said as warnings); the check above is
+        # the verify step's line again
+        return MintedToken(info=info, value=value)
 
     def verify(self, token: MintedToken, ctx: RotationContext = NO_ROTATION) -> str:
         return self._check_api_token(token.value, self.expected_scopes(token.info.scopes), check_graphql=True)[1]
