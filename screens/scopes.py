@@ -445,7 +445,6 @@ class ScopesScreen(Screen[ScopeSelection | None]):
         self.query_one("#validity", Select).value = self.validity_days
         self._refresh_all()
         self.watch(self.query_one(Body), "scroll_y", lambda _old, _new: self._layout_changed(), init=False)
-        self._layout_changed()  # once the rows have their places
         if self._dropped:
             self._say(f"Left out (unknown, or a second level of one group): {' '.join(self._dropped)}", error=True)
         # Start in the list, not in the prefilled name: the first keystroke would replace the name,
